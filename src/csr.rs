@@ -1,0 +1,262 @@
+//! PKCS#10 certificate signing requests: building them from a key, and parsing and verifying any CSR.
+
+use rcgen::CertificateParams;
+use serde::{Deserialize, Serialize};
+use x509_parser::certification_request::X509CertificationRequest;
+use x509_parser::cri_attributes::ParsedCriAttribute;
+use x509_parser::extensions::{ParsedExtension, X509Extension};
+use x509_parser::prelude::FromDer;
+
+use crate::error::{Error, Result};
+use crate::key_pair::KeyPair;
+use crate::name::{SanName, Subject};
+use crate::pem;
+use crate::public_key::PublicKey;
+
+/// What a CSR asks for: a subject and subject alternative names.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CsrRequest {
+    /// The subject DN.
+    #[serde(default)]
+    pub subject: Subject,
+    /// The SANs, written into an extensionRequest attribute.
+    #[serde(default)]
+    pub names: Vec<SanName>,
+}
+
+impl CsrRequest {
+    /// Build and sign the CSR with `key`.
+    pub fn sign(&self, key: &KeyPair) -> Result<Csr> {
+        if self.subject.is_empty() && self.names.is_empty() {
+            return Err(Error::InvalidParameter(
+                "a CSR needs a subject or at least one subject alternative name".into(),
+            ));
+        }
+        let mut params = CertificateParams::default();
+        params.distinguished_name = self.subject.to_rcgen()?;
+        params.subject_alt_names = self
+            .names
+            .iter()
+            .map(SanName::to_rcgen)
+            .collect::<Result<_>>()?;
+        let csr = params.serialize_request(key)?;
+        Ok(Csr {
+            der: csr.der().to_vec(),
+        })
+    }
+}
+
+/// An encoded CSR.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Csr {
+    der: Vec<u8>,
+}
+
+impl Csr {
+    /// DER bytes.
+    pub fn der(&self) -> &[u8] {
+        &self.der
+    }
+
+    /// PEM text (`CERTIFICATE REQUEST`).
+    pub fn to_pem(&self) -> String {
+        pem::encode("CERTIFICATE REQUEST", &self.der)
+    }
+}
+
+/// Extensions a CSR asks for, as read from its extensionRequest attribute. The issuer decides
+/// what goes into a certificate; these are kept to refuse requests that ask for too much.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RequestedExtensions {
+    /// basicConstraints cA, if requested.
+    pub ca: Option<bool>,
+    /// basicConstraints pathLenConstraint, if requested.
+    pub path_len: Option<u32>,
+    /// keyUsage bits by name, if requested.
+    pub key_usage: Vec<&'static str>,
+    /// extendedKeyUsage purposes by name or OID.
+    pub extended_key_usage: Vec<String>,
+    /// OIDs of any other requested extension.
+    pub other: Vec<String>,
+}
+
+/// A CSR that parsed and whose signature verified.
+#[derive(Clone, Debug)]
+pub struct ParsedCsr {
+    der: Vec<u8>,
+    subject: Subject,
+    subject_dn: String,
+    public_key: PublicKey,
+    names: Vec<SanName>,
+    requested: RequestedExtensions,
+    signature_algorithm: String,
+}
+
+impl ParsedCsr {
+    /// Parse a CSR (PEM `CERTIFICATE REQUEST`/`NEW CERTIFICATE REQUEST`, or DER) and verify its
+    /// self-signature. Input larger than [`crate::MAX_INPUT_BYTES`] is refused before parsing.
+    pub fn parse(input: &[u8]) -> Result<Self> {
+        let der = pem::der_from_pem_or_der(
+            "CSR",
+            input,
+            &["CERTIFICATE REQUEST", "NEW CERTIFICATE REQUEST"],
+        )?;
+        Self::parse_der(der)
+    }
+
+    fn parse_der(der: Vec<u8>) -> Result<Self> {
+        let (rest, csr) =
+            X509CertificationRequest::from_der(&der).map_err(|e| Error::malformed("CSR", e))?;
+        if !rest.is_empty() {
+            return Err(Error::malformed("CSR", "trailing data after the request"));
+        }
+        let info = &csr.certification_request_info;
+        if info.version.0 != 0 {
+            return Err(Error::malformed("CSR", format!("version {} (only v1 exists)", info.version.0 + 1)));
+        }
+        let public_key = PublicKey::from_parsed(&info.subject_pki)?;
+        crate::signature::verify(
+            &csr.signature_algorithm,
+            &public_key,
+            info.raw,
+            &csr.signature_value.data,
+            "CSR",
+        )?;
+        let subject = Subject::from_x509(&info.subject)?;
+        let subject_dn = info.subject.to_string();
+        let mut names = Vec::new();
+        let mut requested = RequestedExtensions::default();
+        let mut seen_ext_request = false;
+        for attr in info.iter_attributes() {
+            if let ParsedCriAttribute::ExtensionRequest(req) = attr.parsed_attribute() {
+                if seen_ext_request {
+                    return Err(Error::malformed("CSR", "more than one extensionRequest attribute"));
+                }
+                seen_ext_request = true;
+                read_extensions(&req.extensions, &mut names, &mut requested)?;
+            }
+        }
+        let signature_algorithm = crate::signature::oid_name(&csr.signature_algorithm.algorithm.to_id_string());
+        Ok(ParsedCsr {
+            der,
+            subject,
+            subject_dn,
+            public_key,
+            names,
+            requested,
+            signature_algorithm,
+        })
+    }
+
+    /// DER bytes of the request.
+    pub fn der(&self) -> &[u8] {
+        &self.der
+    }
+
+    /// The subject's known attributes.
+    pub fn subject(&self) -> &Subject {
+        &self.subject
+    }
+
+    /// The whole subject DN as text (all attributes, including ones the core ignores).
+    pub fn subject_dn(&self) -> &str {
+        &self.subject_dn
+    }
+
+    /// The requester's public key.
+    pub fn public_key(&self) -> &PublicKey {
+        &self.public_key
+    }
+
+    /// The SANs requested.
+    pub fn names(&self) -> &[SanName] {
+        &self.names
+    }
+
+    /// Other requested extensions.
+    pub fn requested_extensions(&self) -> &RequestedExtensions {
+        &self.requested
+    }
+
+    /// Name of the signature algorithm, with its OID.
+    pub fn signature_algorithm(&self) -> &str {
+        &self.signature_algorithm
+    }
+}
+
+pub(crate) const KEY_USAGE_NAMES: [&str; 9] = [
+    "digitalSignature",
+    "nonRepudiation",
+    "keyEncipherment",
+    "dataEncipherment",
+    "keyAgreement",
+    "keyCertSign",
+    "cRLSign",
+    "encipherOnly",
+    "decipherOnly",
+];
+
+pub(crate) fn key_usage_names(flags: u16) -> Vec<&'static str> {
+    KEY_USAGE_NAMES
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| flags & (1 << i) != 0)
+        .map(|(_, n)| *n)
+        .collect()
+}
+
+pub(crate) fn eku_names(eku: &x509_parser::extensions::ExtendedKeyUsage<'_>) -> Vec<String> {
+    let mut v = Vec::new();
+    for (set, name) in [
+        (eku.any, "any"),
+        (eku.server_auth, "serverAuth"),
+        (eku.client_auth, "clientAuth"),
+        (eku.code_signing, "codeSigning"),
+        (eku.email_protection, "emailProtection"),
+        (eku.time_stamping, "timeStamping"),
+        (eku.ocsp_signing, "OCSPSigning"),
+    ] {
+        if set {
+            v.push(name.to_string());
+        }
+    }
+    v.extend(eku.other.iter().map(|o| o.to_id_string()));
+    v
+}
+
+fn read_extensions(
+    exts: &[X509Extension<'_>],
+    names: &mut Vec<SanName>,
+    requested: &mut RequestedExtensions,
+) -> Result<()> {
+    let mut seen = std::collections::BTreeSet::new();
+    for ext in exts {
+        let oid = ext.oid.to_id_string();
+        if !seen.insert(oid.clone()) {
+            return Err(Error::malformed("CSR", format!("extension {oid} requested twice")));
+        }
+        match ext.parsed_extension() {
+            ParsedExtension::SubjectAlternativeName(san) => {
+                for gn in &san.general_names {
+                    let n = SanName::from_general_name(gn)?;
+                    if !names.contains(&n) {
+                        names.push(n);
+                    }
+                }
+            }
+            ParsedExtension::BasicConstraints(bc) => {
+                requested.ca = Some(bc.ca);
+                requested.path_len = bc.path_len_constraint;
+            }
+            ParsedExtension::KeyUsage(ku) => requested.key_usage = key_usage_names(ku.flags),
+            ParsedExtension::ExtendedKeyUsage(eku) => requested.extended_key_usage = eku_names(eku),
+            ParsedExtension::ParseError { error } => {
+                return Err(Error::malformed("CSR", format!("requested extension {oid}: {error}")))
+            }
+            _ => requested.other.push(oid),
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,264 @@
+//! Public keys as they arrive from outside (CSRs, certificates): P-256, Ed25519 and RSA.
+
+use rcgen::{PublicKeyData, SignatureAlgorithm as RcgenAlg};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use x509_parser::prelude::FromDer;
+use x509_parser::x509::SubjectPublicKeyInfo;
+
+use crate::error::{Error, Result};
+use crate::pem;
+
+/// OID of id-ecPublicKey.
+pub(crate) const OID_EC_PUBLIC_KEY: &str = "1.2.840.10045.2.1";
+/// OID of the prime256v1 / secp256r1 curve.
+pub(crate) const OID_P256: &str = "1.2.840.10045.3.1.7";
+/// OID of Ed25519 keys and signatures.
+pub(crate) const OID_ED25519: &str = "1.3.101.112";
+/// OID of rsaEncryption keys.
+pub(crate) const OID_RSA: &str = "1.2.840.113549.1.1.1";
+
+/// Smallest RSA modulus accepted in a CSR; smaller keys are refused as weak.
+pub const RSA_MIN_BITS: usize = 2048;
+/// Largest RSA modulus accepted; larger keys cost too much to verify for untrusted input.
+pub const RSA_MAX_BITS: usize = 4096;
+
+/// The kind of a public key, with its size where it varies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum KeyKind {
+    /// ECDSA on NIST P-256.
+    P256,
+    /// Ed25519.
+    Ed25519,
+    /// RSA with the modulus size in bits.
+    Rsa {
+        /// Modulus size in bits.
+        bits: usize,
+    },
+}
+
+impl KeyKind {
+    /// A short human name: `P-256`, `Ed25519`, `RSA-2048`.
+    pub fn name(&self) -> String {
+        match self {
+            KeyKind::P256 => "P-256".into(),
+            KeyKind::Ed25519 => "Ed25519".into(),
+            KeyKind::Rsa { bits } => format!("RSA-{bits}"),
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub(crate) enum VerifyingKey {
+    P256(p256::ecdsa::VerifyingKey),
+    Ed25519(ed25519_dalek::VerifyingKey),
+    Rsa(Box<rsa::PublicKey>),
+}
+
+/// A validated public key: its SubjectPublicKeyInfo DER and a ready-to-use verifier.
+#[derive(Clone, Debug)]
+pub struct PublicKey {
+    spki: Vec<u8>,
+    raw: Vec<u8>,
+    kind: KeyKind,
+    pub(crate) key: VerifyingKey,
+}
+
+/// A public key as a JSON Web Key (RFC 7517), importable by WebCrypto.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Jwk {
+    /// Key type: `EC`, `OKP` or `RSA`.
+    pub kty: &'static str,
+    /// Curve for EC/OKP keys.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub crv: Option<&'static str>,
+    /// X coordinate (EC) or the public key (OKP), base64url.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub x: Option<String>,
+    /// Y coordinate (EC), base64url.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub y: Option<String>,
+    /// RSA modulus, base64url.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub n: Option<String>,
+    /// RSA public exponent, base64url.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub e: Option<String>,
+}
+
+fn b64url(bytes: &[u8]) -> String {
+    use base64ct::{Base64UrlUnpadded, Encoding};
+    Base64UrlUnpadded::encode_string(bytes)
+}
+
+impl PublicKey {
+    /// Parse and validate a SubjectPublicKeyInfo (DER, or PEM labelled `PUBLIC KEY`).
+    pub fn from_spki(input: &[u8]) -> Result<Self> {
+        let der = pem::der_from_pem_or_der("public key", input, &["PUBLIC KEY"])?;
+        let (rest, spki) = SubjectPublicKeyInfo::from_der(&der)
+            .map_err(|e| Error::malformed("SubjectPublicKeyInfo", e))?;
+        if !rest.is_empty() {
+            return Err(Error::malformed("SubjectPublicKeyInfo", "trailing data"));
+        }
+        Self::from_parsed(&spki)
+    }
+
+    pub(crate) fn from_parsed(spki: &SubjectPublicKeyInfo<'_>) -> Result<Self> {
+        let alg = spki.algorithm.algorithm.to_id_string();
+        let raw = spki.subject_public_key.data.to_vec();
+        let (kind, key) = match alg.as_str() {
+            OID_EC_PUBLIC_KEY => {
+                let curve = spki
+                    .algorithm
+                    .parameters
+                    .as_ref()
+                    .and_then(|p| p.as_oid().ok())
+                    .map(|o| o.to_id_string())
+                    .unwrap_or_default();
+                if curve != OID_P256 {
+                    return Err(Error::UnsupportedAlgorithm(format!(
+                        "EC key on curve {} (only P-256 is supported)",
+                        curve_name(&curve)
+                    )));
+                }
+                let vk = p256::ecdsa::VerifyingKey::from_sec1_bytes(&raw)
+                    .map_err(|_| Error::InvalidKey("P-256 point is not on the curve".into()))?;
+                (KeyKind::P256, VerifyingKey::P256(vk))
+            }
+            OID_ED25519 => {
+                if spki.algorithm.parameters.is_some() {
+                    return Err(Error::InvalidKey("Ed25519 key must not have parameters".into()));
+                }
+                let bytes: [u8; 32] = raw
+                    .as_slice()
+                    .try_into()
+                    .map_err(|_| Error::InvalidKey("Ed25519 key is not 32 bytes".into()))?;
+                let vk = ed25519_dalek::VerifyingKey::from_bytes(&bytes)
+                    .map_err(|_| Error::InvalidKey("Ed25519 point is invalid".into()))?;
+                if vk.is_weak() {
+                    return Err(Error::InvalidKey("Ed25519 key is a weak (small-order) point".into()));
+                }
+                (KeyKind::Ed25519, VerifyingKey::Ed25519(vk))
+            }
+            OID_RSA => {
+                use rsa::pkcs1::DecodeRsaPublicKey;
+                use rsa::traits::PublicKeyParts;
+                let modulus_guess = raw.len().saturating_mul(8);
+                if modulus_guess > RSA_MAX_BITS + 512 {
+                    return Err(Error::InvalidKey(format!(
+                        "RSA key is larger than {RSA_MAX_BITS} bits"
+                    )));
+                }
+                let pk = rsa::PublicKey::from_pkcs1_der(&raw)
+                    .map_err(|e| Error::InvalidKey(format!("RSA public key: {e}")))?;
+                let bits = pk.n().bit_width() as usize;
+                if bits < RSA_MIN_BITS {
+                    return Err(Error::InvalidKey(format!(
+                        "RSA-{bits} is too weak; at least {RSA_MIN_BITS} bits are required"
+                    )));
+                }
+                if bits > RSA_MAX_BITS {
+                    return Err(Error::InvalidKey(format!(
+                        "RSA-{bits} is larger than the {RSA_MAX_BITS}-bit maximum"
+                    )));
+                }
+                (KeyKind::Rsa { bits }, VerifyingKey::Rsa(Box::new(pk)))
+            }
+            other => {
+                return Err(Error::UnsupportedAlgorithm(format!(
+                    "public key algorithm {} (supported: P-256, Ed25519, RSA)",
+                    crate::signature::oid_name(other)
+                )))
+            }
+        };
+        Ok(PublicKey {
+            spki: spki.raw.to_vec(),
+            raw,
+            kind,
+            key,
+        })
+    }
+
+    /// The key type.
+    pub fn kind(&self) -> KeyKind {
+        self.kind
+    }
+
+    /// SubjectPublicKeyInfo DER.
+    pub fn spki_der(&self) -> &[u8] {
+        &self.spki
+    }
+
+    /// SubjectPublicKeyInfo PEM (`PUBLIC KEY`).
+    pub fn to_pem(&self) -> String {
+        pem::encode("PUBLIC KEY", &self.spki)
+    }
+
+    /// SHA-256 over the SubjectPublicKeyInfo DER (as `openssl pkey -pubin -outform DER | sha256sum`).
+    pub fn fingerprint_sha256(&self) -> [u8; 32] {
+        Sha256::digest(&self.spki).into()
+    }
+
+    /// Key identifier for SKI/AKI: RFC 7093 method 1 (SHA-256 of the key bits, first 160 bits).
+    pub fn key_identifier(&self) -> Vec<u8> {
+        Sha256::digest(&self.raw)[..20].to_vec()
+    }
+
+    /// The key as a JWK (public part only).
+    pub fn to_jwk(&self) -> Jwk {
+        let mut jwk = Jwk {
+            kty: "EC",
+            crv: None,
+            x: None,
+            y: None,
+            n: None,
+            e: None,
+        };
+        match &self.key {
+            VerifyingKey::P256(vk) => {
+                let point = vk.to_sec1_point(false);
+                let bytes = point.as_bytes();
+                jwk.crv = Some("P-256");
+                jwk.x = Some(b64url(&bytes[1..33]));
+                jwk.y = Some(b64url(&bytes[33..65]));
+            }
+            VerifyingKey::Ed25519(vk) => {
+                jwk.kty = "OKP";
+                jwk.crv = Some("Ed25519");
+                jwk.x = Some(b64url(vk.as_bytes()));
+            }
+            VerifyingKey::Rsa(pk) => {
+                use rsa::traits::PublicKeyParts;
+                jwk.kty = "RSA";
+                jwk.n = Some(b64url(&pk.n().to_be_bytes_trimmed_vartime()));
+                jwk.e = Some(b64url(&pk.e().to_be_bytes_trimmed_vartime()));
+            }
+        }
+        jwk
+    }
+}
+
+impl PublicKeyData for PublicKey {
+    fn der_bytes(&self) -> &[u8] {
+        &self.raw
+    }
+
+    fn algorithm(&self) -> &'static RcgenAlg {
+        match self.kind {
+            KeyKind::P256 => &rcgen::PKCS_ECDSA_P256_SHA256,
+            KeyKind::Ed25519 => &rcgen::PKCS_ED25519,
+            KeyKind::Rsa { .. } => &rcgen::PKCS_RSA_SHA256,
+        }
+    }
+}
+
+fn curve_name(oid: &str) -> &str {
+    match oid {
+        "1.3.132.0.34" => "P-384 (1.3.132.0.34)",
+        "1.3.132.0.35" => "P-521 (1.3.132.0.35)",
+        "1.3.132.0.10" => "secp256k1 (1.3.132.0.10)",
+        "" => "(none given)",
+        other => other,
+    }
+}
