@@ -201,12 +201,23 @@ impl KeyPair {
 
     /// Unencrypted PKCS#8 DER.
     pub fn to_pkcs8_der(&self) -> Result<Zeroizing<Vec<u8>>> {
-        let doc = match &self.secret {
-            Secret::P256(k) => k.to_pkcs8_der(),
-            Secret::Ed25519(k) => k.to_pkcs8_der(),
+        match &self.secret {
+            Secret::P256(k) => {
+                let doc = k.to_pkcs8_der().map_err(|e| Error::Encoding(e.to_string()))?;
+                Ok(Zeroizing::new(doc.as_bytes().to_vec()))
+            }
+            Secret::Ed25519(k) => {
+                // RFC 8410 v1 (no embedded public key), as openssl writes it: OpenSSL 3.0 cannot
+                // read the v2 form ed25519-dalek would produce.
+                const PREFIX: [u8; 16] = [
+                    0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20,
+                ];
+                let mut der = Zeroizing::new(Vec::with_capacity(48));
+                der.extend_from_slice(&PREFIX);
+                der.extend_from_slice(k.as_bytes());
+                Ok(der)
+            }
         }
-        .map_err(|e| Error::Encoding(e.to_string()))?;
-        Ok(Zeroizing::new(doc.as_bytes().to_vec()))
     }
 
     /// Unencrypted PKCS#8 PEM (`PRIVATE KEY`).

@@ -1,0 +1,299 @@
+//! Certificate authorities: a self-signed root, intermediates, loading one, and issuing leaves.
+
+use rand_core::CryptoRng;
+use rcgen::{
+    BasicConstraints, CertificateParams, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyIdMethod,
+    KeyUsagePurpose, SerialNumber,
+};
+use time::{Duration, OffsetDateTime};
+
+use crate::certificate::{parse_x509, unix, Certificate};
+use crate::csr::ParsedCsr;
+use crate::error::{Error, Result};
+use crate::key_pair::{Algorithm, KeyPair};
+use crate::name::{SanName, Subject};
+use crate::policy::{IssueOptions, Profile, Usage};
+use crate::public_key::{KeyKind, PublicKey};
+
+/// How a new CA certificate is made.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CaParams {
+    /// The CA's subject; needs at least a CN.
+    pub subject: Subject,
+    /// Its key algorithm.
+    pub algorithm: Algorithm,
+    /// Lifetime in seconds.
+    pub validity_secs: u64,
+    /// basicConstraints pathLenConstraint; `None` leaves it unconstrained.
+    pub path_len: Option<u8>,
+}
+
+impl CaParams {
+    /// A CA named `common_name`: P-256, ten years, for roots; path length unconstrained.
+    pub fn new(common_name: &str) -> Self {
+        CaParams {
+            subject: Subject::common_name(common_name),
+            algorithm: Algorithm::P256,
+            validity_secs: 10 * 365 * 86_400,
+            path_len: None,
+        }
+    }
+}
+
+/// A CA: its certificate, its key, and the certificates above it (for the chain it hands out).
+pub struct CertificateAuthority {
+    certificate: Certificate,
+    key: KeyPair,
+    params: CertificateParams,
+    chain: Vec<Certificate>,
+}
+
+impl core::fmt::Debug for CertificateAuthority {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("CertificateAuthority")
+            .field("certificate", &self.certificate.fingerprint_sha256())
+            .field("key", &self.key)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A freshly issued certificate with the facts a ledger records.
+#[derive(Clone, Debug)]
+pub struct Issued {
+    /// The certificate.
+    pub certificate: Certificate,
+    /// Subject it was issued to.
+    pub subject: Subject,
+    /// SANs it holds.
+    pub names: Vec<SanName>,
+}
+
+/// Backdating of CA certificates, for clock skew.
+const CA_BACKDATE_SECS: i64 = 60;
+
+fn random_serial<R: CryptoRng>(rng: &mut R) -> SerialNumber {
+    // 20 octets, top bit clear: positive, the RFC 5280 maximum, 159 random bits.
+    let mut bytes = [0u8; 20];
+    rng.fill_bytes(&mut bytes);
+    bytes[0] &= 0x7f;
+    if bytes[0] == 0 {
+        bytes[0] = 1;
+    }
+    SerialNumber::from_slice(&bytes)
+}
+
+fn ca_params(p: &CaParams, key: &KeyPair, now: OffsetDateTime, serial: SerialNumber) -> Result<CertificateParams> {
+    if p.subject.common_name.is_none() {
+        return Err(Error::InvalidParameter("a CA needs a common name".into()));
+    }
+    if p.validity_secs == 0 || p.validity_secs > 100 * 365 * 86_400 {
+        return Err(Error::InvalidParameter("CA validity must be between 1 s and 100 years".into()));
+    }
+    let mut params = CertificateParams::default();
+    params.distinguished_name = p.subject.to_rcgen()?;
+    params.is_ca = IsCa::Ca(match p.path_len {
+        Some(n) => BasicConstraints::Constrained(n),
+        None => BasicConstraints::Unconstrained,
+    });
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    params.key_identifier_method = KeyIdMethod::PreSpecified(key.public_key().key_identifier());
+    params.serial_number = Some(serial);
+    params.not_before = now - Duration::seconds(CA_BACKDATE_SECS);
+    params.not_after = now + Duration::seconds(p.validity_secs as i64);
+    Ok(params)
+}
+
+impl CertificateAuthority {
+    /// Create a self-signed root CA with a new key.
+    pub fn new_root<R: CryptoRng>(p: &CaParams, now: OffsetDateTime, rng: &mut R) -> Result<Self> {
+        let key = KeyPair::generate(p.algorithm, rng);
+        let params = ca_params(p, &key, now, random_serial(rng))?;
+        let cert = params.self_signed(&key)?;
+        Ok(CertificateAuthority {
+            certificate: Certificate::from_der(cert.der().to_vec())?,
+            key,
+            params,
+            chain: Vec::new(),
+        })
+    }
+
+    /// Create an intermediate CA with a new key, signed by this CA. Its lifetime never outlasts this CA.
+    pub fn new_intermediate<R: CryptoRng>(&self, p: &CaParams, now: OffsetDateTime, rng: &mut R) -> Result<Self> {
+        self.check_usable(now)?;
+        if let Some(IsCa::Ca(BasicConstraints::Constrained(0))) = Some(&self.params.is_ca) {
+            return Err(Error::Policy("this CA has pathLen 0 and cannot sign another CA".into()));
+        }
+        let key = KeyPair::generate(p.algorithm, rng);
+        let mut params = ca_params(p, &key, now, random_serial(rng))?;
+        params.not_after = params.not_after.min(self.not_after());
+        params.not_before = params.not_before.max(self.not_before());
+        params.use_authority_key_identifier_extension = true;
+        let issuer = Issuer::from_params(&self.params, &self.key);
+        let cert = params.signed_by(&key, &issuer)?;
+        let mut chain = vec![self.certificate.clone()];
+        chain.extend(self.chain.iter().cloned());
+        Ok(CertificateAuthority {
+            certificate: Certificate::from_der(cert.der().to_vec())?,
+            key,
+            params,
+            chain,
+        })
+    }
+
+    /// Load a CA from its certificate and key. `chain` holds the certificates above it, nearest
+    /// first (empty for a root). Refused: a certificate that is not a CA, lacks keyCertSign, does not
+    /// match the key, or whose subject cannot be reproduced byte for byte as the issuer of new certs.
+    pub fn load(certificate: Certificate, key: KeyPair, chain: Vec<Certificate>) -> Result<Self> {
+        let x = parse_x509(certificate.der())?;
+        if !x.is_ca() {
+            return Err(Error::InvalidParameter("the certificate is not a CA (basicConstraints CA:true missing)".into()));
+        }
+        if let Ok(Some(ku)) = x.key_usage() {
+            if !ku.value.key_cert_sign() {
+                return Err(Error::InvalidParameter("the CA certificate lacks the keyCertSign key usage".into()));
+            }
+        }
+        if x.public_key().raw != key.public_key().spki_der() {
+            return Err(Error::InvalidParameter("the private key does not belong to the CA certificate".into()));
+        }
+        let subject = Subject::from_x509(x.subject())?;
+        let mut params = CertificateParams::default();
+        params.distinguished_name = subject.to_rcgen()?;
+        let ski = x
+            .iter_extensions()
+            .find_map(|e| match e.parsed_extension() {
+                x509_parser::extensions::ParsedExtension::SubjectKeyIdentifier(k) => Some(k.0.to_vec()),
+                _ => None,
+            })
+            .unwrap_or_else(|| key.public_key().key_identifier());
+        params.key_identifier_method = KeyIdMethod::PreSpecified(ski);
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        params.is_ca = match x.basic_constraints() {
+            Ok(Some(bc)) => match bc.value.path_len_constraint {
+                Some(n) => IsCa::Ca(BasicConstraints::Constrained(n.min(255) as u8)),
+                None => IsCa::Ca(BasicConstraints::Unconstrained),
+            },
+            _ => IsCa::Ca(BasicConstraints::Unconstrained),
+        };
+        params.not_before = OffsetDateTime::from_unix_timestamp(certificate.not_before())
+            .map_err(|e| Error::malformed("certificate", e))?;
+        params.not_after = OffsetDateTime::from_unix_timestamp(certificate.not_after())
+            .map_err(|e| Error::malformed("certificate", e))?;
+        // Issued certificates carry the issuer name as rcgen re-encodes it; it must equal the
+        // CA's subject exactly or chains break. Check once here with a throwaway CSR.
+        let probe = params.serialize_request(&key)?;
+        let reencoded = crate::csr::ParsedCsr::parse(probe.der())?;
+        let probe_subject = subject_raw_of_csr(reencoded.der())?;
+        if probe_subject != x.subject().as_raw() {
+            return Err(Error::UnsupportedAlgorithm(
+                "the CA subject uses a name encoding this issuer cannot reproduce exactly (repeated or multi-valued attributes, or unusual string types)".into(),
+            ));
+        }
+        drop(x);
+        Ok(CertificateAuthority {
+            certificate,
+            key,
+            params,
+            chain,
+        })
+    }
+
+    /// Load from PEM texts: the certificate (followed by any chain above it) and the key.
+    pub fn from_pem(cert_pem: &[u8], key_pem: &[u8], passphrase: Option<&[u8]>) -> Result<Self> {
+        let mut certs = Certificate::parse_all(cert_pem)?;
+        let key = KeyPair::from_pem(key_pem, passphrase)?;
+        let cert = certs.remove(0);
+        Self::load(cert, key, certs)
+    }
+
+    /// The CA certificate.
+    pub fn certificate(&self) -> &Certificate {
+        &self.certificate
+    }
+
+    /// Certificates above this CA, nearest first (empty for a root).
+    pub fn chain(&self) -> &[Certificate] {
+        &self.chain
+    }
+
+    /// The CA's key.
+    pub fn key(&self) -> &KeyPair {
+        &self.key
+    }
+
+    fn not_before(&self) -> OffsetDateTime {
+        self.params.not_before
+    }
+
+    fn not_after(&self) -> OffsetDateTime {
+        self.params.not_after
+    }
+
+    fn check_usable(&self, now: OffsetDateTime) -> Result<()> {
+        if now >= self.not_after() {
+            return Err(Error::Policy("the CA certificate has expired".into()));
+        }
+        if now + Duration::seconds(CA_BACKDATE_SECS) < self.not_before() {
+            return Err(Error::Policy("the CA certificate is not valid yet".into()));
+        }
+        Ok(())
+    }
+
+    /// Issue a leaf for a verified CSR under `profile`. The profile decides subject, names,
+    /// lifetime and usages ([`Profile::decide`]); the result never outlives this CA.
+    pub fn issue<R: CryptoRng>(
+        &self,
+        csr: &ParsedCsr,
+        profile: &Profile,
+        opts: &IssueOptions,
+        now: OffsetDateTime,
+        rng: &mut R,
+    ) -> Result<Issued> {
+        self.check_usable(now)?;
+        let decision = profile.decide(csr, opts)?;
+        let key = csr.public_key();
+        let mut params = CertificateParams::default();
+        params.distinguished_name = decision.subject.to_rcgen()?;
+        params.subject_alt_names = decision.names.iter().map(SanName::to_rcgen).collect::<Result<_>>()?;
+        params.is_ca = IsCa::ExplicitNoCa;
+        params.key_usages = leaf_key_usages(key, decision.usage);
+        params.extended_key_usages = match decision.usage {
+            Usage::Server => vec![ExtendedKeyUsagePurpose::ServerAuth],
+            Usage::Client => vec![ExtendedKeyUsagePurpose::ClientAuth],
+            Usage::ServerAndClient => vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth],
+        };
+        params.use_authority_key_identifier_extension = true;
+        params.key_identifier_method = KeyIdMethod::PreSpecified(key.key_identifier());
+        params.serial_number = Some(random_serial(rng));
+        params.not_before = (now - Duration::seconds(profile.backdate_secs as i64)).max(self.not_before());
+        params.not_after = (now + Duration::seconds(decision.lifetime_secs as i64)).min(self.not_after());
+        let issuer = Issuer::from_params(&self.params, &self.key);
+        let cert = params.signed_by(key, &issuer)?;
+        Ok(Issued {
+            certificate: Certificate::from_der(cert.der().to_vec())?,
+            subject: decision.subject,
+            names: decision.names,
+        })
+    }
+
+    /// Seconds since the epoch when this CA stops being valid.
+    pub fn not_after_unix(&self) -> i64 {
+        unix(self.not_after())
+    }
+}
+
+fn leaf_key_usages(key: &PublicKey, usage: Usage) -> Vec<KeyUsagePurpose> {
+    let mut v = vec![KeyUsagePurpose::DigitalSignature];
+    // TLS 1.2 RSA key exchange encrypts to the server's key.
+    if matches!(key.kind(), KeyKind::Rsa { .. }) && usage != Usage::Client {
+        v.push(KeyUsagePurpose::KeyEncipherment);
+    }
+    v
+}
+
+fn subject_raw_of_csr(der: &[u8]) -> Result<Vec<u8>> {
+    use x509_parser::prelude::FromDer;
+    let (_, csr) = x509_parser::certification_request::X509CertificationRequest::from_der(der)
+        .map_err(|e| Error::malformed("CSR", e))?;
+    Ok(csr.certification_request_info.subject.as_raw().to_vec())
+}

@@ -1,0 +1,77 @@
+//! Helpers shared by the integration tests: OS entropy, the clock, temp dirs and running openssl.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use wasm_pki::OffsetDateTime;
+
+pub type Rng = rand_core::UnwrapErr<getrandom::SysRng>;
+
+pub fn rng() -> Rng {
+    rand_core::UnwrapErr(getrandom::SysRng)
+}
+
+pub fn now() -> OffsetDateTime {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    OffsetDateTime::from_unix_timestamp(secs).unwrap()
+}
+
+/// A fresh directory under the target dir's tmp, removed at drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> Self {
+        let mut bytes = [0u8; 8];
+        getrandom::fill(&mut bytes).unwrap();
+        let name = format!("wasm-pki-{tag}-{}", bytes.iter().map(|b| format!("{b:02x}")).collect::<String>());
+        let p = std::env::temp_dir().join(name);
+        std::fs::create_dir_all(&p).unwrap();
+        TempDir(p)
+    }
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+    pub fn write(&self, name: &str, data: impl AsRef<[u8]>) -> PathBuf {
+        let p = self.path(name);
+        std::fs::write(&p, data).unwrap();
+        p
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Output of an openssl run.
+pub struct Out {
+    pub ok: bool,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Run `openssl` with `args` in `dir`.
+pub fn openssl(dir: &Path, args: &[&str]) -> Out {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("openssl must be installed (the README's test command installs it)");
+    Out {
+        ok: out.status.success(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// Run openssl and require success.
+pub fn openssl_ok(dir: &Path, args: &[&str]) -> String {
+    let o = openssl(dir, args);
+    assert!(o.ok, "openssl {args:?} failed:\n{}\n{}", o.stdout, o.stderr);
+    o.stdout + &o.stderr
+}
