@@ -82,12 +82,19 @@ fn random_serial<R: CryptoRng>(rng: &mut R) -> SerialNumber {
     SerialNumber::from_slice(&bytes)
 }
 
-fn ca_params(p: &CaParams, key: &KeyPair, now: OffsetDateTime, serial: SerialNumber) -> Result<CertificateParams> {
+fn ca_params(
+    p: &CaParams,
+    key: &KeyPair,
+    now: OffsetDateTime,
+    serial: SerialNumber,
+) -> Result<CertificateParams> {
     if p.subject.common_name.is_none() {
         return Err(Error::InvalidParameter("a CA needs a common name".into()));
     }
     if p.validity_secs == 0 || p.validity_secs > 100 * 365 * 86_400 {
-        return Err(Error::InvalidParameter("CA validity must be between 1 s and 100 years".into()));
+        return Err(Error::InvalidParameter(
+            "CA validity must be between 1 s and 100 years".into(),
+        ));
     }
     let mut params = CertificateParams::default();
     params.distinguished_name = p.subject.to_rcgen()?;
@@ -95,7 +102,11 @@ fn ca_params(p: &CaParams, key: &KeyPair, now: OffsetDateTime, serial: SerialNum
         Some(n) => BasicConstraints::Constrained(n),
         None => BasicConstraints::Unconstrained,
     });
-    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
     params.key_identifier_method = KeyIdMethod::PreSpecified(key.public_key().key_identifier());
     params.serial_number = Some(serial);
     params.not_before = now - Duration::seconds(CA_BACKDATE_SECS);
@@ -118,10 +129,17 @@ impl CertificateAuthority {
     }
 
     /// Create an intermediate CA with a new key, signed by this CA. Its lifetime never outlasts this CA.
-    pub fn new_intermediate<R: CryptoRng>(&self, p: &CaParams, now: OffsetDateTime, rng: &mut R) -> Result<Self> {
+    pub fn new_intermediate<R: CryptoRng>(
+        &self,
+        p: &CaParams,
+        now: OffsetDateTime,
+        rng: &mut R,
+    ) -> Result<Self> {
         self.check_usable(now)?;
         if let Some(IsCa::Ca(BasicConstraints::Constrained(0))) = Some(&self.params.is_ca) {
-            return Err(Error::Policy("this CA has pathLen 0 and cannot sign another CA".into()));
+            return Err(Error::Policy(
+                "this CA has pathLen 0 and cannot sign another CA".into(),
+            ));
         }
         let key = KeyPair::generate(p.algorithm, rng);
         let mut params = ca_params(p, &key, now, random_serial(rng))?;
@@ -146,15 +164,21 @@ impl CertificateAuthority {
     pub fn load(certificate: Certificate, key: KeyPair, chain: Vec<Certificate>) -> Result<Self> {
         let x = parse_x509(certificate.der())?;
         if !x.is_ca() {
-            return Err(Error::InvalidParameter("the certificate is not a CA (basicConstraints CA:true missing)".into()));
+            return Err(Error::InvalidParameter(
+                "the certificate is not a CA (basicConstraints CA:true missing)".into(),
+            ));
         }
         if let Ok(Some(ku)) = x.key_usage() {
             if !ku.value.key_cert_sign() {
-                return Err(Error::InvalidParameter("the CA certificate lacks the keyCertSign key usage".into()));
+                return Err(Error::InvalidParameter(
+                    "the CA certificate lacks the keyCertSign key usage".into(),
+                ));
             }
         }
         if x.public_key().raw != key.public_key().spki_der() {
-            return Err(Error::InvalidParameter("the private key does not belong to the CA certificate".into()));
+            return Err(Error::InvalidParameter(
+                "the private key does not belong to the CA certificate".into(),
+            ));
         }
         let subject = Subject::from_x509(x.subject())?;
         let mut params = CertificateParams::default();
@@ -162,7 +186,9 @@ impl CertificateAuthority {
         let ski = x
             .iter_extensions()
             .find_map(|e| match e.parsed_extension() {
-                x509_parser::extensions::ParsedExtension::SubjectKeyIdentifier(k) => Some(k.0.to_vec()),
+                x509_parser::extensions::ParsedExtension::SubjectKeyIdentifier(k) => {
+                    Some(k.0.to_vec())
+                }
                 _ => None,
             })
             .unwrap_or_else(|| key.public_key().key_identifier());
@@ -254,19 +280,28 @@ impl CertificateAuthority {
         let key = csr.public_key();
         let mut params = CertificateParams::default();
         params.distinguished_name = decision.subject.to_rcgen()?;
-        params.subject_alt_names = decision.names.iter().map(SanName::to_rcgen).collect::<Result<_>>()?;
+        params.subject_alt_names = decision
+            .names
+            .iter()
+            .map(SanName::to_rcgen)
+            .collect::<Result<_>>()?;
         params.is_ca = IsCa::ExplicitNoCa;
         params.key_usages = leaf_key_usages(key, decision.usage);
         params.extended_key_usages = match decision.usage {
             Usage::Server => vec![ExtendedKeyUsagePurpose::ServerAuth],
             Usage::Client => vec![ExtendedKeyUsagePurpose::ClientAuth],
-            Usage::ServerAndClient => vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth],
+            Usage::ServerAndClient => vec![
+                ExtendedKeyUsagePurpose::ServerAuth,
+                ExtendedKeyUsagePurpose::ClientAuth,
+            ],
         };
         params.use_authority_key_identifier_extension = true;
         params.key_identifier_method = KeyIdMethod::PreSpecified(key.key_identifier());
         params.serial_number = Some(random_serial(rng));
-        params.not_before = (now - Duration::seconds(profile.backdate_secs as i64)).max(self.not_before());
-        params.not_after = (now + Duration::seconds(decision.lifetime_secs as i64)).min(self.not_after());
+        params.not_before =
+            (now - Duration::seconds(profile.backdate_secs as i64)).max(self.not_before());
+        params.not_after =
+            (now + Duration::seconds(decision.lifetime_secs as i64)).min(self.not_after());
         let issuer = Issuer::from_params(&self.params, &self.key);
         let cert = params.signed_by(key, &issuer)?;
         Ok(Issued {

@@ -20,7 +20,11 @@ pub struct Certificate {
 impl Certificate {
     /// Read one certificate from PEM (`CERTIFICATE`) or DER.
     pub fn parse(input: &[u8]) -> Result<Self> {
-        Self::from_der(pem::der_from_pem_or_der("certificate", input, &["CERTIFICATE"])?)
+        Self::from_der(pem::der_from_pem_or_der(
+            "certificate",
+            input,
+            &["CERTIFICATE"],
+        )?)
     }
 
     /// Read every certificate of a PEM bundle (or one DER certificate), in order.
@@ -110,9 +114,13 @@ pub fn renew_after(not_before: i64, not_after: i64, fraction: f64) -> Result<i64
 }
 
 pub(crate) fn parse_x509(der: &[u8]) -> Result<X509Certificate<'_>> {
-    let (rest, cert) = X509Certificate::from_der(der).map_err(|e| Error::malformed("certificate", e))?;
+    let (rest, cert) =
+        X509Certificate::from_der(der).map_err(|e| Error::malformed("certificate", e))?;
     if !rest.is_empty() {
-        return Err(Error::malformed("certificate", "trailing data after the certificate"));
+        return Err(Error::malformed(
+            "certificate",
+            "trailing data after the certificate",
+        ));
     }
     Ok(cert)
 }

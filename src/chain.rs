@@ -31,7 +31,10 @@ pub fn verify_chain(chain: &[Certificate], at: i64) -> Result<VerifiedChain> {
     if chain.len() > MAX_CHAIN {
         return Err(Error::Chain(format!("more than {MAX_CHAIN} certificates")));
     }
-    let parsed: Vec<X509Certificate<'_>> = chain.iter().map(|c| parse_x509(c.der())).collect::<Result<_>>()?;
+    let parsed: Vec<X509Certificate<'_>> = chain
+        .iter()
+        .map(|c| parse_x509(c.der()))
+        .collect::<Result<_>>()?;
     let mut subjects = Vec::with_capacity(parsed.len());
     let mut valid_until = i64::MAX;
     for (i, cert) in parsed.iter().enumerate() {
@@ -59,13 +62,24 @@ pub fn verify_chain(chain: &[Certificate], at: i64) -> Result<VerifiedChain> {
             )));
         }
         if cert.signature_algorithm != cert.tbs_certificate.signature {
-            return Err(Error::Chain(format!("{label}: the two signature algorithm fields differ")));
+            return Err(Error::Chain(format!(
+                "{label}: the two signature algorithm fields differ"
+            )));
         }
         let key = PublicKey::from_parsed(issuer.public_key())?;
-        crate::signature::verify(&cert.signature_algorithm, &key, cert.tbs_certificate.as_ref(), &cert.signature_value.data, "certificate")
-            .map_err(|e| Error::Chain(format!("{label}: {e}")))?;
+        crate::signature::verify(
+            &cert.signature_algorithm,
+            &key,
+            cert.tbs_certificate.as_ref(),
+            &cert.signature_value.data,
+            "certificate",
+        )
+        .map_err(|e| Error::Chain(format!("{label}: {e}")))?;
     }
-    Ok(VerifiedChain { subjects, valid_until })
+    Ok(VerifiedChain {
+        subjects,
+        valid_until,
+    })
 }
 
 fn check_ca(cert: &X509Certificate<'_>, intermediates_below: usize, label: &str) -> Result<()> {
@@ -83,7 +97,9 @@ fn check_ca(cert: &X509Certificate<'_>, intermediates_below: usize, label: &str)
     }
     if let Ok(Some(ku)) = cert.key_usage() {
         if !ku.value.key_cert_sign() {
-            return Err(Error::Chain(format!("{label} lacks the keyCertSign key usage")));
+            return Err(Error::Chain(format!(
+                "{label} lacks the keyCertSign key usage"
+            )));
         }
     }
     Ok(())
@@ -93,13 +109,21 @@ fn check_critical_extensions(cert: &X509Certificate<'_>, label: &str) -> Result<
     for ext in cert.extensions() {
         match ext.parsed_extension() {
             ParsedExtension::ParseError { error } => {
-                return Err(Error::Chain(format!("{label}: extension {}: {error}", ext.oid)))
+                return Err(Error::Chain(format!(
+                    "{label}: extension {}: {error}",
+                    ext.oid
+                )))
             }
             ParsedExtension::NameConstraints(_) if ext.critical => {
-                return Err(Error::Chain(format!("{label}: name constraints are not evaluated by this verifier")))
+                return Err(Error::Chain(format!(
+                    "{label}: name constraints are not evaluated by this verifier"
+                )))
             }
             ParsedExtension::UnsupportedExtension { .. } if ext.critical => {
-                return Err(Error::Chain(format!("{label}: unknown critical extension {}", ext.oid)))
+                return Err(Error::Chain(format!(
+                    "{label}: unknown critical extension {}",
+                    ext.oid
+                )))
             }
             _ => {}
         }

@@ -114,7 +114,10 @@ impl ParsedCsr {
         }
         let info = &csr.certification_request_info;
         if info.version.0 != 0 {
-            return Err(Error::malformed("CSR", format!("version {} (only v1 exists)", info.version.0 + 1)));
+            return Err(Error::malformed(
+                "CSR",
+                format!("version {} (only v1 exists)", info.version.0 + 1),
+            ));
         }
         let public_key = PublicKey::from_parsed(&info.subject_pki)?;
         crate::signature::verify(
@@ -132,13 +135,17 @@ impl ParsedCsr {
         for attr in info.iter_attributes() {
             if let ParsedCriAttribute::ExtensionRequest(req) = attr.parsed_attribute() {
                 if seen_ext_request {
-                    return Err(Error::malformed("CSR", "more than one extensionRequest attribute"));
+                    return Err(Error::malformed(
+                        "CSR",
+                        "more than one extensionRequest attribute",
+                    ));
                 }
                 seen_ext_request = true;
                 read_extensions(&req.extensions, &mut names, &mut requested)?;
             }
         }
-        let signature_algorithm = crate::signature::oid_name(&csr.signature_algorithm.algorithm.to_id_string());
+        let signature_algorithm =
+            crate::signature::oid_name(&csr.signature_algorithm.algorithm.to_id_string());
         Ok(ParsedCsr {
             der,
             subject,
@@ -235,7 +242,10 @@ fn read_extensions(
     for ext in exts {
         let oid = ext.oid.to_id_string();
         if !seen.insert(oid.clone()) {
-            return Err(Error::malformed("CSR", format!("extension {oid} requested twice")));
+            return Err(Error::malformed(
+                "CSR",
+                format!("extension {oid} requested twice"),
+            ));
         }
         match ext.parsed_extension() {
             ParsedExtension::SubjectAlternativeName(san) => {
@@ -253,7 +263,10 @@ fn read_extensions(
             ParsedExtension::KeyUsage(ku) => requested.key_usage = key_usage_names(ku.flags),
             ParsedExtension::ExtendedKeyUsage(eku) => requested.extended_key_usage = eku_names(eku),
             ParsedExtension::ParseError { error } => {
-                return Err(Error::malformed("CSR", format!("requested extension {oid}: {error}")))
+                return Err(Error::malformed(
+                    "CSR",
+                    format!("requested extension {oid}: {error}"),
+                ))
             }
             _ => requested.other.push(oid),
         }

@@ -82,7 +82,10 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Error::TooLarge { what, size, limit } => {
-                write!(f, "{what} is {size} bytes, more than the limit of {limit} bytes")
+                write!(
+                    f,
+                    "{what} is {size} bytes, more than the limit of {limit} bytes"
+                )
             }
             Error::Pem(m) => write!(f, "PEM: {m}"),
             Error::Malformed { what, detail } => write!(f, "malformed {what}: {detail}"),

@@ -110,7 +110,9 @@ pub fn inspect(input: &[u8]) -> Result<Description> {
         let first = &blocks[0];
         return match first.label.as_str() {
             "CERTIFICATE" => describe_certificate(&Certificate::from_der(first.der.clone())?),
-            "CERTIFICATE REQUEST" | "NEW CERTIFICATE REQUEST" => describe_csr(&ParsedCsr::parse(&first.der)?),
+            "CERTIFICATE REQUEST" | "NEW CERTIFICATE REQUEST" => {
+                describe_csr(&ParsedCsr::parse(&first.der)?)
+            }
             other => Err(Error::Pem(format!(
                 "input: a \"{other}\" block; expected a CERTIFICATE or CERTIFICATE REQUEST"
             ))),
@@ -118,9 +120,14 @@ pub fn inspect(input: &[u8]) -> Result<Description> {
     }
     match Certificate::from_der(input.to_vec()) {
         Ok(c) => describe_certificate(&c),
-        Err(cert_err) => ParsedCsr::parse(input).and_then(|c| describe_csr(&c)).map_err(|csr_err| {
-            Error::malformed("input", format!("neither a certificate ({cert_err}) nor a CSR ({csr_err})"))
-        }),
+        Err(cert_err) => ParsedCsr::parse(input)
+            .and_then(|c| describe_csr(&c))
+            .map_err(|csr_err| {
+                Error::malformed(
+                    "input",
+                    format!("neither a certificate ({cert_err}) nor a CSR ({csr_err})"),
+                )
+            }),
     }
 }
 
@@ -143,7 +150,9 @@ pub fn describe_certificate(cert: &Certificate) -> Result<Description> {
         issuer: Some(x.issuer().to_string()),
         names: Names::default(),
         key: key_info(&key),
-        signature_algorithm: crate::signature::oid_name(&x.signature_algorithm.algorithm.to_id_string()),
+        signature_algorithm: crate::signature::oid_name(
+            &x.signature_algorithm.algorithm.to_id_string(),
+        ),
         serial: Some(cert.serial_hex()),
         not_before: Some(cert.not_before()),
         not_after: Some(cert.not_after()),
@@ -171,10 +180,13 @@ pub fn describe_csr(csr: &ParsedCsr) -> Result<Description> {
     let mut extensions = Vec::new();
     {
         use x509_parser::prelude::FromDer;
-        let (_, x) = x509_parser::certification_request::X509CertificationRequest::from_der(csr.der())
-            .map_err(|e| Error::malformed("CSR", e))?;
+        let (_, x) =
+            x509_parser::certification_request::X509CertificationRequest::from_der(csr.der())
+                .map_err(|e| Error::malformed("CSR", e))?;
         for attr in x.certification_request_info.iter_attributes() {
-            if let x509_parser::cri_attributes::ParsedCriAttribute::ExtensionRequest(req) = attr.parsed_attribute() {
+            if let x509_parser::cri_attributes::ParsedCriAttribute::ExtensionRequest(req) =
+                attr.parsed_attribute()
+            {
                 extensions.extend(describe_extension_list(&req.extensions));
             }
         }

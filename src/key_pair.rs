@@ -26,7 +26,9 @@ impl FromStr for Algorithm {
     type Err = Error;
     fn from_str(s: &str) -> Result<Self> {
         match s.to_ascii_lowercase().as_str() {
-            "p256" | "p-256" | "ecdsa" | "ecdsa-p256" | "prime256v1" | "secp256r1" => Ok(Algorithm::P256),
+            "p256" | "p-256" | "ecdsa" | "ecdsa-p256" | "prime256v1" | "secp256r1" => {
+                Ok(Algorithm::P256)
+            }
             "ed25519" => Ok(Algorithm::Ed25519),
             _ => Err(Error::InvalidParameter(format!(
                 "unknown key algorithm \"{s}\" (use p256 or ed25519)"
@@ -173,9 +175,9 @@ impl KeyPair {
         let info = pkcs8::EncryptedPrivateKeyInfoRef::try_from(der)
             .map_err(|e| Error::malformed("encrypted PKCS#8 private key", e))?;
         check_kdf_cost(&info.encryption_algorithm)?;
-        let plain = info
-            .decrypt(passphrase)
-            .map_err(|_| Error::Passphrase("wrong passphrase, or the encrypted key is damaged".into()))?;
+        let plain = info.decrypt(passphrase).map_err(|_| {
+            Error::Passphrase("wrong passphrase, or the encrypted key is damaged".into())
+        })?;
         Self::from_pkcs8_der(plain.as_bytes())
     }
 
@@ -203,14 +205,17 @@ impl KeyPair {
     pub fn to_pkcs8_der(&self) -> Result<Zeroizing<Vec<u8>>> {
         match &self.secret {
             Secret::P256(k) => {
-                let doc = k.to_pkcs8_der().map_err(|e| Error::Encoding(e.to_string()))?;
+                let doc = k
+                    .to_pkcs8_der()
+                    .map_err(|e| Error::Encoding(e.to_string()))?;
                 Ok(Zeroizing::new(doc.as_bytes().to_vec()))
             }
             Secret::Ed25519(k) => {
                 // RFC 8410 v1 (no embedded public key), as openssl writes it: OpenSSL 3.0 cannot
                 // read the v2 form ed25519-dalek would produce.
                 const PREFIX: [u8; 16] = [
-                    0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20,
+                    0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04,
+                    0x22, 0x04, 0x20,
                 ];
                 let mut der = Zeroizing::new(Vec::with_capacity(48));
                 der.extend_from_slice(&PREFIX);
@@ -235,7 +240,9 @@ impl KeyPair {
         rng: &mut R,
     ) -> Result<String> {
         if passphrase.is_empty() {
-            return Err(Error::Passphrase("an empty passphrase protects nothing".into()));
+            return Err(Error::Passphrase(
+                "an empty passphrase protects nothing".into(),
+            ));
         }
         let der = self.to_pkcs8_der()?;
         let params = match encryption {
@@ -291,7 +298,11 @@ fn check_kdf_cost(scheme: &pkcs5::EncryptionScheme) -> Result<()> {
                 )));
             }
         }
-        _ => return Err(Error::UnsupportedAlgorithm("PBES2 key derivation function".into())),
+        _ => {
+            return Err(Error::UnsupportedAlgorithm(
+                "PBES2 key derivation function".into(),
+            ))
+        }
     }
     Ok(())
 }

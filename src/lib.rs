@@ -10,8 +10,8 @@ pub mod error;
 pub mod inspect;
 pub mod key_pair;
 pub mod name;
-pub mod policy;
 mod pem;
+pub mod policy;
 pub mod public_key;
 mod signature;
 pub mod spiffe;
@@ -19,13 +19,16 @@ pub mod spiffe;
 pub use ca::{CaParams, CertificateAuthority, Issued};
 pub use certificate::{renew_after, Certificate};
 pub use chain::{verify_chain, VerifiedChain};
-pub use inspect::{inspect, Description};
 pub use csr::{Csr, CsrRequest, ParsedCsr, RequestedExtensions};
 pub use error::{Error, Result};
+pub use inspect::{inspect, Description};
 pub use key_pair::{Algorithm, KeyEncryption, KeyPair};
 pub use name::{SanName, Subject};
 pub use pem::MAX_INPUT_BYTES;
-pub use policy::{Decision, IssueOptions, KeyAlgorithm, NamePattern, NameRules, Profile, SpiffeRule, SubjectSource, Usage};
+pub use policy::{
+    Decision, IssueOptions, KeyAlgorithm, NamePattern, NameRules, Profile, SpiffeRule,
+    SubjectSource, Usage,
+};
 pub use public_key::{Jwk, KeyKind, PublicKey};
 pub use spiffe::SpiffeId;
 pub use time::OffsetDateTime;

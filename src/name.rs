@@ -247,12 +247,19 @@ impl SanName {
             GeneralName::URI(u) => Self::uri(u),
             GeneralName::RFC822Name(e) => Self::email(e),
             GeneralName::IPAddress(bytes) => match bytes.len() {
-                4 => Ok(SanName::Ip(IpAddr::from(<[u8; 4]>::try_from(*bytes).unwrap_or_default()))),
-                16 => Ok(SanName::Ip(IpAddr::from(<[u8; 16]>::try_from(*bytes).unwrap_or_default()))),
-                n => Err(Error::InvalidName(format!("an IP address SAN of {n} bytes"))),
+                4 => Ok(SanName::Ip(IpAddr::from(
+                    <[u8; 4]>::try_from(*bytes).unwrap_or_default(),
+                ))),
+                16 => Ok(SanName::Ip(IpAddr::from(
+                    <[u8; 16]>::try_from(*bytes).unwrap_or_default(),
+                ))),
+                n => Err(Error::InvalidName(format!(
+                    "an IP address SAN of {n} bytes"
+                ))),
             },
             GeneralName::Invalid(_, _) => Err(Error::InvalidName(
-                "a subject alternative name is not valid text (bad UTF-8 or wrong string type)".into(),
+                "a subject alternative name is not valid text (bad UTF-8 or wrong string type)"
+                    .into(),
             )),
             other => Err(Error::InvalidName(format!(
                 "subject alternative names of this kind are not supported: {}",
@@ -276,12 +283,15 @@ fn general_name_kind(gn: &GeneralName<'_>) -> &'static str {
 /// Lower-cases and checks a DNS name: LDH labels of 1-63 characters, at most 253 in all, no
 /// trailing dot, an optional leading `*.` wildcard label, and not an IP address in disguise.
 pub(crate) fn normalize_dns(name: &str) -> Result<String> {
-    let bad = |why: &str| Error::InvalidName(format!("DNS name \"{}\": {why}", name.escape_debug()));
+    let bad =
+        |why: &str| Error::InvalidName(format!("DNS name \"{}\": {why}", name.escape_debug()));
     if name.is_empty() {
         return Err(bad("empty"));
     }
     if !name.is_ascii() {
-        return Err(bad("not ASCII; write internationalised names in their xn-- (punycode) form"));
+        return Err(bad(
+            "not ASCII; write internationalised names in their xn-- (punycode) form",
+        ));
     }
     if name.ends_with('.') {
         return Err(bad("trailing dot"));
@@ -310,7 +320,10 @@ pub(crate) fn normalize_dns(name: &str) -> Result<String> {
         if label.starts_with('-') || label.ends_with('-') {
             return Err(bad("a label starts or ends with '-'"));
         }
-        if !label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+        if !label
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        {
             return Err(bad(if label.contains('*') {
                 "a wildcard is allowed only as the whole left-most label"
             } else {
@@ -326,7 +339,10 @@ pub(crate) fn normalize_dns(name: &str) -> Result<String> {
 
 fn looks_like_ipv4(name: &str) -> bool {
     // "10.1", "1.2.3" and friends are accepted as IPv4 by some resolvers.
-    !name.is_empty() && name.split('.').all(|l| !l.is_empty() && l.bytes().all(|b| b.is_ascii_digit()))
+    !name.is_empty()
+        && name
+            .split('.')
+            .all(|l| !l.is_empty() && l.bytes().all(|b| b.is_ascii_digit()))
 }
 
 fn validate_uri(uri: &str) -> Result<()> {
@@ -335,14 +351,18 @@ fn validate_uri(uri: &str) -> Result<()> {
         return Err(bad("too long"));
     }
     if !uri.is_ascii() || uri.bytes().any(|b| b.is_ascii_control() || b == b' ') {
-        return Err(bad("must be printable ASCII without spaces (percent-encode the rest)"));
+        return Err(bad(
+            "must be printable ASCII without spaces (percent-encode the rest)",
+        ));
     }
     let Some((scheme, rest)) = uri.split_once(':') else {
         return Err(bad("no scheme"));
     };
     if scheme.is_empty()
         || !scheme.as_bytes()[0].is_ascii_alphabetic()
-        || !scheme.bytes().all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b))
+        || !scheme
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b))
     {
         return Err(bad("invalid scheme"));
     }
@@ -366,7 +386,11 @@ fn normalize_email(addr: &str) -> Result<String> {
     if local.is_empty() || local.len() > 64 {
         return Err(bad("the local part must have 1 to 64 characters"));
     }
-    if !local.is_ascii() || local.bytes().any(|b| b.is_ascii_control() || b == b' ' || b == b'@') {
+    if !local.is_ascii()
+        || local
+            .bytes()
+            .any(|b| b.is_ascii_control() || b == b' ' || b == b'@')
+    {
         return Err(bad("the local part must be printable ASCII"));
     }
     let domain = normalize_dns(domain).map_err(|_| bad("invalid domain"))?;
@@ -385,8 +409,21 @@ mod tests {
         assert_eq!(normalize_dns("WWW.Example.COM").unwrap(), "www.example.com");
         assert_eq!(normalize_dns("*.example.com").unwrap(), "*.example.com");
         for bad in [
-            "", "example.com.", "a..b", "-a.com", "a-.com", "a_b.com", "*.com", "a.*.com", "*",
-            "10.0.0.1", "1.2.3", "exämple.com", "a\0.com", "foo*.example.com", "::1",
+            "",
+            "example.com.",
+            "a..b",
+            "-a.com",
+            "a-.com",
+            "a_b.com",
+            "*.com",
+            "a.*.com",
+            "*",
+            "10.0.0.1",
+            "1.2.3",
+            "exämple.com",
+            "a\0.com",
+            "foo*.example.com",
+            "::1",
         ] {
             assert!(normalize_dns(bad).is_err(), "{bad:?} accepted");
         }
@@ -402,15 +439,26 @@ mod tests {
         assert!(s.validate().is_err());
         s.common_name = Some("x".repeat(65));
         assert!(s.validate().is_err());
-        let s = Subject { country: Some("usa".into()), ..Default::default() };
+        let s = Subject {
+            country: Some("usa".into()),
+            ..Default::default()
+        };
         assert!(s.validate().is_err());
     }
 
     #[test]
     fn san_parse_guesses_kind() {
-        assert_eq!(SanName::parse("10.0.0.1").unwrap(), SanName::Ip("10.0.0.1".parse().unwrap()));
-        assert!(matches!(SanName::parse("spiffe://td/ns/a").unwrap(), SanName::Uri(_)));
-        assert!(matches!(SanName::parse("a@Example.com").unwrap(), SanName::Email(e) if e == "a@example.com"));
+        assert_eq!(
+            SanName::parse("10.0.0.1").unwrap(),
+            SanName::Ip("10.0.0.1".parse().unwrap())
+        );
+        assert!(matches!(
+            SanName::parse("spiffe://td/ns/a").unwrap(),
+            SanName::Uri(_)
+        ));
+        assert!(
+            matches!(SanName::parse("a@Example.com").unwrap(), SanName::Email(e) if e == "a@example.com")
+        );
         assert!(SanName::parse("spiffe://td/../a").is_err());
         assert!(SanName::uri("no scheme").is_err());
         assert!(SanName::email("@x.com").is_err());

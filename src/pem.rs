@@ -7,6 +7,7 @@ use crate::error::{Error, Result};
 pub const MAX_INPUT_BYTES: usize = 64 * 1024;
 
 /// One decoded PEM block.
+#[derive(Debug)]
 pub(crate) struct Block {
     pub label: String,
     pub der: Vec<u8>,
@@ -36,7 +37,8 @@ pub(crate) fn check_size(what: &'static str, input: &[u8]) -> Result<()> {
 /// Every PEM block in the text, in order.
 pub(crate) fn decode_all(what: &'static str, input: &[u8]) -> Result<Vec<Block>> {
     check_size(what, input)?;
-    let text = core::str::from_utf8(input).map_err(|_| Error::Pem(format!("{what}: PEM text is not UTF-8")))?;
+    let text = core::str::from_utf8(input)
+        .map_err(|_| Error::Pem(format!("{what}: PEM text is not UTF-8")))?;
     let blocks = pem::parse_many(text).map_err(|e| Error::Pem(format!("{what}: {e}")))?;
     if blocks.is_empty() {
         return Err(Error::Pem(format!("{what}: no PEM block found")));
@@ -108,7 +110,10 @@ mod tests {
     #[test]
     fn refuses_oversized_input_before_parsing() {
         let big = vec![b'A'; MAX_INPUT_BYTES + 1];
-        assert!(matches!(decode_all("CSR", &big), Err(Error::TooLarge { .. })));
+        assert!(matches!(
+            decode_all("CSR", &big),
+            Err(Error::TooLarge { .. })
+        ));
     }
 
     #[test]

@@ -259,8 +259,12 @@ impl Profile {
         if let Some(s) = &self.spiffe {
             validate_trust_domain(&s.trust_domain)?;
             if !s.path_prefix.is_empty() {
-                SpiffeId::parse(&format!("spiffe://{}{}", s.trust_domain, s.path_prefix.trim_end_matches('/')))
-                    .map_err(|e| Error::InvalidParameter(format!("profile: spiffe.pathPrefix: {e}")))?;
+                SpiffeId::parse(&format!(
+                    "spiffe://{}{}",
+                    s.trust_domain,
+                    s.path_prefix.trim_end_matches('/')
+                ))
+                .map_err(|e| Error::InvalidParameter(format!("profile: spiffe.pathPrefix: {e}")))?;
             }
         }
         Ok(())
@@ -274,7 +278,9 @@ impl Profile {
 
         let lifetime_secs = opts.lifetime_secs.unwrap_or(self.default_lifetime_secs);
         if lifetime_secs == 0 {
-            return Err(Error::Policy("a lifetime of zero seconds was requested".into()));
+            return Err(Error::Policy(
+                "a lifetime of zero seconds was requested".into(),
+            ));
         }
         if lifetime_secs > self.max_lifetime_secs {
             return Err(Error::Policy(format!(
@@ -310,7 +316,10 @@ impl Profile {
         for (dst, src) in [
             (&mut subject.common_name, &self.subject.common_name),
             (&mut subject.organization, &self.subject.organization),
-            (&mut subject.organizational_unit, &self.subject.organizational_unit),
+            (
+                &mut subject.organizational_unit,
+                &self.subject.organizational_unit,
+            ),
             (&mut subject.country, &self.subject.country),
             (&mut subject.state, &self.subject.state),
             (&mut subject.locality, &self.subject.locality),
@@ -324,7 +333,8 @@ impl Profile {
         }
         if names.is_empty() && subject.common_name.is_none() {
             return Err(Error::Policy(
-                "nothing to certify: no identity was given and the CSR asks for no allowed name".into(),
+                "nothing to certify: no identity was given and the CSR asks for no allowed name"
+                    .into(),
             ));
         }
         Ok(Decision {
@@ -362,14 +372,20 @@ impl Profile {
     fn check_requested_extensions(&self, csr: &ParsedCsr) -> Result<()> {
         let req = csr.requested_extensions();
         if req.ca == Some(true) {
-            return Err(Error::Policy("the CSR asks for a CA certificate (basicConstraints CA:true)".into()));
+            return Err(Error::Policy(
+                "the CSR asks for a CA certificate (basicConstraints CA:true)".into(),
+            ));
         }
         if req.path_len.is_some() {
-            return Err(Error::Policy("the CSR asks for a path length constraint, which only CAs have".into()));
+            return Err(Error::Policy(
+                "the CSR asks for a path length constraint, which only CAs have".into(),
+            ));
         }
         for ku in &req.key_usage {
             if matches!(*ku, "keyCertSign" | "cRLSign") {
-                return Err(Error::Policy(format!("the CSR asks for key usage {ku}, which only CAs have")));
+                return Err(Error::Policy(format!(
+                    "the CSR asks for key usage {ku}, which only CAs have"
+                )));
             }
         }
         Ok(())
@@ -382,13 +398,22 @@ impl Profile {
         }
         if let SanName::Dns(d) = name {
             if d.starts_with("*.") && !self.names.allow_wildcards {
-                return Err(Error::Policy(format!("{name}: wildcard names are not allowed by this profile")));
+                return Err(Error::Policy(format!(
+                    "{name}: wildcard names are not allowed by this profile"
+                )));
             }
         }
         if let Some(p) = self.names.deny.iter().find(|p| p.matches(name, true)) {
-            return Err(Error::Policy(format!("{name} is denied by the profile rule {p:?}")));
+            return Err(Error::Policy(format!(
+                "{name} is denied by the profile rule {p:?}"
+            )));
         }
-        if self.names.allow.iter().any(|p| p.matches(name, self.names.allow_wildcards)) {
+        if self
+            .names
+            .allow
+            .iter()
+            .any(|p| p.matches(name, self.names.allow_wildcards))
+        {
             return Ok(());
         }
         Err(Error::Policy(format!(
@@ -406,7 +431,9 @@ impl Profile {
             .collect();
         match uris.as_slice() {
             [one] => check_spiffe_id(rule, one),
-            [] => Err(Error::Policy("an X.509-SVID needs exactly one SPIFFE ID URI SAN; none was given".into())),
+            [] => Err(Error::Policy(
+                "an X.509-SVID needs exactly one SPIFFE ID URI SAN; none was given".into(),
+            )),
             more => Err(Error::Policy(format!(
                 "an X.509-SVID has exactly one URI SAN; {} were requested",
                 more.len()
@@ -425,10 +452,15 @@ fn check_spiffe_id(rule: &SpiffeRule, uri: &str) -> Result<()> {
         )));
     }
     if id.path().is_empty() {
-        return Err(Error::Policy(format!("{uri} names the trust domain, not a workload")));
+        return Err(Error::Policy(format!(
+            "{uri} names the trust domain, not a workload"
+        )));
     }
     if !id.path_is_under(&rule.path_prefix) {
-        return Err(Error::Policy(format!("{uri} is not under the path {}", rule.path_prefix)));
+        return Err(Error::Policy(format!(
+            "{uri} is not under the path {}",
+            rule.path_prefix
+        )));
     }
     Ok(())
 }
@@ -446,7 +478,11 @@ fn common_name_for(identity: &SanName) -> Option<String> {
 
 impl NamePattern {
     fn validate(&self) -> Result<()> {
-        let bad = |m: String| Err(Error::InvalidParameter(format!("profile name pattern: {m}")));
+        let bad = |m: String| {
+            Err(Error::InvalidParameter(format!(
+                "profile name pattern: {m}"
+            )))
+        };
         match self {
             NamePattern::Dns(p) => {
                 let body = p.strip_prefix('.').unwrap_or(p);
@@ -478,10 +514,16 @@ impl NamePattern {
     pub fn matches(&self, name: &SanName, wildcards: bool) -> bool {
         match (self, name) {
             (NamePattern::Any, _) => true,
-            (NamePattern::Dns(p), SanName::Dns(d)) => dns_matches(&p.to_ascii_lowercase(), d, wildcards),
-            (NamePattern::Ip(p), SanName::Ip(ip)) => parse_cidr(p).is_some_and(|(net, len)| ip_in(ip, &net, len)),
+            (NamePattern::Dns(p), SanName::Dns(d)) => {
+                dns_matches(&p.to_ascii_lowercase(), d, wildcards)
+            }
+            (NamePattern::Ip(p), SanName::Ip(ip)) => {
+                parse_cidr(p).is_some_and(|(net, len)| ip_in(ip, &net, len))
+            }
             (NamePattern::UriPrefix(p), SanName::Uri(u)) => {
-                u == p || (u.starts_with(p.as_str()) && (p.ends_with('/') || u.as_bytes().get(p.len()) == Some(&b'/')))
+                u == p
+                    || (u.starts_with(p.as_str())
+                        && (p.ends_with('/') || u.as_bytes().get(p.len()) == Some(&b'/')))
             }
             (NamePattern::EmailDomain(dom), SanName::Email(e)) => e
                 .rsplit_once('@')
@@ -496,7 +538,9 @@ fn dns_matches(pattern: &str, name: &str, wildcards: bool) -> bool {
         // A wildcard request is covered only by a pattern that covers every name it stands for.
         return wildcards
             && (pattern == name
-                || pattern.strip_prefix('.').is_some_and(|suffix| base == suffix || base.ends_with(&format!(".{suffix}"))));
+                || pattern.strip_prefix('.').is_some_and(|suffix| {
+                    base == suffix || base.ends_with(&format!(".{suffix}"))
+                }));
     }
     if let Some(suffix) = pattern.strip_prefix("*.") {
         return name
@@ -579,7 +623,10 @@ mod tests {
         assert!(!v6.matches(&SanName::Ip("2001:db8:8000::1".parse().unwrap()), false));
         let uri = NamePattern::UriPrefix("https://example.com/app".into());
         assert!(uri.matches(&SanName::uri("https://example.com/app/x").unwrap(), false));
-        assert!(!uri.matches(&SanName::uri("https://example.com/application").unwrap(), false));
+        assert!(!uri.matches(
+            &SanName::uri("https://example.com/application").unwrap(),
+            false
+        ));
         assert!(NamePattern::Ip("300.0.0.0/8".into()).validate().is_err());
         assert!(NamePattern::Ip("10.0.0.0/33".into()).validate().is_err());
     }
@@ -587,9 +634,15 @@ mod tests {
     #[test]
     fn profile_validation() {
         assert!(Profile::default().validate().is_ok());
-        let p = Profile { default_lifetime_secs: 10, max_lifetime_secs: 5, ..Profile::default() };
+        let p = Profile {
+            default_lifetime_secs: 10,
+            max_lifetime_secs: 5,
+            ..Profile::default()
+        };
         assert!(p.validate().is_err());
         assert!(Profile::spiffe("Bad.Domain", "").validate().is_err());
-        assert!(Profile::spiffe("example.org", "/ns/../x").validate().is_err());
+        assert!(Profile::spiffe("example.org", "/ns/../x")
+            .validate()
+            .is_err());
     }
 }

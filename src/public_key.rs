@@ -128,7 +128,9 @@ impl PublicKey {
             }
             OID_ED25519 => {
                 if spki.algorithm.parameters.is_some() {
-                    return Err(Error::InvalidKey("Ed25519 key must not have parameters".into()));
+                    return Err(Error::InvalidKey(
+                        "Ed25519 key must not have parameters".into(),
+                    ));
                 }
                 let bytes: [u8; 32] = raw
                     .as_slice()
@@ -137,7 +139,9 @@ impl PublicKey {
                 let vk = ed25519_dalek::VerifyingKey::from_bytes(&bytes)
                     .map_err(|_| Error::InvalidKey("Ed25519 point is invalid".into()))?;
                 if vk.is_weak() {
-                    return Err(Error::InvalidKey("Ed25519 key is a weak (small-order) point".into()));
+                    return Err(Error::InvalidKey(
+                        "Ed25519 key is a weak (small-order) point".into(),
+                    ));
                 }
                 (KeyKind::Ed25519, VerifyingKey::Ed25519(vk))
             }

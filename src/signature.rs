@@ -94,10 +94,19 @@ pub(crate) fn verify(
 
 /// Checks that RSASSA-PSS parameters name SHA-256 and MGF1-SHA-256, and returns the salt length.
 fn pss_salt_len(alg: &AlgorithmIdentifier<'_>) -> Result<usize> {
-    let unsupported = |m: &str| Error::UnsupportedAlgorithm(format!("RSASSA-PSS {m} (only SHA-256 with MGF1-SHA-256 is supported)"));
+    let unsupported = |m: &str| {
+        Error::UnsupportedAlgorithm(format!(
+            "RSASSA-PSS {m} (only SHA-256 with MGF1-SHA-256 is supported)"
+        ))
+    };
     let params = match XAlg::try_from(alg) {
         Ok(XAlg::RSASSA_PSS(p)) => p,
-        _ => return Err(Error::malformed("RSASSA-PSS parameters", "missing or invalid")),
+        _ => {
+            return Err(Error::malformed(
+                "RSASSA-PSS parameters",
+                "missing or invalid",
+            ))
+        }
     };
     let hash = params.hash_algorithm_oid().to_id_string();
     if hash != OID_SHA256 {
@@ -107,14 +116,22 @@ fn pss_salt_len(alg: &AlgorithmIdentifier<'_>) -> Result<usize> {
         .mask_gen_algorithm()
         .map_err(|_| Error::malformed("RSASSA-PSS parameters", "mask generation algorithm"))?;
     if mgf.mgf.to_id_string() != OID_MGF1 || mgf.hash.to_id_string() != OID_SHA256 {
-        return Err(unsupported("with a mask generation function other than MGF1-SHA-256"));
+        return Err(unsupported(
+            "with a mask generation function other than MGF1-SHA-256",
+        ));
     }
     if params.trailer_field() != 1 {
-        return Err(Error::malformed("RSASSA-PSS parameters", "trailer field must be 1"));
+        return Err(Error::malformed(
+            "RSASSA-PSS parameters",
+            "trailer field must be 1",
+        ));
     }
     let salt = params.salt_length() as usize;
     if salt > 512 {
-        return Err(Error::malformed("RSASSA-PSS parameters", "salt length too large"));
+        return Err(Error::malformed(
+            "RSASSA-PSS parameters",
+            "salt length too large",
+        ));
     }
     Ok(salt)
 }

@@ -19,7 +19,8 @@ impl SpiffeId {
     /// the trust domain, a port or user info, empty, `.` or `..` segments, a trailing `/`, a query,
     /// a fragment, percent-encoding, and IDs over 2048 bytes.
     pub fn parse(id: &str) -> Result<Self> {
-        let bad = |why: &str| Error::InvalidName(format!("SPIFFE ID \"{}\": {why}", id.escape_debug()));
+        let bad =
+            |why: &str| Error::InvalidName(format!("SPIFFE ID \"{}\": {why}", id.escape_debug()));
         if id.len() > MAX_SPIFFE_ID_LEN {
             return Err(bad("longer than 2048 bytes"));
         }
@@ -103,7 +104,8 @@ impl SpiffeId {
         let prefix = prefix.trim_end_matches('/');
         prefix.is_empty()
             || self.path == prefix
-            || (self.path.starts_with(prefix) && self.path.as_bytes().get(prefix.len()) == Some(&b'/'))
+            || (self.path.starts_with(prefix)
+                && self.path.as_bytes().get(prefix.len()) == Some(&b'/'))
     }
 }
 

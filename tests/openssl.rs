@@ -49,8 +49,22 @@ fn openssl_verifies_our_csrs() {
         };
         let csr = req.sign(&key).unwrap();
         let path = dir.write("req.pem", csr.to_pem());
-        let out = openssl_ok(&dir.0, &["req", "-in", path.to_str().unwrap(), "-verify", "-noout", "-text"]);
-        assert!(out.contains("verify OK") || out.contains("Certificate request self-signature verify OK"), "{out}");
+        let out = openssl_ok(
+            &dir.0,
+            &[
+                "req",
+                "-in",
+                path.to_str().unwrap(),
+                "-verify",
+                "-noout",
+                "-text",
+            ],
+        );
+        assert!(
+            out.contains("verify OK")
+                || out.contains("Certificate request self-signature verify OK"),
+            "{out}"
+        );
         for needle in [
             "CN = workload.example.com",
             "DNS:workload.example.com",
@@ -63,7 +77,12 @@ fn openssl_verifies_our_csrs() {
         }
         // The public key openssl extracts from the CSR is ours.
         let pubkey = openssl_ok(&dir.0, &["req", "-in", "req.pem", "-pubkey", "-noout"]);
-        assert_eq!(PublicKey::from_spki(pubkey.trim().as_bytes()).unwrap().spki_der(), key.public_key().spki_der());
+        assert_eq!(
+            PublicKey::from_spki(pubkey.trim().as_bytes())
+                .unwrap()
+                .spki_der(),
+            key.public_key().spki_der()
+        );
     }
 }
 
@@ -75,20 +94,45 @@ fn openssl_verifies_issued_leaves_for_both_ca_algorithms() {
         dir.write("root.pem", root.certificate().to_pem());
         dir.write("int.pem", int.certificate().to_pem());
         for leaf_alg in [Algorithm::P256, Algorithm::Ed25519] {
-            let (_key, csr) = csr_for(leaf_alg, &CsrRequest {
-                subject: Subject::common_name("ignored by the issuer"),
-                names: vec![SanName::dns("svc.example.com").unwrap()],
-            });
+            let (_key, csr) = csr_for(
+                leaf_alg,
+                &CsrRequest {
+                    subject: Subject::common_name("ignored by the issuer"),
+                    names: vec![SanName::dns("svc.example.com").unwrap()],
+                },
+            );
             let profile = Profile {
-                names: NameRules { allow: vec![NamePattern::Dns(".example.com".into())], ..Default::default() },
+                names: NameRules {
+                    allow: vec![NamePattern::Dns(".example.com".into())],
+                    ..Default::default()
+                },
                 ..Profile::default()
             };
-            let opts = IssueOptions { identity: Some(SanName::dns("svc.example.com").unwrap()), lifetime_secs: Some(3600) };
+            let opts = IssueOptions {
+                identity: Some(SanName::dns("svc.example.com").unwrap()),
+                lifetime_secs: Some(3600),
+            };
             let issued = int.issue(&csr, &profile, &opts, now(), &mut rng()).unwrap();
             dir.write("leaf.pem", issued.certificate.to_pem());
             for purpose in ["sslclient", "sslserver"] {
-                let out = openssl_ok(&dir.0, &["verify", "-CAfile", "root.pem", "-untrusted", "int.pem", "-purpose", purpose, "-x509_strict", "leaf.pem"]);
-                assert!(out.contains("leaf.pem: OK"), "{ca_alg}/{leaf_alg}/{purpose}: {out}");
+                let out = openssl_ok(
+                    &dir.0,
+                    &[
+                        "verify",
+                        "-CAfile",
+                        "root.pem",
+                        "-untrusted",
+                        "int.pem",
+                        "-purpose",
+                        purpose,
+                        "-x509_strict",
+                        "leaf.pem",
+                    ],
+                );
+                assert!(
+                    out.contains("leaf.pem: OK"),
+                    "{ca_alg}/{leaf_alg}/{purpose}: {out}"
+                );
             }
             let text = openssl_ok(&dir.0, &["x509", "-in", "leaf.pem", "-noout", "-text"]);
             for needle in [
@@ -102,9 +146,15 @@ fn openssl_verifies_issued_leaves_for_both_ca_algorithms() {
                 "X509v3 Authority Key Identifier",
                 "Subject: CN = svc.example.com",
             ] {
-                assert!(text.contains(needle), "{ca_alg}/{leaf_alg}: missing {needle}:\n{text}");
+                assert!(
+                    text.contains(needle),
+                    "{ca_alg}/{leaf_alg}: missing {needle}:\n{text}"
+                );
             }
-            assert!(!text.contains("ignored by the issuer"), "CSR subject leaked into the certificate");
+            assert!(
+                !text.contains("ignored by the issuer"),
+                "CSR subject leaked into the certificate"
+            );
             assert!(!text.contains("Certificate Sign"), "leaf has keyCertSign");
             // Serial: 20 octets, positive.
             let serial = openssl_ok(&dir.0, &["x509", "-in", "leaf.pem", "-noout", "-serial"]);
@@ -115,7 +165,11 @@ fn openssl_verifies_issued_leaves_for_both_ca_algorithms() {
             let c = &issued.certificate;
             assert_eq!(c.not_after() - c.not_before(), 3600 + 60);
             // The chain verifies with our own verifier too, and openssl agrees with the leaf's key id chain.
-            let chain = [issued.certificate.clone(), int.certificate().clone(), root.certificate().clone()];
+            let chain = [
+                issued.certificate.clone(),
+                int.certificate().clone(),
+                root.certificate().clone(),
+            ];
             verify_chain(&chain, now().unix_timestamp()).unwrap();
         }
     }
@@ -127,13 +181,18 @@ fn openssl_checks_the_root_and_intermediate() {
     let (root, int) = ca_pair(Algorithm::P256);
     dir.write("root.pem", root.certificate().to_pem());
     dir.write("int.pem", int.certificate().to_pem());
-    let out = openssl_ok(&dir.0, &["verify", "-x509_strict", "-CAfile", "root.pem", "int.pem"]);
+    let out = openssl_ok(
+        &dir.0,
+        &["verify", "-x509_strict", "-CAfile", "root.pem", "int.pem"],
+    );
     assert!(out.contains("int.pem: OK"), "{out}");
     let text = openssl_ok(&dir.0, &["x509", "-in", "int.pem", "-noout", "-text"]);
     assert!(text.contains("CA:TRUE, pathlen:0"), "{text}");
     assert!(text.contains("Certificate Sign, CRL Sign"), "{text}");
     // An intermediate with pathLen 0 cannot make another CA.
-    assert!(int.new_intermediate(&CaParams::new("too deep"), now(), &mut rng()).is_err());
+    assert!(int
+        .new_intermediate(&CaParams::new("too deep"), now(), &mut rng())
+        .is_err());
 }
 
 #[test]
@@ -143,19 +202,50 @@ fn openssl_opens_our_pkcs8_plain_and_encrypted() {
         let key = KeyPair::generate(alg, &mut rng());
         dir.write("plain.pem", key.to_pkcs8_pem().unwrap().as_bytes());
         let out = openssl_ok(&dir.0, &["pkey", "-in", "plain.pem", "-pubout"]);
-        assert_eq!(PublicKey::from_spki(out.trim().as_bytes()).unwrap().spki_der(), key.public_key().spki_der());
+        assert_eq!(
+            PublicKey::from_spki(out.trim().as_bytes())
+                .unwrap()
+                .spki_der(),
+            key.public_key().spki_der()
+        );
         for enc in [KeyEncryption::Scrypt, KeyEncryption::Pbkdf2Sha256] {
-            let pem = key.to_encrypted_pkcs8_pem(b"correct horse", enc, &mut rng()).unwrap();
+            let pem = key
+                .to_encrypted_pkcs8_pem(b"correct horse", enc, &mut rng())
+                .unwrap();
             assert!(pem.starts_with("-----BEGIN ENCRYPTED PRIVATE KEY-----"));
             dir.write("enc.pem", &pem);
-            let out = openssl_ok(&dir.0, &["pkey", "-in", "enc.pem", "-passin", "pass:correct horse", "-pubout"]);
-            assert_eq!(PublicKey::from_spki(out.trim().as_bytes()).unwrap().spki_der(), key.public_key().spki_der(), "{alg} {enc:?}");
+            let out = openssl_ok(
+                &dir.0,
+                &[
+                    "pkey",
+                    "-in",
+                    "enc.pem",
+                    "-passin",
+                    "pass:correct horse",
+                    "-pubout",
+                ],
+            );
+            assert_eq!(
+                PublicKey::from_spki(out.trim().as_bytes())
+                    .unwrap()
+                    .spki_der(),
+                key.public_key().spki_der(),
+                "{alg} {enc:?}"
+            );
             assert!(!openssl(&dir.0, &["pkey", "-in", "enc.pem", "-passin", "pass:wrong"]).ok);
             // And we read it back.
             let back = KeyPair::from_pem(pem.as_bytes(), Some(b"correct horse")).unwrap();
             assert_eq!(back.public_key().spki_der(), key.public_key().spki_der());
-            assert_eq!(KeyPair::from_pem(pem.as_bytes(), Some(b"nope")).unwrap_err().code(), "passphrase");
-            assert_eq!(KeyPair::from_pem(pem.as_bytes(), None).unwrap_err().code(), "passphrase");
+            assert_eq!(
+                KeyPair::from_pem(pem.as_bytes(), Some(b"nope"))
+                    .unwrap_err()
+                    .code(),
+                "passphrase"
+            );
+            assert_eq!(
+                KeyPair::from_pem(pem.as_bytes(), None).unwrap_err().code(),
+                "passphrase"
+            );
         }
     }
 }
@@ -163,17 +253,82 @@ fn openssl_opens_our_pkcs8_plain_and_encrypted() {
 #[test]
 fn we_read_keys_openssl_makes() {
     let dir = TempDir::new("oskeys");
-    openssl_ok(&dir.0, &["genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", "ec.pem"]);
-    openssl_ok(&dir.0, &["genpkey", "-algorithm", "ED25519", "-out", "ed.pem"]);
-    openssl_ok(&dir.0, &["pkcs8", "-topk8", "-in", "ec.pem", "-v2", "aes-256-cbc", "-passout", "pass:pw", "-out", "ec-enc.pem"]);
-    openssl_ok(&dir.0, &["pkcs8", "-topk8", "-in", "ed.pem", "-scrypt", "-passout", "pass:pw", "-out", "ed-enc.pem"]);
-    for (file, pass) in [("ec.pem", None), ("ed.pem", None), ("ec-enc.pem", Some(&b"pw"[..])), ("ed-enc.pem", Some(&b"pw"[..]))] {
+    openssl_ok(
+        &dir.0,
+        &[
+            "genpkey",
+            "-algorithm",
+            "EC",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-out",
+            "ec.pem",
+        ],
+    );
+    openssl_ok(
+        &dir.0,
+        &["genpkey", "-algorithm", "ED25519", "-out", "ed.pem"],
+    );
+    openssl_ok(
+        &dir.0,
+        &[
+            "pkcs8",
+            "-topk8",
+            "-in",
+            "ec.pem",
+            "-v2",
+            "aes-256-cbc",
+            "-passout",
+            "pass:pw",
+            "-out",
+            "ec-enc.pem",
+        ],
+    );
+    openssl_ok(
+        &dir.0,
+        &[
+            "pkcs8",
+            "-topk8",
+            "-in",
+            "ed.pem",
+            "-scrypt",
+            "-passout",
+            "pass:pw",
+            "-out",
+            "ed-enc.pem",
+        ],
+    );
+    for (file, pass) in [
+        ("ec.pem", None),
+        ("ed.pem", None),
+        ("ec-enc.pem", Some(&b"pw"[..])),
+        ("ed-enc.pem", Some(&b"pw"[..])),
+    ] {
         let pem = std::fs::read(dir.path(file)).unwrap();
         let key = KeyPair::from_pem(&pem, pass).unwrap_or_else(|e| panic!("{file}: {e}"));
-        let pubout = openssl_ok(&dir.0, &["pkey", "-in", file, "-passin", "pass:pw", "-pubout"]);
-        assert_eq!(PublicKey::from_spki(pubout.trim().as_bytes()).unwrap().spki_der(), key.public_key().spki_der());
+        let pubout = openssl_ok(
+            &dir.0,
+            &["pkey", "-in", file, "-passin", "pass:pw", "-pubout"],
+        );
+        assert_eq!(
+            PublicKey::from_spki(pubout.trim().as_bytes())
+                .unwrap()
+                .spki_der(),
+            key.public_key().spki_der()
+        );
     }
-    openssl_ok(&dir.0, &["genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out", "rsa.pem"]);
+    openssl_ok(
+        &dir.0,
+        &[
+            "genpkey",
+            "-algorithm",
+            "RSA",
+            "-pkeyopt",
+            "rsa_keygen_bits:2048",
+            "-out",
+            "rsa.pem",
+        ],
+    );
     let err = KeyPair::from_pem(&std::fs::read(dir.path("rsa.pem")).unwrap(), None).unwrap_err();
     assert!(err.to_string().contains("rsaEncryption"), "{err}");
 }
@@ -183,11 +338,43 @@ fn we_accept_csrs_openssl_makes() {
     let dir = TempDir::new("oscsr");
     let subj = "/CN=openssl.example.com/O=Example";
     let cases: &[(&str, &[&str], &[&str], &str)] = &[
-        ("p256", &["-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256"], &[], "P-256"),
+        (
+            "p256",
+            &["-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256"],
+            &[],
+            "P-256",
+        ),
         ("ed25519", &["-algorithm", "ED25519"], &[], "Ed25519"),
-        ("rsa", &["-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048"], &["-sha256"], "RSA-2048"),
-        ("rsapss", &["-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048"], &["-sha256", "-sigopt", "rsa_padding_mode:pss", "-sigopt", "rsa_pss_saltlen:32"], "RSA-2048"),
-        ("rsapss-digestlen", &["-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:3072"], &["-sha256", "-sigopt", "rsa_padding_mode:pss", "-sigopt", "rsa_pss_saltlen:digest"], "RSA-3072"),
+        (
+            "rsa",
+            &["-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048"],
+            &["-sha256"],
+            "RSA-2048",
+        ),
+        (
+            "rsapss",
+            &["-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048"],
+            &[
+                "-sha256",
+                "-sigopt",
+                "rsa_padding_mode:pss",
+                "-sigopt",
+                "rsa_pss_saltlen:32",
+            ],
+            "RSA-2048",
+        ),
+        (
+            "rsapss-digestlen",
+            &["-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:3072"],
+            &[
+                "-sha256",
+                "-sigopt",
+                "rsa_padding_mode:pss",
+                "-sigopt",
+                "rsa_pss_saltlen:digest",
+            ],
+            "RSA-3072",
+        ),
     ];
     let (root, _) = ca_pair(Algorithm::P256);
     dir.write("root.pem", root.certificate().to_pem());
@@ -197,17 +384,56 @@ fn we_accept_csrs_openssl_makes() {
         let mut args = vec!["genpkey", "-out", key.as_str()];
         args.extend_from_slice(keyopts);
         openssl_ok(&dir.0, &args);
-        let mut args = vec!["req", "-new", "-key", key.as_str(), "-subj", subj, "-addext", "subjectAltName=DNS:openssl.example.com,IP:10.1.2.3", "-out", csr.as_str()];
+        let mut args = vec![
+            "req",
+            "-new",
+            "-key",
+            key.as_str(),
+            "-subj",
+            subj,
+            "-addext",
+            "subjectAltName=DNS:openssl.example.com,IP:10.1.2.3",
+            "-out",
+            csr.as_str(),
+        ];
         args.extend_from_slice(sigopts);
         openssl_ok(&dir.0, &args);
-        let parsed = ParsedCsr::parse(&std::fs::read(dir.path(&csr)).unwrap()).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let parsed = ParsedCsr::parse(&std::fs::read(dir.path(&csr)).unwrap())
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_eq!(parsed.public_key().kind().name(), *kind);
-        assert_eq!(parsed.subject().common_name.as_deref(), Some("openssl.example.com"));
-        assert_eq!(parsed.names(), &[SanName::dns("openssl.example.com").unwrap(), SanName::Ip("10.1.2.3".parse().unwrap())]);
+        assert_eq!(
+            parsed.subject().common_name.as_deref(),
+            Some("openssl.example.com")
+        );
+        assert_eq!(
+            parsed.names(),
+            &[
+                SanName::dns("openssl.example.com").unwrap(),
+                SanName::Ip("10.1.2.3".parse().unwrap())
+            ]
+        );
         // Issue it through the accept-the-CSR profile and let openssl verify the result.
-        let issued = root.issue(&parsed, &Profile::accept_csr(), &IssueOptions::default(), now(), &mut rng()).unwrap();
+        let issued = root
+            .issue(
+                &parsed,
+                &Profile::accept_csr(),
+                &IssueOptions::default(),
+                now(),
+                &mut rng(),
+            )
+            .unwrap();
         dir.write("leaf.pem", issued.certificate.to_pem());
-        let out = openssl_ok(&dir.0, &["verify", "-CAfile", "root.pem", "-purpose", "sslserver", "leaf.pem"]);
+        let out = openssl_ok(
+            &dir.0,
+            &[
+                "verify",
+                "-CAfile",
+                "root.pem",
+                "-purpose",
+                "sslserver",
+                "leaf.pem",
+            ],
+        );
         assert!(out.contains("OK"), "{name}: {out}");
         let text = openssl_ok(&dir.0, &["x509", "-in", "leaf.pem", "-noout", "-text"]);
         assert!(text.contains("CN = openssl.example.com"), "{text}");
@@ -221,17 +447,54 @@ fn we_accept_csrs_openssl_makes() {
     der[n - 5] ^= 0x01;
     assert_eq!(ParsedCsr::parse(&der).unwrap_err().code(), "bad_signature");
     // openssl's SHA-1 RSA CSR is refused by name.
-    openssl_ok(&dir.0, &["req", "-new", "-key", "rsa.key", "-subj", subj, "-sha1", "-out", "sha1.csr"]);
+    openssl_ok(
+        &dir.0,
+        &[
+            "req", "-new", "-key", "rsa.key", "-subj", subj, "-sha1", "-out", "sha1.csr",
+        ],
+    );
     let err = ParsedCsr::parse(&std::fs::read(dir.path("sha1.csr")).unwrap()).unwrap_err();
     assert!(err.to_string().contains("sha1WithRSAEncryption"), "{err}");
     // RSA-1024 is refused as weak.
-    openssl_ok(&dir.0, &["genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:1024", "-out", "weak.key"]);
-    openssl_ok(&dir.0, &["req", "-new", "-key", "weak.key", "-subj", subj, "-out", "weak.csr"]);
+    openssl_ok(
+        &dir.0,
+        &[
+            "genpkey",
+            "-algorithm",
+            "RSA",
+            "-pkeyopt",
+            "rsa_keygen_bits:1024",
+            "-out",
+            "weak.key",
+        ],
+    );
+    openssl_ok(
+        &dir.0,
+        &[
+            "req", "-new", "-key", "weak.key", "-subj", subj, "-out", "weak.csr",
+        ],
+    );
     let err = ParsedCsr::parse(&std::fs::read(dir.path("weak.csr")).unwrap()).unwrap_err();
     assert!(err.to_string().contains("RSA-1024 is too weak"), "{err}");
     // P-384 is refused by name.
-    openssl_ok(&dir.0, &["genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-384", "-out", "p384.key"]);
-    openssl_ok(&dir.0, &["req", "-new", "-key", "p384.key", "-subj", subj, "-out", "p384.csr"]);
+    openssl_ok(
+        &dir.0,
+        &[
+            "genpkey",
+            "-algorithm",
+            "EC",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-384",
+            "-out",
+            "p384.key",
+        ],
+    );
+    openssl_ok(
+        &dir.0,
+        &[
+            "req", "-new", "-key", "p384.key", "-subj", subj, "-out", "p384.csr",
+        ],
+    );
     let err = ParsedCsr::parse(&std::fs::read(dir.path("p384.csr")).unwrap()).unwrap_err();
     assert!(err.to_string().contains("P-384"), "{err}");
 }
@@ -242,11 +505,29 @@ fn spiffe_svid_follows_the_spec() {
     let (root, _) = ca_pair(Algorithm::Ed25519);
     dir.write("root.pem", root.certificate().to_pem());
     let id = "spiffe://example.org/ns/prod/sa/web";
-    let (_k, csr) = csr_for(Algorithm::P256, &CsrRequest { subject: Subject::default(), names: vec![SanName::uri(id).unwrap()] });
+    let (_k, csr) = csr_for(
+        Algorithm::P256,
+        &CsrRequest {
+            subject: Subject::default(),
+            names: vec![SanName::uri(id).unwrap()],
+        },
+    );
     let profile = Profile::spiffe("example.org", "/ns/prod");
-    let issued = root.issue(&csr, &profile, &IssueOptions::default(), now(), &mut rng()).unwrap();
+    let issued = root
+        .issue(&csr, &profile, &IssueOptions::default(), now(), &mut rng())
+        .unwrap();
     dir.write("svid.pem", issued.certificate.to_pem());
-    openssl_ok(&dir.0, &["verify", "-CAfile", "root.pem", "-purpose", "sslclient", "svid.pem"]);
+    openssl_ok(
+        &dir.0,
+        &[
+            "verify",
+            "-CAfile",
+            "root.pem",
+            "-purpose",
+            "sslclient",
+            "svid.pem",
+        ],
+    );
     let d = inspect(issued.certificate.to_pem().as_bytes()).unwrap();
     assert_eq!(d.names.uri, vec![id.to_string()]);
     assert!(d.names.dns.is_empty());
@@ -256,18 +537,35 @@ fn spiffe_svid_follows_the_spec() {
     let ku = d.extensions.iter().find(|e| e.name == "keyUsage").unwrap();
     assert!(ku.critical);
     // An empty subject makes the SAN extension critical (RFC 5280 4.2.1.6).
-    assert!(d.extensions.iter().find(|e| e.name == "subjectAltName").unwrap().critical);
+    assert!(
+        d.extensions
+            .iter()
+            .find(|e| e.name == "subjectAltName")
+            .unwrap()
+            .critical
+    );
     let text = openssl_ok(&dir.0, &["x509", "-in", "svid.pem", "-noout", "-text"]);
     assert!(text.contains(&format!("URI:{id}")), "{text}");
     // Wrong trust domain, path outside the prefix, two URIs: refused.
     for names in [
         vec![SanName::uri("spiffe://other.org/ns/prod/x").unwrap()],
         vec![SanName::uri("spiffe://example.org/ns/dev/x").unwrap()],
-        vec![SanName::uri(id).unwrap(), SanName::uri("spiffe://example.org/ns/prod/y").unwrap()],
+        vec![
+            SanName::uri(id).unwrap(),
+            SanName::uri("spiffe://example.org/ns/prod/y").unwrap(),
+        ],
         vec![],
     ] {
-        let (_k, csr) = csr_for(Algorithm::P256, &CsrRequest { subject: Subject::common_name("x"), names });
-        let err = root.issue(&csr, &profile, &IssueOptions::default(), now(), &mut rng()).unwrap_err();
+        let (_k, csr) = csr_for(
+            Algorithm::P256,
+            &CsrRequest {
+                subject: Subject::common_name("x"),
+                names,
+            },
+        );
+        let err = root
+            .issue(&csr, &profile, &IssueOptions::default(), now(), &mut rng())
+            .unwrap_err();
         assert_eq!(err.code(), "policy", "{err}");
     }
 }

@@ -27,7 +27,10 @@ impl TempDir {
     pub fn new(tag: &str) -> Self {
         let mut bytes = [0u8; 8];
         getrandom::fill(&mut bytes).unwrap();
-        let name = format!("wasm-pki-{tag}-{}", bytes.iter().map(|b| format!("{b:02x}")).collect::<String>());
+        let name = format!(
+            "wasm-pki-{tag}-{}",
+            bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
+        );
         let p = std::env::temp_dir().join(name);
         std::fs::create_dir_all(&p).unwrap();
         TempDir(p)
