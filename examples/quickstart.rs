@@ -22,13 +22,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     .sign(&key)?;
 
     let parsed = ParsedCsr::parse(csr.to_pem().as_bytes())?;
-    let profile = Profile {
-        names: NameRules {
-            allow: vec![NamePattern::Dns(".example.com".into())],
-            ..Default::default()
-        },
-        ..Profile::default()
-    };
+    let profile = Profile::allowing(vec![NamePattern::Dns(".example.com".into())]);
     let opts = IssueOptions {
         identity: Some(SanName::dns("web.example.com")?),
         lifetime_secs: Some(3600),

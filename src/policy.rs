@@ -221,6 +221,17 @@ impl Profile {
         }
     }
 
+    /// The default profile, also allowing CSRs to ask for names matching `allow`.
+    pub fn allowing(allow: Vec<NamePattern>) -> Self {
+        Profile {
+            names: NameRules {
+                allow,
+                ..NameRules::default()
+            },
+            ..Profile::default()
+        }
+    }
+
     /// An X.509-SVID profile for one trust domain and path prefix.
     pub fn spiffe(trust_domain: &str, path_prefix: &str) -> Self {
         Profile {

@@ -266,3 +266,48 @@ fn curve_name(oid: &str) -> &str {
         other => other,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use base64ct::{Base64UrlUnpadded, Encoding};
+
+    #[test]
+    fn jwk_holds_the_same_point_as_the_spki() {
+        let mut rng = rand_core::UnwrapErr(getrandom::SysRng);
+        let key = crate::KeyPair::generate(crate::Algorithm::P256, &mut rng);
+        let jwk = key.public_key().to_jwk();
+        assert_eq!((jwk.kty, jwk.crv), ("EC", Some("P-256")));
+        let mut point = vec![4u8];
+        point.extend(Base64UrlUnpadded::decode_vec(jwk.x.as_ref().unwrap()).unwrap());
+        point.extend(Base64UrlUnpadded::decode_vec(jwk.y.as_ref().unwrap()).unwrap());
+        assert_eq!(point, key.public_key().der_bytes());
+
+        let key = crate::KeyPair::generate(crate::Algorithm::Ed25519, &mut rng);
+        let jwk = key.public_key().to_jwk();
+        assert_eq!((jwk.kty, jwk.crv), ("OKP", Some("Ed25519")));
+        assert_eq!(
+            Base64UrlUnpadded::decode_vec(jwk.x.as_ref().unwrap()).unwrap(),
+            key.public_key().der_bytes()
+        );
+        assert_eq!(key.public_key().fingerprint_sha256().len(), 32);
+    }
+
+    #[test]
+    fn spki_parsing_refuses_bad_keys() {
+        assert!(PublicKey::from_spki(b"").is_err());
+        assert!(PublicKey::from_spki(
+            b"-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n"
+        )
+        .is_err());
+        // An Ed25519 SPKI with 31 key bytes.
+        let mut bad = vec![
+            0x30, 0x29, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x20, 0x00,
+        ];
+        bad.extend([1u8; 31]);
+        assert_eq!(
+            PublicKey::from_spki(&bad).unwrap_err().code(),
+            "invalid_key"
+        );
+    }
+}

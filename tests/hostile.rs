@@ -224,13 +224,7 @@ fn requests_for_ca_powers_or_foreign_names_are_refused_not_trimmed() {
     let ca =
         CertificateAuthority::new_root(&CaParams::new("Policy Root"), now(), &mut rng()).unwrap();
     let key = KeyPair::generate(Algorithm::P256, &mut rng());
-    let profile = Profile {
-        names: NameRules {
-            allow: vec![NamePattern::Dns(".example.com".into())],
-            ..Default::default()
-        },
-        ..Profile::default()
-    };
+    let profile = Profile::allowing(vec![NamePattern::Dns(".example.com".into())]);
     let opts = IssueOptions {
         identity: Some(SanName::dns("ok.example.com").unwrap()),
         lifetime_secs: None,
@@ -343,21 +337,7 @@ fn leaves_never_outlive_their_issuer() {
     let mut p = CaParams::new("Short Root");
     p.validity_secs = 600;
     let ca = CertificateAuthority::new_root(&p, now(), &mut rng()).unwrap();
-    let key = KeyPair::generate(Algorithm::Ed25519, &mut rng());
-    let csr = ParsedCsr::parse(
-        CsrRequest {
-            subject: Subject::default(),
-            names: vec![SanName::dns("a.example.com").unwrap()],
-        }
-        .sign(&key)
-        .unwrap()
-        .der(),
-    )
-    .unwrap();
-    let opts = IssueOptions {
-        identity: Some(SanName::dns("a.example.com").unwrap()),
-        lifetime_secs: Some(86_400),
-    };
+    let (_key, csr, opts) = common::dns_request(Algorithm::Ed25519, "a.example.com", Some(86_400));
     let issued = ca
         .issue(&csr, &Profile::default(), &opts, now(), &mut rng())
         .unwrap();
@@ -416,21 +396,7 @@ fn chain_verification_refuses_what_it_should() {
         .unwrap();
     let other =
         CertificateAuthority::new_root(&CaParams::new("Other Root"), now(), &mut rng()).unwrap();
-    let key = KeyPair::generate(Algorithm::P256, &mut rng());
-    let csr = ParsedCsr::parse(
-        CsrRequest {
-            subject: Subject::default(),
-            names: vec![SanName::dns("c.example.com").unwrap()],
-        }
-        .sign(&key)
-        .unwrap()
-        .der(),
-    )
-    .unwrap();
-    let opts = IssueOptions {
-        identity: Some(SanName::dns("c.example.com").unwrap()),
-        lifetime_secs: Some(3600),
-    };
+    let (key, csr, opts) = common::dns_request(Algorithm::P256, "c.example.com", Some(3600));
     let leaf = int
         .issue(&csr, &Profile::default(), &opts, now(), &mut rng())
         .unwrap()
@@ -512,21 +478,7 @@ fn loading_a_ca_round_trips_and_checks_the_key() {
         Some(b"pw"),
     )
     .unwrap();
-    let key = KeyPair::generate(Algorithm::Ed25519, &mut r);
-    let csr = ParsedCsr::parse(
-        CsrRequest {
-            subject: Subject::default(),
-            names: vec![SanName::dns("l.example.com").unwrap()],
-        }
-        .sign(&key)
-        .unwrap()
-        .der(),
-    )
-    .unwrap();
-    let opts = IssueOptions {
-        identity: Some(SanName::dns("l.example.com").unwrap()),
-        lifetime_secs: None,
-    };
+    let (_key, csr, opts) = common::dns_request(Algorithm::Ed25519, "l.example.com", None);
     let leaf = loaded
         .issue(&csr, &Profile::default(), &opts, now(), &mut r)
         .unwrap()

@@ -101,13 +101,7 @@ fn openssl_verifies_issued_leaves_for_both_ca_algorithms() {
                     names: vec![SanName::dns("svc.example.com").unwrap()],
                 },
             );
-            let profile = Profile {
-                names: NameRules {
-                    allow: vec![NamePattern::Dns(".example.com".into())],
-                    ..Default::default()
-                },
-                ..Profile::default()
-            };
+            let profile = Profile::allowing(vec![NamePattern::Dns(".example.com".into())]);
             let opts = IssueOptions {
                 identity: Some(SanName::dns("svc.example.com").unwrap()),
                 lifetime_secs: Some(3600),
@@ -455,48 +449,32 @@ fn we_accept_csrs_openssl_makes() {
     );
     let err = ParsedCsr::parse(&std::fs::read(dir.path("sha1.csr")).unwrap()).unwrap_err();
     assert!(err.to_string().contains("sha1WithRSAEncryption"), "{err}");
-    // RSA-1024 is refused as weak.
-    openssl_ok(
-        &dir.0,
-        &[
-            "genpkey",
-            "-algorithm",
-            "RSA",
-            "-pkeyopt",
-            "rsa_keygen_bits:1024",
-            "-out",
-            "weak.key",
-        ],
-    );
-    openssl_ok(
-        &dir.0,
-        &[
-            "req", "-new", "-key", "weak.key", "-subj", subj, "-out", "weak.csr",
-        ],
-    );
-    let err = ParsedCsr::parse(&std::fs::read(dir.path("weak.csr")).unwrap()).unwrap_err();
-    assert!(err.to_string().contains("RSA-1024 is too weak"), "{err}");
-    // P-384 is refused by name.
-    openssl_ok(
-        &dir.0,
-        &[
-            "genpkey",
-            "-algorithm",
-            "EC",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-384",
-            "-out",
-            "p384.key",
-        ],
-    );
-    openssl_ok(
-        &dir.0,
-        &[
-            "req", "-new", "-key", "p384.key", "-subj", subj, "-out", "p384.csr",
-        ],
-    );
-    let err = ParsedCsr::parse(&std::fs::read(dir.path("p384.csr")).unwrap()).unwrap_err();
-    assert!(err.to_string().contains("P-384"), "{err}");
+    // Weak RSA and other curves are refused by name.
+    for (name, keyopt, expected) in [
+        ("weak", "rsa_keygen_bits:1024", "RSA-1024 is too weak"),
+        ("p384", "ec_paramgen_curve:P-384", "P-384"),
+    ] {
+        let alg = if name == "weak" { "RSA" } else { "EC" };
+        let (key, csr) = (format!("{name}.key"), format!("{name}.csr"));
+        openssl_ok(
+            &dir.0,
+            &[
+                "genpkey",
+                "-algorithm",
+                alg,
+                "-pkeyopt",
+                keyopt,
+                "-out",
+                &key,
+            ],
+        );
+        openssl_ok(
+            &dir.0,
+            &["req", "-new", "-key", &key, "-subj", subj, "-out", &csr],
+        );
+        let err = ParsedCsr::parse(&std::fs::read(dir.path(&csr)).unwrap()).unwrap_err();
+        assert!(err.to_string().contains(expected), "{err}");
+    }
 }
 
 #[test]

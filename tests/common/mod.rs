@@ -78,3 +78,33 @@ pub fn openssl_ok(dir: &Path, args: &[&str]) -> String {
     assert!(o.ok, "openssl {args:?} failed:\n{}\n{}", o.stdout, o.stderr);
     o.stdout + &o.stderr
 }
+
+/// A new key, its verified CSR for one DNS name, and options vouching for that name as identity.
+pub fn dns_request(
+    alg: wasm_pki::Algorithm,
+    name: &str,
+    lifetime_secs: Option<u64>,
+) -> (
+    wasm_pki::KeyPair,
+    wasm_pki::ParsedCsr,
+    wasm_pki::IssueOptions,
+) {
+    use wasm_pki::*;
+    let key = KeyPair::generate(alg, &mut rng());
+    let identity = SanName::dns(name).unwrap();
+    let csr = CsrRequest {
+        subject: Subject::default(),
+        names: vec![identity.clone()],
+    }
+    .sign(&key)
+    .unwrap();
+    let csr = ParsedCsr::parse(csr.der()).unwrap();
+    (
+        key,
+        csr,
+        IssueOptions {
+            identity: Some(identity),
+            lifetime_secs,
+        },
+    )
+}
