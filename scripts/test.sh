@@ -29,6 +29,7 @@ cargo clippy --all-targets -- -D warnings
 
 step "core for wasm32-unknown-unknown"
 cargo build --lib --release --target wasm32-unknown-unknown
+cargo clippy --lib --target wasm32-unknown-unknown --features js -- -D warnings
 
 step "tests (unit, openssl, rustls mTLS, hostile input)"
 cargo test --all-targets

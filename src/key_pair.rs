@@ -271,6 +271,21 @@ impl KeyPair {
     }
 }
 
+impl KeyPair {
+    /// Sign `msg` in the fixed-size form WebCrypto and JOSE use: r‖s (64 bytes) for P-256,
+    /// the 64-byte signature for Ed25519.
+    pub fn sign_raw(&self, msg: &[u8]) -> Vec<u8> {
+        use signature::Signer;
+        match &self.secret {
+            Secret::P256(k) => {
+                let s: p256::ecdsa::Signature = k.sign(msg);
+                s.to_bytes().to_vec()
+            }
+            Secret::Ed25519(k) => k.sign(msg).to_bytes().to_vec(),
+        }
+    }
+}
+
 fn check_kdf_cost(scheme: &pkcs5::EncryptionScheme) -> Result<()> {
     let pkcs5::EncryptionScheme::Pbes2(params) = scheme else {
         return Err(Error::UnsupportedAlgorithm(

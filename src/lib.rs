@@ -8,6 +8,8 @@ pub mod chain;
 pub mod csr;
 pub mod error;
 pub mod inspect;
+#[cfg(feature = "js")]
+mod js;
 pub mod key_pair;
 pub mod name;
 mod pem;

@@ -243,6 +243,35 @@ impl PublicKey {
     }
 }
 
+impl PublicKey {
+    /// Verify a signature over `msg`: P-256 ECDSA-SHA256 as r‖s (WebCrypto) or DER, Ed25519,
+    /// or RSA PKCS#1 v1.5 with SHA-256.
+    pub fn verify(&self, msg: &[u8], sig: &[u8]) -> Result<()> {
+        use signature::Verifier;
+        let bad = || Error::BadSignature("message");
+        match &self.key {
+            VerifyingKey::P256(vk) => {
+                let s = if sig.len() == 64 {
+                    p256::ecdsa::Signature::from_slice(sig)
+                } else {
+                    p256::ecdsa::Signature::from_der(sig)
+                }
+                .map_err(|_| bad())?;
+                vk.verify(msg, &s).map_err(|_| bad())
+            }
+            VerifyingKey::Ed25519(vk) => {
+                let s = ed25519_dalek::Signature::from_slice(sig).map_err(|_| bad())?;
+                vk.verify_strict(msg, &s).map_err(|_| bad())
+            }
+            VerifyingKey::Rsa(pk) => {
+                let vk = rsa::pkcs1v15::VerifyingKey::<sha2::Sha256>::new((**pk).clone());
+                let s = rsa::pkcs1v15::Signature::try_from(sig).map_err(|_| bad())?;
+                vk.verify(msg, &s).map_err(|_| bad())
+            }
+        }
+    }
+}
+
 impl PublicKeyData for PublicKey {
     fn der_bytes(&self) -> &[u8] {
         &self.raw
@@ -291,6 +320,13 @@ mod tests {
             key.public_key().der_bytes()
         );
         assert_eq!(key.public_key().fingerprint_sha256().len(), 32);
+        let sig = key.sign_raw(b"msg");
+        key.public_key().verify(b"msg", &sig).unwrap();
+        assert!(key.public_key().verify(b"other", &sig).is_err());
+        let p = crate::KeyPair::generate(crate::Algorithm::P256, &mut rng);
+        p.public_key().verify(b"m", &p.sign_raw(b"m")).unwrap();
+        p.public_key().verify(b"m", &p.sign(b"m")).unwrap();
+        assert!(p.public_key().verify(b"m", &[0u8; 64]).is_err());
     }
 
     #[test]

@@ -1,0 +1,164 @@
+// Types of the wasm-pki API. Every failure throws a WasmPkiError.
+
+/** Key algorithms wasm-pki generates and signs with. */
+export type Algorithm = 'p256' | 'ed25519';
+
+/** Stable error codes (error.code). */
+export type ErrorCode =
+  | 'too_large' | 'bad_pem' | 'malformed' | 'unsupported_algorithm' | 'algorithm_mismatch'
+  | 'invalid_key' | 'bad_signature' | 'passphrase' | 'invalid_name' | 'policy'
+  | 'invalid_parameter' | 'chain' | 'encoding';
+
+/** The Error every function throws: `message` says what was wrong, `code` is stable. */
+export interface WasmPkiError extends Error { code: ErrorCode }
+
+/** A public key as a JSON Web Key (public members only). */
+export interface Jwk {
+  kty: 'EC' | 'OKP' | 'RSA';
+  crv?: 'P-256' | 'Ed25519';
+  x?: string;
+  y?: string;
+  n?: string;
+  e?: string;
+}
+
+/** A key pair that lives inside the WebAssembly module. */
+export declare class Key {
+  private constructor();
+  readonly algorithm: Algorithm;
+  /** SubjectPublicKeyInfo PEM. */
+  publicKeyPem(): string;
+  /** PKCS#8 PEM; with a passphrase, encrypted PKCS#8 (PBES2, scrypt, AES-256-CBC). */
+  privateKeyPem(passphrase?: string): string;
+  publicKeyJwk(): Jwk;
+  /** SHA-256 of the SubjectPublicKeyInfo, hex. */
+  fingerprint(): string;
+  /** Sign bytes: r‖s for P-256 (as WebCrypto ECDSA/SHA-256 produces), 64 bytes for Ed25519. */
+  sign(data: Uint8Array): Uint8Array;
+  /** Frees the key's memory (and zeroizes it) now rather than at garbage collection. */
+  free(): void;
+}
+
+export declare function generateKey(algorithm: Algorithm): Key;
+export declare function importKey(pem: string, passphrase?: string): Key;
+
+/** What a CSR asks for. */
+export interface CsrRequest {
+  commonName?: string;
+  organization?: string;
+  organizationalUnit?: string;
+  /** Two upper-case letters (ISO 3166). */
+  country?: string;
+  state?: string;
+  locality?: string;
+  dnsNames?: string[];
+  ipAddresses?: string[];
+  /** URIs, e.g. spiffe://example.org/ns/prod/sa/web */
+  uris?: string[];
+  emails?: string[];
+}
+
+/** Verify a signature with a SubjectPublicKeyInfo PEM; false when it does not verify. */
+export declare function verifySignature(publicKeyPem: string, data: Uint8Array, signature: Uint8Array): boolean;
+
+/** Returns the CSR PEM. */
+export declare function createCsr(key: Key, request: CsrRequest): string;
+
+/** Subject attributes. */
+export interface Subject {
+  commonName?: string;
+  organization?: string;
+  organizationalUnit?: string;
+  country?: string;
+  state?: string;
+  locality?: string;
+}
+
+export type KeyKind = { type: 'p256' } | { type: 'ed25519' } | { type: 'rsa'; bits: number };
+
+/** The description `inspect` returns. */
+export interface Description {
+  kind: 'certificate' | 'csr';
+  subject: string;
+  issuer: string | null;
+  names: { dns: string[]; ip: string[]; uri: string[]; email: string[]; other: string[] };
+  key: { algorithm: string; kind: KeyKind; fingerprintSha256: string; jwk: Jwk };
+  signatureAlgorithm: string;
+  serial: string | null;
+  /** Unix seconds. */
+  notBefore: number | null;
+  notAfter: number | null;
+  notBeforeText: string | null;
+  notAfterText: string | null;
+  isCa: boolean;
+  pathLen: number | null;
+  keyUsage: string[];
+  extendedKeyUsage: string[];
+  extensions: { oid: string; name: string; critical: boolean }[];
+  fingerprintSha256: string;
+  selfIssued: boolean;
+}
+
+/** Describe a certificate or a CSR (a CSR's signature is verified first). */
+export declare function inspect(pem: string): Description;
+
+/** A name pattern of a profile. */
+export type NamePattern =
+  | { type: 'dns'; value: string }
+  | { type: 'ip'; value: string }
+  | { type: 'uriPrefix'; value: string }
+  | { type: 'emailDomain'; value: string }
+  | { type: 'any' };
+
+/**
+ * Issuance profile. `{}` accepts the CSR's subject and names as they are (you hold the CA key),
+ * with the default lifetime (24 h) and a server+client leaf.
+ */
+export interface Profile {
+  keyTypes?: ('p256' | 'ed25519' | 'rsa')[];
+  rsaMinBits?: number;
+  /** 'identity': the issuer decides the subject; 'csr': take the CSR's subject. */
+  subjectFrom?: 'identity' | 'csr';
+  subject?: Subject;
+  names?: { allow?: NamePattern[]; deny?: NamePattern[]; allowWildcards?: boolean; maxNames?: number };
+  spiffe?: { trustDomain: string; pathPrefix?: string };
+  defaultLifetimeSecs?: number;
+  maxLifetimeSecs?: number;
+  usage?: 'server' | 'client' | 'serverAndClient';
+  backdateSecs?: number;
+  /** The identity you vouch for (DNS name, IP, e-mail or spiffe:// ID): always allowed, becomes the CN. */
+  identity?: string;
+  /** Requested lifetime; must not exceed maxLifetimeSecs. */
+  lifetimeSecs?: number;
+}
+
+export interface CaOptions {
+  commonName: string;
+  organization?: string;
+  algorithm?: Algorithm;
+  validityDays?: number;
+  pathLen?: number;
+}
+
+/** A certificate authority that lives inside the WebAssembly module. */
+export declare class Ca {
+  private constructor();
+  certificatePem(): string;
+  privateKeyPem(passphrase?: string): string;
+  /** Issue a leaf for the CSR; returns the certificate PEM. */
+  issue(csrPem: string, profile?: Profile): string;
+  free(): void;
+}
+
+export declare function createCa(options: CaOptions): Ca;
+export declare function loadCa(certPem: string, keyPem: string, passphrase?: string): Ca;
+
+export interface VerifiedChain {
+  /** Subjects from leaf to root. */
+  subjects: string[];
+  /** Earliest notAfter along the chain, Unix seconds. */
+  validUntil: number;
+}
+
+/** Verify leaf → intermediates → trusted root (last) at atTimeMs (default now). */
+export declare function verifyChain(pems: string | string[], atTimeMs?: number): VerifiedChain;

@@ -1,0 +1,7 @@
+// Browser and bundler entry: fetches and instantiates the .wasm next to the glue (bundlers
+// rewrite the `new URL(..., import.meta.url)` inside it), then exposes the API.
+import init from './dist/wasm_pki.js';
+
+await init({ module_or_path: new URL('./dist/wasm_pki_bg.wasm', import.meta.url) });
+
+export * from './dist/wasm_pki.js';

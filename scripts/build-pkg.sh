@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Builds the npm package's wasm: cargo (wasm32, feature js) -> wasm-bindgen (pinned) -> wasm-opt (npm binaryen).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/wasm-pki/target}"
+
+WBG_VERSION=$(awk '/^name = "wasm-bindgen"$/{getline; gsub(/version = |"/,""); print; exit}' Cargo.lock)
+if ! wasm-bindgen --version 2>/dev/null | grep -qx "wasm-bindgen $WBG_VERSION"; then
+  echo "installing wasm-bindgen-cli $WBG_VERSION into ~/.cargo/bin (about 5 minutes, once per machine)"
+  cargo install wasm-bindgen-cli --version "$WBG_VERSION"
+fi
+if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
+  rustup target add wasm32-unknown-unknown
+fi
+[ -x pkg/node_modules/.bin/wasm-opt ] || (cd pkg && npm ci --no-audit --no-fund)
+
+cargo build --lib --release --target wasm32-unknown-unknown --features js
+rm -rf pkg/dist
+wasm-bindgen --target web --out-dir pkg/dist --out-name wasm_pki \
+  "$CARGO_TARGET_DIR/wasm32-unknown-unknown/release/wasm_pki.wasm"
+rm -f pkg/dist/package.json pkg/dist/*.d.ts pkg/dist/.gitignore
+# Debian's binaryen 108 breaks wasm-bindgen output; the npm one (v132) does not.
+pkg/node_modules/.bin/wasm-opt -O3 --enable-reference-types --enable-multivalue --enable-bulk-memory \
+  --enable-nontrapping-float-to-int --enable-sign-ext --enable-mutable-globals \
+  pkg/dist/wasm_pki_bg.wasm -o pkg/dist/wasm_pki_bg.wasm
+raw=$(stat -c %s pkg/dist/wasm_pki_bg.wasm)
+gz=$(gzip -9 -c pkg/dist/wasm_pki_bg.wasm | wc -c)
+sha=$(sha256sum pkg/dist/wasm_pki_bg.wasm | cut -d' ' -f1)
+echo "pkg/dist/wasm_pki_bg.wasm: ${raw} bytes raw, ${gz} bytes gzip -9, sha256 ${sha}"
