@@ -34,5 +34,9 @@ cargo clippy --lib --target wasm32-unknown-unknown --features js -- -D warnings
 step "tests (unit, openssl, rustls mTLS, hostile input)"
 cargo test --all-targets
 
+step "npm package (wasm-bindgen, wasm-opt) and Node tests"
+bash scripts/build-pkg.sh
+node --test tests/node/
+
 step "benchmarks compile"
 cargo bench --no-run

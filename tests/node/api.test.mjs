@@ -1,0 +1,149 @@
+// The npm API in Node: round trips, and outputs checked by openssl and Node's own crypto.
+import test from 'node:test';
+import assert from 'node:assert/strict';
+import { X509Certificate, webcrypto, createPublicKey } from 'node:crypto';
+import * as pki from '../../pkg/node.mjs';
+import { tempDir, openssl, opensslOk, pemToDer, derToPem } from './helpers.mjs';
+
+const ALGS = ['p256', 'ed25519'];
+
+for (const alg of ALGS) {
+  test(`${alg}: key round trips, plain and encrypted`, (t) => {
+    const { dir, write } = tempDir(t);
+    const key = pki.generateKey(alg);
+    assert.equal(key.algorithm, alg);
+    const back = pki.importKey(key.privateKeyPem());
+    assert.equal(back.publicKeyPem(), key.publicKeyPem());
+    const enc = key.privateKeyPem('s3cret pass');
+    assert.match(enc, /^-----BEGIN ENCRYPTED PRIVATE KEY-----/);
+    assert.equal(pki.importKey(enc, 's3cret pass').fingerprint(), key.fingerprint());
+    assert.throws(() => pki.importKey(enc, 'wrong'), (e) => e.code === 'passphrase');
+    assert.throws(() => pki.importKey(enc), (e) => e.code === 'passphrase' && /passphrase is required/.test(e.message));
+    // openssl opens both and derives the same public key.
+    write('plain.pem', key.privateKeyPem());
+    write('enc.pem', enc);
+    assert.equal(opensslOk(dir, ['pkey', '-in', 'plain.pem', '-pubout']).trim(), key.publicKeyPem().trim());
+    assert.equal(opensslOk(dir, ['pkey', '-in', 'enc.pem', '-passin', 'pass:s3cret pass', '-pubout']).trim(), key.publicKeyPem().trim());
+    // Node agrees on the JWK.
+    const jwk = key.publicKeyJwk();
+    assert.deepEqual(createPublicKey(key.publicKeyPem()).export({ format: 'jwk' }), jwk);
+  });
+
+  test(`${alg}: CSR verified by openssl, inspected by us`, (t) => {
+    const { dir, write } = tempDir(t);
+    const key = pki.generateKey(alg);
+    const csr = pki.createCsr(key, {
+      commonName: 'workload.example.com',
+      organization: 'Example',
+      dnsNames: ['workload.example.com'],
+      ipAddresses: ['192.0.2.1'],
+      uris: ['spiffe://example.org/ns/a/sa/b'],
+      emails: ['ops@example.com'],
+    });
+    write('req.pem', csr);
+    const out = opensslOk(dir, ['req', '-in', 'req.pem', '-verify', '-noout', '-text']);
+    assert.match(out, /verify OK/);
+    assert.match(out, /DNS:workload\.example\.com/);
+    const d = pki.inspect(csr);
+    assert.equal(d.kind, 'csr');
+    assert.deepEqual(d.names, { dns: ['workload.example.com'], ip: ['192.0.2.1'], uri: ['spiffe://example.org/ns/a/sa/b'], email: ['ops@example.com'], other: [] });
+    assert.equal(d.key.fingerprintSha256, key.fingerprint());
+  });
+}
+
+for (const caAlg of ALGS) {
+  test(`${caAlg} CA: issued leaves pass openssl and node's X509Certificate`, (t) => {
+    const { dir, write } = tempDir(t);
+    const ca = pki.createCa({ commonName: `Node Test CA ${caAlg}`, algorithm: caAlg, validityDays: 30 });
+    write('ca.pem', ca.certificatePem());
+    for (const leafAlg of ALGS) {
+      const key = pki.generateKey(leafAlg);
+      const csr = pki.createCsr(key, { commonName: 'svc.example.com', dnsNames: ['svc.example.com'], ipAddresses: ['10.0.0.5'] });
+      const leafPem = ca.issue(csr, {});
+      write('leaf.pem', leafPem);
+      for (const purpose of ['sslserver', 'sslclient']) {
+        assert.match(opensslOk(dir, ['verify', '-x509_strict', '-CAfile', 'ca.pem', '-purpose', purpose, 'leaf.pem']), /leaf\.pem: OK/);
+      }
+      const leaf = new X509Certificate(leafPem);
+      const caCert = new X509Certificate(ca.certificatePem());
+      assert.ok(leaf.verify(caCert.publicKey), 'signature by the CA');
+      assert.ok(leaf.checkIssued(caCert));
+      assert.equal(leaf.checkHost('svc.example.com'), 'svc.example.com');
+      assert.equal(leaf.checkHost('other.example.com'), undefined);
+      assert.equal(leaf.checkIP('10.0.0.5'), '10.0.0.5');
+      assert.equal(leaf.subjectAltName, 'DNS:svc.example.com, IP Address:10.0.0.5');
+      assert.equal(leaf.ca, false);
+      assert.equal(caCert.ca, true);
+      assert.deepEqual(leaf.keyUsage, ['1.3.6.1.5.5.7.3.1', '1.3.6.1.5.5.7.3.2']);
+      const chain = pki.verifyChain([leafPem, ca.certificatePem()]);
+      assert.equal(chain.subjects.length, 2);
+      // Expired by the time the leaf's lifetime is over.
+      assert.throws(() => pki.verifyChain([leafPem, ca.certificatePem()], Date.now() + 2 * 86400e3), (e) => e.code === 'chain');
+    }
+  });
+}
+
+test('profiles: identity, name rules, SPIFFE, lifetime', (t) => {
+  const ca = pki.createCa({ commonName: 'Profile CA' });
+  const key = pki.generateKey('p256');
+  const csr = pki.createCsr(key, { commonName: 'evil', dnsNames: ['a.example.com'] });
+  // The issuer decides the subject.
+  const leaf = ca.issue(csr, { identity: 'a.example.com', subjectFrom: 'identity', names: { allow: [] }, lifetimeSecs: 600 });
+  const d = pki.inspect(leaf);
+  assert.equal(d.subject, 'CN=a.example.com');
+  assert.equal(d.notAfter - d.notBefore, 600 + 60);
+  // Outside the rules: refused, not trimmed.
+  const wide = pki.createCsr(key, { commonName: 'x', dnsNames: ['a.example.com', 'evil.com'] });
+  assert.throws(() => ca.issue(wide, { names: { allow: [{ type: 'dns', value: '.example.com' }] } }), (e) => e.code === 'policy' && /evil\.com/.test(e.message));
+  assert.throws(() => ca.issue(csr, { lifetimeSecs: 400 * 86400 }), (e) => e.code === 'policy');
+  assert.throws(() => ca.issue(csr, { nmes: {} }), (e) => e.code === 'invalid_parameter' && /unknown field `nmes`/.test(e.message));
+  // SPIFFE SVID.
+  const svidCsr = pki.createCsr(key, { uris: ['spiffe://example.org/ns/prod/sa/web'] });
+  const svid = pki.inspect(ca.issue(svidCsr, { spiffe: { trustDomain: 'example.org', pathPrefix: '/ns/prod' } }));
+  assert.deepEqual(svid.names.uri, ['spiffe://example.org/ns/prod/sa/web']);
+  assert.deepEqual(svid.keyUsage, ['digitalSignature']);
+  assert.throws(() => ca.issue(svidCsr, { spiffe: { trustDomain: 'other.org' } }), (e) => e.code === 'policy');
+});
+
+test('errors carry a code and a message', () => {
+  assert.throws(() => pki.generateKey('rsa'), (e) => e instanceof Error && e.code === 'invalid_parameter' && /p256 or ed25519/.test(e.message));
+  assert.throws(() => pki.inspect('garbage'), (e) => typeof e.code === 'string' && e.message.length > 0);
+  assert.throws(() => pki.inspect('-----BEGIN CERTIFICATE REQUEST-----\n' + 'A'.repeat(1 << 20)), (e) => e.code === 'too_large');
+  assert.throws(() => pki.createCsr(pki.generateKey('p256'), { commonName: 'a\u0000b' }), (e) => e.code === 'invalid_name');
+  assert.throws(() => pki.createCsr(pki.generateKey('p256'), { dnsNames: ['bad..name'] }), (e) => e.code === 'invalid_name');
+  assert.throws(() => pki.createCsr(pki.generateKey('p256'), 'nope'), (e) => e.code === 'invalid_parameter');
+  assert.throws(() => pki.verifyChain(42), (e) => e.code === 'invalid_parameter');
+  assert.throws(() => pki.loadCa('x', 'y'), (e) => e.code === 'bad_pem' || e.code === 'malformed');
+});
+
+test('loadCa round trip with an encrypted key', () => {
+  const ca = pki.createCa({ commonName: 'Load CA', algorithm: 'ed25519' });
+  const again = pki.loadCa(ca.certificatePem(), ca.privateKeyPem('pw'), 'pw');
+  const csr = pki.createCsr(pki.generateKey('p256'), { dnsNames: ['l.example.com'] });
+  pki.verifyChain([again.issue(csr, {}), ca.certificatePem()]);
+});
+
+test('WebCrypto: our keys import and sign; its keys import into us', async () => {
+  const subtle = webcrypto.subtle;
+  const params = { p256: [{ name: 'ECDSA', namedCurve: 'P-256' }, { name: 'ECDSA', hash: 'SHA-256' }], ed25519: [{ name: 'Ed25519' }, { name: 'Ed25519' }] };
+  const data = new TextEncoder().encode('signed by WebCrypto, verified by wasm-pki');
+  for (const alg of ALGS) {
+    const [imp, sig] = params[alg];
+    // Ours into WebCrypto: PKCS#8 and JWK.
+    const key = pki.generateKey(alg);
+    const priv = await subtle.importKey('pkcs8', pemToDer(key.privateKeyPem()), imp, false, ['sign']);
+    const signature = new Uint8Array(await subtle.sign(sig, priv, data));
+    assert.ok(pki.verifySignature(key.publicKeyPem(), data, signature), `${alg}: WebCrypto signature`);
+    assert.equal(pki.verifySignature(key.publicKeyPem(), new TextEncoder().encode('tampered'), signature), false);
+    const pub = await subtle.importKey('jwk', key.publicKeyJwk(), imp, true, ['verify']);
+    assert.ok(await subtle.verify(sig, pub, key.sign(data), data), `${alg}: our signature verified by WebCrypto`);
+    // WebCrypto's into ours.
+    const pair = await subtle.generateKey(imp, true, ['sign', 'verify']);
+    const pkcs8 = new Uint8Array(await subtle.exportKey('pkcs8', pair.privateKey));
+    const spki = new Uint8Array(await subtle.exportKey('spki', pair.publicKey));
+    const mine = pki.importKey(derToPem('PRIVATE KEY', pkcs8));
+    assert.equal(mine.publicKeyPem(), derToPem('PUBLIC KEY', spki));
+    const csr = pki.createCsr(mine, { commonName: 'webcrypto.example.com' });
+    assert.equal(pki.inspect(csr).key.algorithm, alg === 'p256' ? 'P-256' : 'Ed25519');
+  }
+});
