@@ -17,6 +17,9 @@ openssl version
 if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
   rustup target add wasm32-unknown-unknown
 fi
+if [ ! -x /usr/bin/chromium ]; then
+  apt-get update -qq && apt-get install -y -qq chromium
+fi
 for c in rustfmt clippy; do
   rustup component list --installed | grep -q "^$c" || rustup component add "$c"
 done
@@ -37,6 +40,9 @@ cargo test --all-targets
 step "npm package (wasm-bindgen, wasm-opt) and Node tests"
 bash scripts/build-pkg.sh
 node --test tests/node/
+
+step "owner page in Chromium (playwright-core)"
+node --test tests/browser/
 
 step "benchmarks compile"
 cargo bench --no-run
