@@ -6,6 +6,8 @@ cd "$(dirname "$0")/.."
 # Builds live outside the clone so CI's fresh clones reuse them.
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/wasm-pki/target}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
 
 step() { printf '\n== %s\n' "$*"; }
 
@@ -13,12 +15,12 @@ step "tools"
 if ! command -v openssl >/dev/null 2>&1; then
   apt-get update -qq && apt-get install -y -qq openssl
 fi
+if [ ! -x /usr/bin/chromium ]; then
+  apt-get update -qq && apt-get install -y -qq chromium
+fi
 openssl version
 if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
   rustup target add wasm32-unknown-unknown
-fi
-if [ ! -x /usr/bin/chromium ]; then
-  apt-get update -qq && apt-get install -y -qq chromium
 fi
 for c in rustfmt clippy; do
   rustup component list --installed | grep -q "^$c" || rustup component add "$c"
@@ -34,15 +36,21 @@ step "core for wasm32-unknown-unknown"
 cargo build --lib --release --target wasm32-unknown-unknown
 cargo clippy --lib --target wasm32-unknown-unknown --features js -- -D warnings
 
-step "tests (unit, openssl, rustls mTLS, hostile input)"
-cargo test --all-targets
+step "benchmarks compile"
+cargo bench --no-run
+
+step "Rust tests (unit, openssl, rustls mTLS, hostile input, doc)"
+cargo test --all-targets 2>&1 | tee -a "$log"
+cargo test --doc 2>&1 | tee -a "$log"
 
 step "npm package (wasm-bindgen, wasm-opt) and Node tests"
 bash scripts/build-pkg.sh
-node --test tests/node/
+node --test tests/node/ 2>&1 | tee -a "$log"
 
 step "owner page in Chromium (playwright-core)"
-node --test tests/browser/
+node --test tests/browser/ 2>&1 | tee -a "$log"
 
-step "benchmarks compile"
-cargo bench --no-run
+# One closing line over every runner above (set -o pipefail already failed the run on any failure).
+passed=$(grep -hoE '(test result: ok\. [0-9]+ passed|^# pass [0-9]+)' "$log" | grep -oE '[0-9]+' | awk '{s+=$1} END {print s+0}')
+failed=$(grep -hoE '([0-9]+ failed;|^# fail [0-9]+)' "$log" | grep -oE '[0-9]+' | awk '{s+=$1} END {print s+0}')
+printf '\ntests: %s passed, %s failed\n' "$passed" "$failed"
