@@ -42,8 +42,17 @@ export declare class Key {
 export declare function generateKey(algorithm: Algorithm): Key;
 export declare function importKey(pem: string, passphrase?: string): Key;
 
-/** What a CSR asks for. */
-export interface CsrRequest {
+/** What a CSR asks for: subject attributes and subject alternative names. */
+export interface CsrRequest extends Subject {
+  dnsNames?: string[];
+  ipAddresses?: string[];
+  /** URIs, e.g. spiffe://example.org/ns/prod/sa/web */
+  uris?: string[];
+  emails?: string[];
+}
+
+/** Subject attributes. */
+export interface Subject {
   commonName?: string;
   organization?: string;
   organizationalUnit?: string;
@@ -51,11 +60,6 @@ export interface CsrRequest {
   country?: string;
   state?: string;
   locality?: string;
-  dnsNames?: string[];
-  ipAddresses?: string[];
-  /** URIs, e.g. spiffe://example.org/ns/prod/sa/web */
-  uris?: string[];
-  emails?: string[];
 }
 
 /** Verify a signature with a SubjectPublicKeyInfo PEM; false when it does not verify. */
@@ -64,15 +68,6 @@ export declare function verifySignature(publicKeyPem: string, data: Uint8Array, 
 /** Returns the CSR PEM. */
 export declare function createCsr(key: Key, request: CsrRequest): string;
 
-/** Subject attributes. */
-export interface Subject {
-  commonName?: string;
-  organization?: string;
-  organizationalUnit?: string;
-  country?: string;
-  state?: string;
-  locality?: string;
-}
 
 export type KeyKind = { type: 'p256' } | { type: 'ed25519' } | { type: 'rsa'; bits: number };
 

@@ -62,6 +62,14 @@ fn passphrase_bytes(p: Option<String>) -> Option<Vec<u8>> {
     p.filter(|s| !s.is_empty()).map(String::into_bytes)
 }
 
+/// PKCS#8 PEM of `key`, encrypted (scrypt, AES-256-CBC) when a non-empty passphrase is given.
+fn private_key_pem(key: &KeyPair, passphrase: Option<String>) -> Result<String, JsValue> {
+    match passphrase_bytes(passphrase) {
+        Some(p) => Ok(key.to_encrypted_pkcs8_pem(&p, KeyEncryption::Scrypt, &mut rng())?),
+        None => Ok(key.to_pkcs8_pem()?.to_string()),
+    }
+}
+
 /// A key pair held inside WebAssembly memory.
 #[wasm_bindgen]
 pub struct Key {
@@ -85,14 +93,7 @@ impl Key {
     /// PKCS#8 PEM; encrypted (PBES2, scrypt, AES-256-CBC) when a passphrase is given.
     #[wasm_bindgen(js_name = privateKeyPem)]
     pub fn private_key_pem(&self, passphrase: Option<String>) -> Result<String, JsValue> {
-        match passphrase_bytes(passphrase) {
-            Some(p) => {
-                Ok(self
-                    .inner
-                    .to_encrypted_pkcs8_pem(&p, KeyEncryption::Scrypt, &mut rng())?)
-            }
-            None => Ok(self.inner.to_pkcs8_pem()?.to_string()),
-        }
+        private_key_pem(&self.inner, passphrase)
     }
 
     /// The public key as a JWK object.
@@ -300,14 +301,7 @@ impl Ca {
     /// The CA key as PKCS#8 PEM, encrypted when a passphrase is given.
     #[wasm_bindgen(js_name = privateKeyPem)]
     pub fn private_key_pem(&self, passphrase: Option<String>) -> Result<String, JsValue> {
-        match passphrase_bytes(passphrase) {
-            Some(p) => Ok(self.inner.key().to_encrypted_pkcs8_pem(
-                &p,
-                KeyEncryption::Scrypt,
-                &mut rng(),
-            )?),
-            None => Ok(self.inner.key().to_pkcs8_pem()?.to_string()),
-        }
+        private_key_pem(self.inner.key(), passphrase)
     }
 
     /// Issue a leaf for a CSR (PEM) under `profile`; returns the certificate PEM.
