@@ -14,7 +14,7 @@ if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
 fi
 [ -x pkg/node_modules/.bin/wasm-opt ] || (cd pkg && npm ci --no-audit --no-fund)
 
-cargo build --lib --release --target wasm32-unknown-unknown --features js
+cargo build --lib --release --target wasm32-unknown-unknown --features js,sandbox
 rm -rf pkg/dist
 wasm-bindgen --target web --out-dir pkg/dist --out-name wasm_pki \
   "$CARGO_TARGET_DIR/wasm32-unknown-unknown/release/wasm_pki.wasm"
@@ -27,3 +27,15 @@ raw=$(stat -c %s pkg/dist/wasm_pki_bg.wasm)
 gz=$(gzip -9 -c pkg/dist/wasm_pki_bg.wasm | wc -c)
 sha=$(sha256sum pkg/dist/wasm_pki_bg.wasm | cut -d' ' -f1)
 echo "pkg/dist/wasm_pki_bg.wasm: ${raw} bytes raw, ${gz} bytes gzip -9, sha256 ${sha}"
+
+# With --test-hooks, also build the test-only module (endless loop, unbounded allocation) that the
+# host's limit tests load; it is never packaged.
+if [ "${1:-}" = "--test-hooks" ]; then
+  out="$CARGO_TARGET_DIR/wasm-pki-test-module"
+  cargo build --lib --release --target wasm32-unknown-unknown --features js,sandbox-test-hooks \
+    --target-dir "$CARGO_TARGET_DIR/test-hooks"
+  rm -rf "$out"
+  wasm-bindgen --target web --out-dir "$out" --out-name wasm_pki \
+    "$CARGO_TARGET_DIR/test-hooks/wasm32-unknown-unknown/release/wasm_pki.wasm"
+  echo "test module: $out/wasm_pki_bg.wasm"
+fi

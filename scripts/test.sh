@@ -30,24 +30,28 @@ step "format"
 cargo fmt --all -- --check
 
 step "clippy"
-cargo clippy --all-targets -- -D warnings
+cargo clippy --workspace --all-targets -- -D warnings
 
 step "core for wasm32-unknown-unknown"
 cargo build --lib --release --target wasm32-unknown-unknown
-cargo clippy --lib --target wasm32-unknown-unknown --features js -- -D warnings
+cargo clippy --lib --target wasm32-unknown-unknown --features js,sandbox -- -D warnings
 
 step "benchmarks compile"
-cargo bench --no-run
+cargo bench -p wasm-pki --no-run
 
-step "Rust tests (unit, openssl, rustls mTLS, hostile input, doc)"
-cargo test --all-targets 2>&1 | tee -a "$log"
-cargo test --doc 2>&1 | tee -a "$log"
+step "npm package (wasm-bindgen, wasm-opt) and the test-only sandbox module"
+bash scripts/build-pkg.sh --test-hooks
+export WASM_PKI_TEST_MODULE="$CARGO_TARGET_DIR/wasm-pki-test-module/wasm_pki_bg.wasm"
 
-step "npm package (wasm-bindgen, wasm-opt) and Node tests"
-bash scripts/build-pkg.sh
+step "Rust tests (core: unit, openssl, rustls mTLS, hostile input; host: sandbox limits, end to end)"
+cargo test --workspace --all-targets 2>&1 | tee -a "$log"
+cargo test --workspace --doc 2>&1 | tee -a "$log"
+
+step "Node tests (npm API, openssl, X509Certificate, WebCrypto, npm pack)"
 node --test tests/node/ 2>&1 | tee -a "$log"
 
-step "owner page in Chromium (playwright-core)"
+step "owner page in Chromium against wasm-pki serve (playwright-core)"
+export WASM_PKI_BIN="$CARGO_TARGET_DIR/debug/wasm-pki"
 node --test tests/browser/ 2>&1 | tee -a "$log"
 
 # One closing line over every runner above (set -o pipefail already failed the run on any failure).

@@ -247,6 +247,18 @@ impl CertificateAuthority {
         &self.key
     }
 
+    pub(crate) fn params(&self) -> &CertificateParams {
+        &self.params
+    }
+
+    /// The CA's key identifier (its SKI), used as the AKI of what it signs.
+    pub fn key_identifier(&self) -> Vec<u8> {
+        match &self.params.key_identifier_method {
+            KeyIdMethod::PreSpecified(v) => v.clone(),
+            _ => self.key.public_key().key_identifier(),
+        }
+    }
+
     fn not_before(&self) -> OffsetDateTime {
         self.params.not_before
     }

@@ -5,6 +5,7 @@
 pub mod ca;
 pub mod certificate;
 pub mod chain;
+pub mod crl;
 pub mod csr;
 pub mod error;
 pub mod inspect;
@@ -15,12 +16,16 @@ pub mod name;
 mod pem;
 pub mod policy;
 pub mod public_key;
+pub mod rng;
+#[cfg(feature = "sandbox")]
+pub mod sandbox;
 mod signature;
 pub mod spiffe;
 
 pub use ca::{CaParams, CertificateAuthority, Issued};
 pub use certificate::{renew_after, Certificate};
 pub use chain::{verify_chain, VerifiedChain};
+pub use crl::{crl_pem, Revoked};
 pub use csr::{Csr, CsrRequest, ParsedCsr, RequestedExtensions};
 pub use error::{Error, Result};
 pub use inspect::{inspect, Description};
@@ -32,5 +37,6 @@ pub use policy::{
     SubjectSource, Usage,
 };
 pub use public_key::{Jwk, KeyKind, PublicKey};
+pub use rng::SeedRng;
 pub use spiffe::SpiffeId;
 pub use time::OffsetDateTime;

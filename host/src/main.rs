@@ -1,0 +1,385 @@
+//! `wasm-pki`: the sandboxed signer's CLI and server.
+#![forbid(unsafe_code)]
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use wasm_pki::{Algorithm, CaParams, CertificateAuthority, KeyEncryption, OffsetDateTime};
+
+use wasm_pki_host::ledger::{Ledger, NewToken, SqliteLedger};
+use wasm_pki_host::policy::Policy;
+use wasm_pki_host::signer::{self, DataDir, Signer};
+use wasm_pki_host::{files, server, tokens};
+
+/// A certificate authority whose signing core runs inside a wasmtime sandbox.
+#[derive(Parser)]
+#[command(name = "wasm-pki", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(clap::Args)]
+struct Runtime {
+    /// The wasm module (the npm package's file); default: pkg/dist/wasm_pki_bg.wasm of this checkout.
+    #[arg(long, env = "WASM_PKI_MODULE")]
+    module: Option<PathBuf>,
+    /// File holding the CA key's passphrase (never written anywhere).
+    #[arg(long, env = "WASM_PKI_PASSPHRASE_FILE")]
+    passphrase_file: Option<PathBuf>,
+    /// Policy file (TOML) with named profiles; the built-in `default` is always there.
+    #[arg(long)]
+    policy: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create a root CA (and optionally an intermediate that issues) in DIR.
+    Init {
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long, default_value = "p256")]
+        algorithm: String,
+        #[arg(long, default_value = "wasm-pki CA")]
+        name: String,
+        /// Encrypt the key files with the passphrase in this file.
+        #[arg(long)]
+        passphrase_file: Option<PathBuf>,
+        /// Also create an intermediate CA that does the issuing (the root key can then go offline).
+        #[arg(long)]
+        intermediate: bool,
+    },
+    /// Run the signer: the HTTP API and the owner's page.
+    Serve {
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long, default_value = "127.0.0.1:8443")]
+        listen: String,
+        #[command(flatten)]
+        rt: Runtime,
+        /// Sandbox instances (default: the number of cores).
+        #[arg(long)]
+        workers: Option<usize>,
+        /// Page files (default: www/ of this checkout).
+        #[arg(long)]
+        www: Option<PathBuf>,
+    },
+    /// Enrolment tokens.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+    /// Issue one certificate for a CSR through the sandbox and print it (operator path, no token).
+    Sign {
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long)]
+        csr: PathBuf,
+        #[arg(long, default_value = "default")]
+        profile: String,
+        /// The identity the operator vouches for (DNS name, IP, e-mail or spiffe:// ID).
+        #[arg(long)]
+        identity: Option<String>,
+        #[command(flatten)]
+        rt: Runtime,
+    },
+    /// Describe a certificate or CSR.
+    Inspect { file: PathBuf },
+    /// Revoke an issued certificate by serial (hex).
+    Revoke {
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long)]
+        serial: String,
+    },
+    /// Print a fresh CRL (PEM).
+    Crl {
+        #[arg(long)]
+        dir: PathBuf,
+        #[command(flatten)]
+        rt: Runtime,
+    },
+    /// List issued certificates.
+    List {
+        #[arg(long)]
+        dir: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Create a token; the token alone is printed on the last line of stdout.
+    Create {
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long, default_value = "default")]
+        profile: String,
+        /// Identity bound to the token: it becomes the certificate's CN and SAN.
+        #[arg(long)]
+        identity: Option<String>,
+        /// How many certificates it may obtain.
+        #[arg(long, default_value_t = 1)]
+        uses: u32,
+        /// Lifetime, e.g. 15m, 1h, 7d.
+        #[arg(long, default_value = "1h")]
+        ttl: String,
+        /// Check the profile name against this policy file.
+        #[arg(long)]
+        policy: Option<PathBuf>,
+    },
+}
+
+fn main() {
+    if let Err(e) = run(Cli::parse()) {
+        eprintln!("error: {}", format!("{e:#}").replace('\n', " "));
+        std::process::exit(1);
+    }
+}
+
+fn checkout() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn module_path(rt: &Runtime) -> PathBuf {
+    rt.module
+        .clone()
+        .unwrap_or_else(|| checkout().join("pkg/dist/wasm_pki_bg.wasm"))
+}
+
+fn read_passphrase(path: &Option<PathBuf>) -> Result<Option<zeroize::Zeroizing<String>>> {
+    let Some(p) = path else { return Ok(None) };
+    let text = std::fs::read_to_string(p)
+        .with_context(|| format!("reading the passphrase file {}", p.display()))?;
+    let pass = text.trim_end_matches(['\r', '\n']).to_string();
+    if pass.is_empty() {
+        bail!("the passphrase file {} is empty", p.display());
+    }
+    Ok(Some(zeroize::Zeroizing::new(pass)))
+}
+
+fn load_policy(p: &Option<PathBuf>) -> Result<Policy> {
+    match p {
+        Some(p) => Policy::load(p),
+        None => Ok(Policy::builtin()),
+    }
+}
+
+fn open_signer(dir: &Path, rt: &Runtime, workers: usize) -> Result<Signer> {
+    let pass = read_passphrase(&rt.passphrase_file)?;
+    Signer::open(
+        dir,
+        &module_path(rt),
+        load_policy(&rt.policy)?,
+        pass.as_ref().map(|p| p.as_str()),
+        workers,
+    )
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Init {
+            dir,
+            algorithm,
+            name,
+            passphrase_file,
+            intermediate,
+        } => init(&dir, &algorithm, &name, &passphrase_file, intermediate),
+        Command::Serve {
+            dir,
+            listen,
+            rt,
+            workers,
+            www,
+        } => {
+            let cores = std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2);
+            let workers = workers.unwrap_or(cores);
+            let signer = open_signer(&dir, &rt, workers)?;
+            let pkg = module_path(&rt)
+                .parent()
+                .and_then(Path::parent)
+                .map(Path::to_path_buf)
+                .unwrap_or_else(|| checkout().join("pkg"));
+            let app = Arc::new(server::App::new(
+                signer,
+                www.unwrap_or_else(|| checkout().join("www")),
+                pkg,
+                workers * 8,
+            ));
+            server::serve(app, &listen, workers * 4 + 4)
+        }
+        Command::Token {
+            command:
+                TokenCommand::Create {
+                    dir,
+                    profile,
+                    identity,
+                    uses,
+                    ttl,
+                    policy,
+                },
+        } => {
+            if let Some(p) = &policy {
+                if !Policy::load(p)?.profiles.contains_key(&profile) {
+                    bail!("profile \"{profile}\" is not in {}", p.display());
+                }
+            } else if profile != "default" {
+                eprintln!("note: profile \"{profile}\" is not checked (no --policy); the server refuses it if its policy lacks it");
+            }
+            if let Some(id) = &identity {
+                wasm_pki::SanName::parse(id).with_context(|| format!("identity \"{id}\""))?;
+            }
+            if uses == 0 {
+                bail!("--uses must be at least 1");
+            }
+            let ttl = tokens::parse_ttl(&ttl)?;
+            let d = DataDir(dir.clone());
+            if !d.ca_cert().exists() {
+                bail!("no CA in {}", dir.display());
+            }
+            let ledger = SqliteLedger::open(&d.ledger())?;
+            let (secret, hash, id) = tokens::generate()?;
+            let now = signer::now();
+            ledger.create_token(&NewToken {
+                hash: &hash,
+                id: &id,
+                profile: &profile,
+                identity: identity.as_deref(),
+                uses,
+                expires_at: now + ttl,
+                created_at: now,
+            })?;
+            eprintln!(
+                "token {id}: profile {profile}, identity {}, {uses} use(s), expires in {ttl} s",
+                identity.as_deref().unwrap_or("(none)")
+            );
+            println!("{secret}");
+            Ok(())
+        }
+        Command::Sign {
+            dir,
+            csr,
+            profile,
+            identity,
+            rt,
+        } => {
+            let signer = open_signer(&dir, &rt, 1)?;
+            let csr_pem = std::fs::read_to_string(&csr)
+                .with_context(|| format!("reading {}", csr.display()))?;
+            let signed = signer
+                .sign(&csr_pem, &profile, identity.as_deref(), "operator")
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            print!("{}", signed.certificate);
+            Ok(())
+        }
+        Command::Inspect { file } => {
+            let bytes =
+                std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+            let d = wasm_pki::inspect(&bytes)?;
+            println!("{}", serde_json::to_string_pretty(&d)?);
+            Ok(())
+        }
+        Command::Revoke { dir, serial } => {
+            let ledger = SqliteLedger::open(&DataDir(dir).ledger())?;
+            if !ledger.revoke(&serial, signer::now())? {
+                bail!("no unrevoked certificate with serial {serial}");
+            }
+            eprintln!("revoked {serial}");
+            Ok(())
+        }
+        Command::Crl { dir, rt } => {
+            print!("{}", open_signer(&dir, &rt, 1)?.crl()?);
+            Ok(())
+        }
+        Command::List { dir } => {
+            for r in SqliteLedger::open(&DataDir(dir).ledger())?.list()? {
+                println!(
+                    "{}\t{}\t{}\tnotAfter={}\t{}\ttoken={}{}",
+                    r.serial,
+                    r.subject,
+                    r.names.join(","),
+                    r.not_after,
+                    r.profile,
+                    r.token_id,
+                    r.revoked_at
+                        .map(|t| format!("\trevoked={t}"))
+                        .unwrap_or_default()
+                );
+            }
+            Ok(())
+        }
+    }
+}
+
+fn init(
+    dir: &Path,
+    algorithm: &str,
+    name: &str,
+    passphrase_file: &Option<PathBuf>,
+    intermediate: bool,
+) -> Result<()> {
+    let d = DataDir(dir.to_path_buf());
+    if d.ca_key().exists() || d.ca_cert().exists() {
+        bail!(
+            "{} already holds a CA; refusing to overwrite it",
+            dir.display()
+        );
+    }
+    let alg: Algorithm = algorithm.parse()?;
+    let pass = read_passphrase(passphrase_file)?;
+    files::ensure_private_dir(dir)?;
+    let mut rng = rand_core::UnwrapErr(getrandom::SysRng);
+    let now = OffsetDateTime::from_unix_timestamp(signer::now())?;
+    let mut params = CaParams::new(name);
+    params.algorithm = alg;
+    let root = CertificateAuthority::new_root(&params, now, &mut rng)?;
+    let key_pem = |ca: &CertificateAuthority,
+                   rng: &mut rand_core::UnwrapErr<getrandom::SysRng>|
+     -> Result<zeroize::Zeroizing<String>> {
+        Ok(match &pass {
+            Some(p) => zeroize::Zeroizing::new(ca.key().to_encrypted_pkcs8_pem(
+                p.as_bytes(),
+                KeyEncryption::Scrypt,
+                rng,
+            )?),
+            None => ca.key().to_pkcs8_pem()?,
+        })
+    };
+    files::write_atomic(
+        &d.root_cert(),
+        root.certificate().to_pem().as_bytes(),
+        0o644,
+    )?;
+    if intermediate {
+        let mut ip = CaParams::new(&format!("{name} Intermediate"));
+        ip.algorithm = alg;
+        ip.path_len = Some(0);
+        ip.validity_secs = 5 * 365 * 86_400;
+        let int = root.new_intermediate(&ip, now, &mut rng)?;
+        files::write_atomic(&d.root_key(), key_pem(&root, &mut rng)?.as_bytes(), 0o600)?;
+        files::write_atomic(&d.ca_key(), key_pem(&int, &mut rng)?.as_bytes(), 0o600)?;
+        let chain = format!(
+            "{}{}",
+            int.certificate().to_pem(),
+            root.certificate().to_pem()
+        );
+        files::write_atomic(&d.ca_cert(), chain.as_bytes(), 0o644)?;
+        println!(
+            "created root \"{name}\" and intermediate \"{name} Intermediate\" ({alg}) in {}",
+            dir.display()
+        );
+        println!(
+            "move {} offline: the intermediate does the issuing",
+            d.root_key().display()
+        );
+    } else {
+        files::write_atomic(&d.ca_key(), key_pem(&root, &mut rng)?.as_bytes(), 0o600)?;
+        files::write_atomic(&d.ca_cert(), root.certificate().to_pem().as_bytes(), 0o644)?;
+        println!("created root CA \"{name}\" ({alg}) in {}", dir.display());
+    }
+    SqliteLedger::open(&d.ledger())?;
+    Ok(())
+}

@@ -1,0 +1,280 @@
+//! The wasm-pki module inside wasmtime: one `Engine`, the module compiled once (and cached on
+//! disk), an `InstancePre`, and a pool of instances that each hold the CA. Every call runs under a
+//! memory cap and an epoch deadline; an instance that traps or hits a limit is dropped.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+use anyhow::{anyhow, Context, Result};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use wasmtime::{
+    Config, Engine, InstancePre, Linker, Memory, Module, Store, StoreLimits, StoreLimitsBuilder,
+    TypedFunc,
+};
+
+/// Memory one instance may grow to.
+pub const MEMORY_LIMIT: usize = 64 << 20;
+/// How often the epoch ticks.
+const TICK: Duration = Duration::from_millis(10);
+/// Ticks a call may run: 2 s (an RSA-4096 CSR costs a few ms).
+const DEADLINE_TICKS: u64 = 200;
+
+/// Why a sandbox call failed.
+#[derive(Debug)]
+pub enum CallError {
+    /// The guest trapped or hit a limit; the instance was dropped.
+    Trap(String),
+    /// No instance became free in time.
+    Busy,
+    /// The host could not set up an instance.
+    Setup(anyhow::Error),
+}
+
+impl std::fmt::Display for CallError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CallError::Trap(m) => write!(f, "sandbox trapped: {m}"),
+            CallError::Busy => f.write_str("all sandbox instances are busy"),
+            CallError::Setup(e) => write!(f, "sandbox setup failed: {e:#}"),
+        }
+    }
+}
+
+struct Worker {
+    store: Store<StoreLimits>,
+    memory: Memory,
+    buffer: TypedFunc<u32, u32>,
+    call: TypedFunc<u32, u32>,
+    response: TypedFunc<(), u32>,
+}
+
+impl Worker {
+    fn call(&mut self, request: &[u8]) -> Result<Vec<u8>> {
+        self.store.set_epoch_deadline(DEADLINE_TICKS);
+        let ptr = self
+            .buffer
+            .call(&mut self.store, u32::try_from(request.len())?)?;
+        if ptr == 0 {
+            return Err(anyhow!(
+                "request of {} bytes refused by the sandbox",
+                request.len()
+            ));
+        }
+        self.memory.write(&mut self.store, ptr as usize, request)?;
+        let len = self.call.call(&mut self.store, request.len() as u32)? as usize;
+        let ptr = self.response.call(&mut self.store, ())? as usize;
+        let mut out = vec![0u8; len];
+        self.memory.read(&self.store, ptr, &mut out)?;
+        Ok(out)
+    }
+}
+
+/// The sandboxed signer.
+pub struct Sandbox {
+    engine: Engine,
+    pre: InstancePre<StoreLimits>,
+    module_sha256: String,
+    /// The request that loads the CA into each new instance (holds key material: never logged).
+    init: Mutex<Option<Vec<u8>>>,
+    idle: Mutex<Vec<Worker>>,
+    free: Condvar,
+    live: AtomicU64,
+    size: u64,
+    stop: Arc<AtomicBool>,
+    /// Instances dropped after a trap or limit.
+    pub traps: AtomicU64,
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// SHA-256 (hex) of a file.
+pub fn file_sha256(path: &Path) -> Result<String> {
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    Ok(hex(&Sha256::digest(&bytes)))
+}
+
+pub(crate) fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+impl Sandbox {
+    /// Load (or compile and cache under `cache_dir`) the module at `wasm` and make a pool of `size`.
+    pub fn new(wasm: &Path, cache_dir: &Path, size: usize) -> Result<Arc<Self>> {
+        let bytes = std::fs::read(wasm)
+            .with_context(|| format!("reading the module {}", wasm.display()))?;
+        let module_sha256 = hex(&Sha256::digest(&bytes));
+        let mut config = Config::new();
+        config.epoch_interruption(true);
+        // wasm-bindgen output uses reference types and an externref table.
+        config
+            .wasm_reference_types(true)
+            .wasm_function_references(true)
+            .wasm_gc(true);
+        let engine = Engine::new(&config)?;
+        let module = load_module(&engine, &bytes, &module_sha256, cache_dir)?;
+        let mut linker = Linker::new(&engine);
+        // The JS imports of the npm build are never reached on the sandbox path: make them traps.
+        linker.define_unknown_imports_as_traps(&module)?;
+        let pre = linker.instantiate_pre(&module)?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let (ticker, flag) = (engine.clone(), stop.clone());
+        std::thread::Builder::new()
+            .name("epoch".into())
+            .spawn(move || {
+                while !flag.load(Ordering::Relaxed) {
+                    std::thread::sleep(TICK);
+                    ticker.increment_epoch();
+                }
+            })?;
+        Ok(Arc::new(Sandbox {
+            engine,
+            pre,
+            module_sha256,
+            init: Mutex::new(None),
+            idle: Mutex::new(Vec::new()),
+            free: Condvar::new(),
+            live: AtomicU64::new(0),
+            size: size.max(1) as u64,
+            stop,
+            traps: AtomicU64::new(0),
+        }))
+    }
+
+    /// SHA-256 of the module file, hex.
+    pub fn module_sha256(&self) -> &str {
+        &self.module_sha256
+    }
+
+    /// The wasmtime engine (for tests and metrics).
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    fn new_worker(&self) -> Result<Worker> {
+        let limits = StoreLimitsBuilder::new()
+            .memory_size(MEMORY_LIMIT)
+            .trap_on_grow_failure(true)
+            .instances(1)
+            .build();
+        let mut store = Store::new(&self.engine, limits);
+        store.limiter(|l| l);
+        store.set_epoch_deadline(DEADLINE_TICKS);
+        store.epoch_deadline_trap();
+        let instance = self.pre.instantiate(&mut store)?;
+        let memory = instance
+            .get_memory(&mut store, "memory")
+            .ok_or_else(|| anyhow!("the module exports no memory"))?;
+        let mut w = Worker {
+            buffer: instance.get_typed_func(&mut store, "wpki_buffer")?,
+            call: instance.get_typed_func(&mut store, "wpki_call")?,
+            response: instance.get_typed_func(&mut store, "wpki_response")?,
+            store,
+            memory,
+        };
+        if let Some(init) = self.init.lock().unwrap().as_ref() {
+            let out = w.call(init)?;
+            let v: Value = serde_json::from_slice(&out)?;
+            if let Some(e) = v.get("error") {
+                return Err(anyhow!("loading the CA into the sandbox: {}", e["message"]));
+            }
+        }
+        Ok(w)
+    }
+
+    /// Load the CA into every instance made from now on (and check it loads). Drops idle ones.
+    pub fn load_ca(
+        &self,
+        cert_pem: &str,
+        key_pem: &str,
+        passphrase: Option<&str>,
+    ) -> Result<Value> {
+        let req = serde_json::to_vec(
+            &serde_json::json!({"op": "loadCa", "certPem": cert_pem, "keyPem": key_pem, "passphrase": passphrase}),
+        )?;
+        *self.init.lock().unwrap() = Some(req);
+        self.idle.lock().unwrap().clear();
+        let mut w = self.new_worker()?;
+        let out: Value = serde_json::from_slice(&w.call(&serde_json::to_vec(
+            &serde_json::json!({"op": "inspect", "pem": cert_pem}),
+        )?)?)?;
+        self.live.fetch_add(1, Ordering::SeqCst);
+        self.release(w);
+        Ok(out)
+    }
+
+    fn acquire(&self, wait: Duration) -> Result<Worker, CallError> {
+        let mut idle = self.idle.lock().unwrap();
+        let deadline = std::time::Instant::now() + wait;
+        loop {
+            if let Some(w) = idle.pop() {
+                return Ok(w);
+            }
+            if self.live.load(Ordering::SeqCst) < self.size {
+                self.live.fetch_add(1, Ordering::SeqCst);
+                drop(idle);
+                return self.new_worker().map_err(|e| {
+                    self.live.fetch_sub(1, Ordering::SeqCst);
+                    CallError::Setup(e)
+                });
+            }
+            let now = std::time::Instant::now();
+            if now >= deadline {
+                return Err(CallError::Busy);
+            }
+            idle = self.free.wait_timeout(idle, deadline - now).unwrap().0;
+        }
+    }
+
+    fn release(&self, w: Worker) {
+        self.idle.lock().unwrap().push(w);
+        self.free.notify_one();
+    }
+
+    fn discard(&self) {
+        self.live.fetch_sub(1, Ordering::SeqCst);
+        self.traps.fetch_add(1, Ordering::Relaxed);
+        self.free.notify_one();
+    }
+
+    /// Send one JSON request; waits up to `wait` for a free instance.
+    pub fn call(&self, request: &Value, wait: Duration) -> Result<Value, CallError> {
+        let bytes = serde_json::to_vec(request).map_err(|e| CallError::Setup(e.into()))?;
+        let mut w = self.acquire(wait)?;
+        match w.call(&bytes) {
+            Ok(out) => {
+                self.release(w);
+                serde_json::from_slice(&out)
+                    .map_err(|e| CallError::Trap(format!("unreadable response: {e}")))
+            }
+            Err(e) => {
+                // The guest heap may be broken after a trap: never reuse this instance.
+                drop(w);
+                self.discard();
+                Err(CallError::Trap(format!("{e:#}")))
+            }
+        }
+    }
+}
+
+/// Compile the module, or load it from a cache file keyed by module hash and wasmtime version.
+fn load_module(engine: &Engine, bytes: &[u8], sha: &str, cache_dir: &Path) -> Result<Module> {
+    let key = format!("{sha}-wasmtime-{}.cwasm", env!("WASMTIME_VERSION"));
+    let path: PathBuf = cache_dir.join(key);
+    if path.exists() {
+        if let Ok(m) = crate::cache::deserialize(engine, &path) {
+            return Ok(m);
+        }
+    }
+    let module = Module::new(engine, bytes)?;
+    if std::fs::create_dir_all(cache_dir).is_ok() {
+        let _ = crate::files::write_atomic(&path, &module.serialize()?, 0o600);
+    }
+    Ok(module)
+}

@@ -1,0 +1,306 @@
+//! The HTTP API and the owner's page, on tiny_http with a fixed set of handler threads.
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Result;
+use serde::Deserialize;
+use serde_json::json;
+use tiny_http::{Header, Method, Request, Response, Server};
+
+use crate::ledger::TokenRefusal;
+use crate::metrics::Metrics;
+use crate::signer::{now, ApiError, Signer, MAX_CSR_BYTES};
+use crate::tokens;
+
+/// Largest request body read; bigger ones get 413 without being read.
+const MAX_BODY: usize = MAX_CSR_BYTES + 1024;
+
+/// The running server's state.
+pub struct App {
+    /// The signer.
+    pub signer: Signer,
+    /// Counters.
+    pub metrics: Metrics,
+    /// The page's files.
+    pub www: PathBuf,
+    /// The npm package folder (its `web.js` and `dist/`).
+    pub pkg: PathBuf,
+    inflight: AtomicUsize,
+    max_inflight: usize,
+}
+
+impl App {
+    /// New app state; `max_inflight` signing requests may queue before 429.
+    pub fn new(signer: Signer, www: PathBuf, pkg: PathBuf, max_inflight: usize) -> Self {
+        App {
+            signer,
+            metrics: Metrics::default(),
+            www,
+            pkg,
+            inflight: AtomicUsize::new(0),
+            max_inflight,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SignBody {
+    csr: String,
+}
+
+fn header(k: &str, v: &str) -> Header {
+    Header::from_bytes(k.as_bytes(), v.as_bytes()).expect("static header")
+}
+
+type Resp = Response<std::io::Cursor<Vec<u8>>>;
+
+fn json_response(status: u16, body: &serde_json::Value) -> Resp {
+    Response::from_data(serde_json::to_vec(body).unwrap_or_default())
+        .with_status_code(status)
+        .with_header(header("Content-Type", "application/json"))
+}
+
+fn error_response(e: &ApiError) -> Resp {
+    let r = json_response(
+        e.status,
+        &json!({"error": {"code": e.code, "message": e.message}}),
+    );
+    if e.status == 429 || e.status == 503 {
+        r.with_header(header("Retry-After", "1"))
+    } else {
+        r
+    }
+}
+
+fn text(status: u16, ctype: &str, body: impl Into<Vec<u8>>) -> Resp {
+    Response::from_data(body.into())
+        .with_status_code(status)
+        .with_header(header("Content-Type", ctype))
+}
+
+/// Serve until the process ends. Prints the address to open.
+pub fn serve(app: Arc<App>, listen: &str, threads: usize) -> Result<()> {
+    let server =
+        Arc::new(Server::http(listen).map_err(|e| anyhow::anyhow!("listening on {listen}: {e}"))?);
+    let addr = server
+        .server_addr()
+        .to_ip()
+        .map(|a| a.to_string())
+        .unwrap_or_else(|| listen.to_string());
+    println!(
+        "wasm-pki signer: module sha256 {}",
+        app.signer.sandbox.module_sha256()
+    );
+    println!("wasm-pki signer: listening on http://{addr}/ (open it to request a certificate)");
+    let mut handles = Vec::new();
+    for i in 0..threads.max(1) {
+        let (server, app) = (server.clone(), app.clone());
+        handles.push(
+            std::thread::Builder::new()
+                .name(format!("http-{i}"))
+                .spawn(move || {
+                    while let Ok(rq) = server.recv() {
+                        handle(&app, rq);
+                    }
+                })?,
+        );
+    }
+    for h in handles {
+        let _ = h.join();
+    }
+    Ok(())
+}
+
+fn handle(app: &App, mut rq: Request) {
+    let path = rq.url().split('?').next().unwrap_or("/").to_string();
+    let method = rq.method().clone();
+    let (route, resp) = match (&method, path.as_str()) {
+        (Method::Post, "/v1/sign") => ("/v1/sign", sign(app, &mut rq)),
+        (Method::Get, "/healthz") => ("/healthz", text(200, "text/plain", "ok\n")),
+        (Method::Get, "/v1/info") => ("/v1/info", info(app)),
+        (Method::Get, "/v1/ca") => (
+            "/v1/ca",
+            text(200, "application/x-pem-file", app.signer.root_pem.clone()),
+        ),
+        (Method::Get, "/v1/crl") => (
+            "/v1/crl",
+            match app.signer.crl() {
+                Ok(pem) => text(200, "application/x-pem-file", pem),
+                Err(e) => error_response(&ApiError::new(500, "crl", format!("{e:#}"))),
+            },
+        ),
+        (Method::Get, "/metrics") => (
+            "/metrics",
+            text(
+                200,
+                "text/plain; version=0.0.4",
+                app.metrics
+                    .render(app.signer.sandbox.traps.load(Ordering::Relaxed)),
+            ),
+        ),
+        (Method::Get, p) => ("static", static_file(app, p)),
+        _ => (
+            "other",
+            error_response(&ApiError::new(
+                405,
+                "method_not_allowed",
+                format!("{method} {path} is not served"),
+            )),
+        ),
+    };
+    app.metrics.request(route, resp.status_code().0);
+    let _ = rq.respond(resp);
+}
+
+fn info(app: &App) -> Resp {
+    json_response(
+        200,
+        &json!({
+            "moduleSha256": app.signer.sandbox.module_sha256(),
+            "wasmtime": env!("WASMTIME_VERSION"),
+            "ca": app.signer.ca_info,
+            "profiles": app.signer.policy.profiles.keys().collect::<Vec<_>>(),
+        }),
+    )
+}
+
+fn sign(app: &App, rq: &mut Request) -> Resp {
+    let started = Instant::now();
+    // Shed load before doing any work: a bounded queue answers 429 at once.
+    if app.inflight.fetch_add(1, Ordering::SeqCst) >= app.max_inflight {
+        app.inflight.fetch_sub(1, Ordering::SeqCst);
+        app.metrics.refused("overloaded");
+        return error_response(&ApiError::new(
+            429,
+            "overloaded",
+            "too many signing requests in flight; retry shortly",
+        ));
+    }
+    let result = sign_inner(app, rq);
+    app.inflight.fetch_sub(1, Ordering::SeqCst);
+    app.metrics.observe(started.elapsed().as_secs_f64());
+    match result {
+        Ok(v) => {
+            app.metrics.issued.fetch_add(1, Ordering::Relaxed);
+            json_response(200, &v)
+        }
+        Err(e) => {
+            app.metrics.refused(&e.code);
+            error_response(&e)
+        }
+    }
+}
+
+fn sign_inner(app: &App, rq: &mut Request) -> Result<serde_json::Value, ApiError> {
+    if rq.body_length().is_some_and(|n| n > MAX_BODY) {
+        return Err(ApiError::new(
+            413,
+            "too_large",
+            format!("the body is larger than {MAX_BODY} bytes"),
+        ));
+    }
+    let token = rq
+        .headers()
+        .iter()
+        .find(|h| h.field.equiv("Authorization"))
+        .and_then(|h| {
+            h.value
+                .as_str()
+                .strip_prefix("Bearer ")
+                .map(str::trim)
+                .map(String::from)
+        })
+        .ok_or_else(|| {
+            ApiError::new(
+                401,
+                "missing_token",
+                "send the enrolment token as `Authorization: Bearer TOKEN`",
+            )
+        })?;
+    let mut body = Vec::new();
+    rq.as_reader()
+        .take(MAX_BODY as u64 + 1)
+        .read_to_end(&mut body)
+        .map_err(|e| ApiError::new(400, "bad_request", format!("reading the body: {e}")))?;
+    if body.len() > MAX_BODY {
+        return Err(ApiError::new(
+            413,
+            "too_large",
+            format!("the body is larger than {MAX_BODY} bytes"),
+        ));
+    }
+    let body: SignBody = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::new(400, "bad_request", format!("the body must be JSON {{\"csr\": \"-----BEGIN CERTIFICATE REQUEST-----...\"}}: {e}")))?;
+    if !tokens::well_formed(&token) {
+        return Err(ApiError::new(
+            401,
+            "bad_token",
+            "the token is not a wasm-pki enrolment token",
+        ));
+    }
+    let grant = app
+        .signer
+        .ledger
+        .consume_token(&tokens::hash(&token), now())
+        .map_err(|e| ApiError::new(500, "ledger", format!("{e:#}")))?
+        .map_err(|r| match r {
+            TokenRefusal::Unknown => ApiError::new(401, "bad_token", "unknown token"),
+            TokenRefusal::Expired => ApiError::new(401, "token_expired", "the token has expired"),
+            TokenRefusal::Used => ApiError::new(401, "token_used", "the token has been used up"),
+        })?;
+    match app.signer.sign(
+        &body.csr,
+        &grant.profile,
+        grant.identity.as_deref(),
+        &grant.id,
+    ) {
+        Ok(s) => Ok(serde_json::to_value(s).unwrap_or_default()),
+        Err(e) => {
+            // Nothing was issued: give the use back so the holder can fix the CSR and retry.
+            if e.status != 500 {
+                let _ = app.signer.ledger.refund_token(&grant.id);
+            }
+            Err(e)
+        }
+    }
+}
+
+fn static_file(app: &App, path: &str) -> Resp {
+    let (base, rel) = match path {
+        "/" | "/index.html" => (&app.www, "index.html"),
+        "/app.js" | "/style.css" => (&app.www, &path[1..]),
+        p if p == "/pkg/web.js"
+            || (p.starts_with("/pkg/dist/")
+                && !p[10..].contains(['/', '\\'])
+                && !p[10..].starts_with('.')) =>
+        {
+            (&app.pkg, &p[5..])
+        }
+        _ => {
+            return error_response(&ApiError::new(
+                404,
+                "not_found",
+                format!("{path} is not here"),
+            ))
+        }
+    };
+    let ctype = match rel.rsplit('.').next() {
+        Some("html") => "text/html; charset=utf-8",
+        Some("js") => "text/javascript",
+        Some("css") => "text/css",
+        Some("wasm") => "application/wasm",
+        _ => "application/octet-stream",
+    };
+    match std::fs::read(base.join(rel)) {
+        Ok(data) => text(200, ctype, data)
+            // The page may talk only to this origin: a CSP that also keeps the key from leaving.
+            .with_header(header("Content-Security-Policy", "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'"))
+            .with_header(header("X-Content-Type-Options", "nosniff")),
+        Err(_) => error_response(&ApiError::new(404, "not_found", format!("{path} is not here"))),
+    }
+}

@@ -1,0 +1,87 @@
+//! Enrolment tokens: 256 random bits shown once, stored only as a SHA-256 hash.
+
+use anyhow::{bail, Result};
+use base64ct::{Base64UrlUnpadded, Encoding};
+use sha2::{Digest, Sha256};
+
+/// Prefix that makes tokens recognisable in logs and secret scanners.
+const PREFIX: &str = "wpk_";
+
+/// A new token: (secret text, hash to store, public id).
+pub fn generate() -> Result<(String, [u8; 32], String)> {
+    let mut raw = zeroize::Zeroizing::new([0u8; 32]);
+    getrandom::fill(raw.as_mut()).map_err(|e| anyhow::anyhow!("OS RNG: {e}"))?;
+    let secret = format!("{PREFIX}{}", Base64UrlUnpadded::encode_string(raw.as_ref()));
+    let hash = hash(&secret);
+    let id = crate::sandbox::hex(&hash[..8]);
+    Ok((secret, hash, id))
+}
+
+/// The stored form of a token.
+pub fn hash(secret: &str) -> [u8; 32] {
+    Sha256::digest(secret.as_bytes()).into()
+}
+
+/// Checks the shape of a presented token before any lookup.
+pub fn well_formed(secret: &str) -> bool {
+    secret.len() == PREFIX.len() + 43
+        && secret.starts_with(PREFIX)
+        && secret[PREFIX.len()..]
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// Parse a duration such as `90s`, `15m`, `1h`, `7d`.
+pub fn parse_ttl(s: &str) -> Result<i64> {
+    let s = s.trim();
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: i64 = num
+        .parse()
+        .map_err(|_| anyhow::anyhow!("invalid duration \"{s}\" (use e.g. 90s, 15m, 1h, 7d)"))?;
+    let secs = match unit {
+        "s" | "" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        "d" => n * 86_400,
+        _ => bail!("invalid duration unit in \"{s}\" (use s, m, h or d)"),
+    };
+    if secs <= 0 || secs > 366 * 86_400 {
+        bail!("token lifetime must be between 1 s and 366 days");
+    }
+    Ok(secs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_random_and_well_formed() {
+        let (a, ha, ida) = generate().unwrap();
+        let (b, _, idb) = generate().unwrap();
+        assert_ne!(a, b);
+        assert_ne!(ida, idb);
+        assert!(well_formed(&a));
+        assert_eq!(hash(&a), ha);
+        for bad in [
+            "",
+            "wpk_",
+            "wpk_short",
+            &format!("xyz_{}", &a[4..]),
+            &format!("{a}x"),
+            &a.replace('_', " "),
+        ] {
+            assert!(!well_formed(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn ttl_parsing() {
+        assert_eq!(parse_ttl("1h").unwrap(), 3600);
+        assert_eq!(parse_ttl("90").unwrap(), 90);
+        assert_eq!(parse_ttl("7d").unwrap(), 604_800);
+        for bad in ["", "h", "1y", "-1h", "0s", "999d", "1.5h"] {
+            assert!(parse_ttl(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,234 @@
+//! Helpers for the host tests: temp dirs, openssl, a tiny HTTP client and a server under test.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_wasm-pki");
+
+pub fn module() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../pkg/dist/wasm_pki_bg.wasm")
+}
+
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> Self {
+        let mut b = [0u8; 8];
+        getrandom::fill(&mut b).unwrap();
+        let p = std::env::temp_dir().join(format!(
+            "wasm-pki-host-{tag}-{}",
+            b.iter().map(|x| format!("{x:02x}")).collect::<String>()
+        ));
+        std::fs::create_dir_all(&p).unwrap();
+        TempDir(p)
+    }
+    pub fn path(&self, n: &str) -> PathBuf {
+        self.0.join(n)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Run the CLI; returns (ok, stdout, stderr).
+pub fn cli(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(BIN)
+        .args(args)
+        .env("WASM_PKI_MODULE", module())
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+pub fn cli_ok(args: &[&str]) -> String {
+    let (ok, out, err) = cli(args);
+    assert!(ok, "wasm-pki {args:?} failed:\n{out}\n{err}");
+    out
+}
+
+pub fn openssl_ok(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "openssl {args:?}: {text}");
+    text
+}
+
+/// A new token for the CA in `dir`.
+pub fn token(dir: &Path, extra: &[&str]) -> String {
+    let mut args = vec!["token", "create", "--dir", dir.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    cli_ok(&args).lines().last().unwrap().trim().to_string()
+}
+
+/// An HTTP response.
+pub struct Resp {
+    pub status: u16,
+    pub body: String,
+}
+
+impl Resp {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
+    }
+}
+
+/// One HTTP/1.1 request over a fresh connection.
+pub fn http(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> std::io::Result<Resp> {
+    let mut s = TcpStream::connect(addr)?;
+    s.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes())?;
+    // A server may answer (413) and close before reading a huge body; that is fine.
+    let _ = s.write_all(body);
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw)?;
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let status = text.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    Ok(Resp { status, body })
+}
+
+pub fn sign(addr: &str, token: &str, csr_pem: &str) -> Resp {
+    let body = serde_json::json!({ "csr": csr_pem }).to_string();
+    http(
+        addr,
+        "POST",
+        "/v1/sign",
+        &[
+            ("Authorization", &format!("Bearer {token}")),
+            ("Content-Type", "application/json"),
+        ],
+        body.as_bytes(),
+    )
+    .unwrap()
+}
+
+/// `wasm-pki serve` on a free loopback port.
+pub struct Server {
+    pub child: Child,
+    pub addr: String,
+}
+
+impl Server {
+    pub fn start(dir: &Path, extra: &[&str]) -> Server {
+        let mut args = vec![
+            "serve",
+            "--dir",
+            dir.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+        ];
+        args.extend_from_slice(extra);
+        let mut child = Command::new(BIN)
+            .args(&args)
+            .env("WASM_PKI_MODULE", module())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(rest) = line.split("listening on http://").nth(1) {
+                    let _ = tx.send(rest.split('/').next().unwrap_or_default().to_string());
+                }
+            }
+        });
+        let addr = rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("server did not start");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while http(&addr, "GET", "/healthz", &[], b"")
+            .map(|r| r.status)
+            .unwrap_or(0)
+            != 200
+        {
+            assert!(Instant::now() < deadline, "server not healthy");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Server { child, addr }
+    }
+
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// An openssl CSR; returns its PEM.
+pub fn openssl_csr(
+    dir: &Path,
+    name: &str,
+    keyopts: &[&str],
+    subj: &str,
+    san: Option<&str>,
+) -> String {
+    let key = format!("{name}.key");
+    let csr = format!("{name}.csr");
+    let mut args = vec!["genpkey", "-out", key.as_str()];
+    args.extend_from_slice(keyopts);
+    openssl_ok(dir, &args);
+    let mut args = vec![
+        "req",
+        "-new",
+        "-key",
+        key.as_str(),
+        "-subj",
+        subj,
+        "-out",
+        csr.as_str(),
+    ];
+    let ext;
+    if let Some(s) = san {
+        ext = format!("subjectAltName={s}");
+        args.extend_from_slice(&["-addext", ext.as_str()]);
+    }
+    openssl_ok(dir, &args);
+    std::fs::read_to_string(dir.join(csr)).unwrap()
+}
+
+pub const P256: &[&str] = &["-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256"];
+pub const ED25519: &[&str] = &["-algorithm", "ED25519"];
+pub const RSA2048: &[&str] = &["-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048"];

@@ -1,0 +1,326 @@
+//! End to end: `wasm-pki serve` on loopback, openssl CSRs, tokens, the ledger, restarts.
+
+mod common;
+
+use common::*;
+use sha2::Digest;
+
+#[test]
+fn sign_flow_with_openssl_csrs_tokens_and_restart() {
+    let tmp = TempDir::new("e2e");
+    let dir = tmp.path("ca");
+    let d = dir.to_str().unwrap();
+    cli_ok(&["init", "--dir", d, "--name", "E2E CA"]);
+    // Key files are 0600 and a second init refuses to overwrite.
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(dir.join("ca.key"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777,
+        0o600
+    );
+    let (ok, _, err) = cli(&["init", "--dir", d]);
+    assert!(!ok && err.contains("refusing to overwrite"), "{err}");
+
+    let mut server = Server::start(&dir, &[]);
+    let addr = server.addr.clone();
+    let info = http(&addr, "GET", "/v1/info", &[], b"").unwrap().json();
+    let module_sha: String = sha2::Sha256::digest(std::fs::read(module()).unwrap())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(
+        info["moduleSha256"], module_sha,
+        "the server runs the npm package's module"
+    );
+    let ca_pem = http(&addr, "GET", "/v1/ca", &[], b"").unwrap().body;
+    std::fs::write(tmp.path("ca.pem"), &ca_pem).unwrap();
+
+    for (i, (name, opts)) in [("p256", P256), ("ed25519", ED25519), ("rsa", RSA2048)]
+        .iter()
+        .enumerate()
+    {
+        let identity = format!("svc{i}.example.com");
+        let tok = token(&dir, &["--identity", &identity]);
+        let csr = openssl_csr(
+            &tmp.0,
+            name,
+            opts,
+            &format!("/CN={identity}"),
+            Some(&format!("DNS:{identity}")),
+        );
+        let r = sign(&addr, &tok, &csr);
+        assert_eq!(r.status, 200, "{name}: {}", r.body);
+        let v = r.json();
+        std::fs::write(tmp.path("leaf.pem"), v["certificate"].as_str().unwrap()).unwrap();
+        let out = openssl_ok(
+            &tmp.0,
+            &[
+                "verify",
+                "-CAfile",
+                "ca.pem",
+                "-purpose",
+                "sslserver",
+                "leaf.pem",
+            ],
+        );
+        assert!(out.contains("leaf.pem: OK"), "{out}");
+        assert!(v["renewAfter"].as_i64().unwrap() < v["notAfter"].as_i64().unwrap());
+        assert_eq!(v["ca"].as_str().unwrap(), ca_pem);
+        // The token is single use.
+        let again = sign(&addr, &tok, &csr);
+        assert_eq!(again.status, 401, "{}", again.body);
+        assert_eq!(again.json()["error"]["code"], "token_used");
+    }
+
+    // A SAN outside policy: 403, nothing recorded, and the token use is given back.
+    let before = cli_ok(&["list", "--dir", d]).lines().count();
+    let tok = token(&dir, &["--identity", "ok.example.com"]);
+    let evil = openssl_csr(
+        &tmp.0,
+        "evil",
+        P256,
+        "/CN=ok.example.com",
+        Some("DNS:ok.example.com,DNS:evil.com"),
+    );
+    let r = sign(&addr, &tok, &evil);
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert!(r.json()["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("evil.com"));
+    assert_eq!(
+        cli_ok(&["list", "--dir", d]).lines().count(),
+        before,
+        "a refused request was recorded"
+    );
+
+    // Garbage, truncated and oversized bodies: 4xx, and the server stays up.
+    let good = openssl_csr(&tmp.0, "good", P256, "/CN=ok.example.com", None);
+    for (body, expect) in [
+        (b"not json".to_vec(), 400),
+        (
+            serde_json::json!({"csr": "garbage"})
+                .to_string()
+                .into_bytes(),
+            400,
+        ),
+        (
+            serde_json::json!({"csr": &good[..good.len() / 2]})
+                .to_string()
+                .into_bytes(),
+            400,
+        ),
+        (
+            serde_json::json!({"csr": good, "identity": "evil.com"})
+                .to_string()
+                .into_bytes(),
+            400,
+        ),
+        (vec![b'a'; 1 << 20], 413),
+    ] {
+        let r = http(
+            &addr,
+            "POST",
+            "/v1/sign",
+            &[("Authorization", &format!("Bearer {tok}"))],
+            &body,
+        )
+        .unwrap();
+        assert_eq!(r.status, expect, "{}", r.body);
+    }
+    assert_eq!(
+        http(&addr, "POST", "/v1/sign", &[], b"{}").unwrap().status,
+        401
+    );
+    assert_eq!(
+        http(
+            &addr,
+            "POST",
+            "/v1/sign",
+            &[("Authorization", "Bearer wpk_nope")],
+            b"{\"csr\":\"x\"}"
+        )
+        .unwrap()
+        .status,
+        401
+    );
+    // The refused requests did not burn the token.
+    let r = sign(&addr, &tok, &good);
+    assert_eq!(r.status, 200, "{}", r.body);
+    let issued = r.json();
+    let serial = issued["serial"].as_str().unwrap().to_string();
+
+    // Metrics account for the requests; the page is served.
+    let metrics = http(&addr, "GET", "/metrics", &[], b"").unwrap().body;
+    assert!(metrics.contains("wasm_pki_issued_total 4"), "{metrics}");
+    assert!(
+        metrics.contains("wasm_pki_refused_total{reason=\"policy\"} 1"),
+        "{metrics}"
+    );
+    let page = http(&addr, "GET", "/", &[], b"").unwrap();
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("Request a certificate"));
+    assert_eq!(
+        http(&addr, "GET", "/pkg/dist/wasm_pki_bg.wasm", &[], b"")
+            .unwrap()
+            .status,
+        200
+    );
+    assert_eq!(
+        http(&addr, "GET", "/pkg/../host/Cargo.toml", &[], b"")
+            .unwrap()
+            .status,
+        404
+    );
+
+    // Revoke, CRL, restart: CA, tokens and ledger persist.
+    let multi = token(&dir, &["--identity", "multi.example.com", "--uses", "2"]);
+    let m = openssl_csr(&tmp.0, "multi", ED25519, "/CN=multi.example.com", None);
+    assert_eq!(sign(&addr, &multi, &m).status, 200);
+    cli_ok(&["revoke", "--dir", d, "--serial", &serial]);
+    let crl = http(&addr, "GET", "/v1/crl", &[], b"").unwrap().body;
+    std::fs::write(tmp.path("crl.pem"), &crl).unwrap();
+    let text = openssl_ok(
+        &tmp.0,
+        &[
+            "crl", "-in", "crl.pem", "-CAfile", "ca.pem", "-noout", "-text",
+        ],
+    );
+    assert!(text.to_ascii_lowercase().contains(&serial), "{text}");
+    server.kill();
+    let server2 = Server::start(&dir, &[]);
+    assert_eq!(
+        http(&server2.addr, "GET", "/v1/ca", &[], b"").unwrap().body,
+        ca_pem
+    );
+    assert_eq!(
+        sign(&server2.addr, &multi, &m).status,
+        200,
+        "second use of a 2-use token after restart"
+    );
+    assert_eq!(sign(&server2.addr, &multi, &m).status, 401);
+    let list = cli_ok(&["list", "--dir", d]);
+    assert_eq!(list.lines().count(), 6, "{list}");
+    assert!(
+        list.contains(&format!("{serial}\t")) && list.contains("revoked="),
+        "{list}"
+    );
+}
+
+#[test]
+fn a_single_use_token_yields_exactly_one_certificate_under_concurrency() {
+    let tmp = TempDir::new("race");
+    let dir = tmp.path("ca");
+    cli_ok(&[
+        "init",
+        "--dir",
+        dir.to_str().unwrap(),
+        "--algorithm",
+        "ed25519",
+    ]);
+    let server = Server::start(&dir, &[]);
+    let csr = openssl_csr(&tmp.0, "race", ED25519, "/CN=race.example.com", None);
+    for round in 0..5 {
+        let tok = token(&dir, &["--identity", "race.example.com"]);
+        let handles: Vec<_> = (0..8)
+            .map(|_| {
+                let (addr, tok, csr) = (server.addr.clone(), tok.clone(), csr.clone());
+                std::thread::spawn(move || sign(&addr, &tok, &csr).status)
+            })
+            .collect();
+        let statuses: Vec<u16> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+        assert_eq!(
+            statuses.iter().filter(|s| **s == 200).count(),
+            1,
+            "round {round}: {statuses:?}"
+        );
+        assert!(
+            statuses.iter().all(|s| *s == 200 || *s == 401),
+            "{statuses:?}"
+        );
+    }
+}
+
+#[test]
+fn operator_cli_signs_inspects_and_refuses_clearly() {
+    let tmp = TempDir::new("cli");
+    let dir = tmp.path("ca");
+    let d = dir.to_str().unwrap();
+    std::fs::write(tmp.path("pass"), "correct horse battery\n").unwrap();
+    cli_ok(&[
+        "init",
+        "--dir",
+        d,
+        "--intermediate",
+        "--passphrase-file",
+        tmp.path("pass").to_str().unwrap(),
+    ]);
+    assert!(std::fs::read_to_string(dir.join("ca.key"))
+        .unwrap()
+        .contains("ENCRYPTED PRIVATE KEY"));
+    openssl_csr(&tmp.0, "op", P256, "/CN=op.example.com", None);
+    let csr_path = tmp.path("op.csr");
+    // Without the passphrase: one clear line and a non-zero exit.
+    let (ok, _, err) = cli(&[
+        "sign",
+        "--dir",
+        d,
+        "--csr",
+        csr_path.to_str().unwrap(),
+        "--identity",
+        "op.example.com",
+    ]);
+    assert!(
+        !ok && err.starts_with("error: ")
+            && err.trim().lines().count() == 1
+            && err.contains("passphrase"),
+        "{err}"
+    );
+    let pem = cli_ok(&[
+        "sign",
+        "--dir",
+        d,
+        "--csr",
+        csr_path.to_str().unwrap(),
+        "--identity",
+        "op.example.com",
+        "--passphrase-file",
+        tmp.path("pass").to_str().unwrap(),
+    ]);
+    std::fs::write(tmp.path("leaf.pem"), &pem).unwrap();
+    std::fs::copy(dir.join("root.pem"), tmp.path("root.pem")).unwrap();
+    std::fs::copy(dir.join("ca.pem"), tmp.path("chain.pem")).unwrap();
+    let out = openssl_ok(
+        &tmp.0,
+        &[
+            "verify",
+            "-CAfile",
+            "root.pem",
+            "-untrusted",
+            "chain.pem",
+            "leaf.pem",
+        ],
+    );
+    assert!(out.contains("leaf.pem: OK"), "{out}");
+    let desc = cli_ok(&["inspect", tmp.path("leaf.pem").to_str().unwrap()]);
+    assert!(desc.contains("\"op.example.com\""), "{desc}");
+    // A group-readable key is refused at start-up.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir.join("ca.key"), std::fs::Permissions::from_mode(0o640)).unwrap();
+    let (ok, _, err) = cli(&[
+        "crl",
+        "--dir",
+        d,
+        "--passphrase-file",
+        tmp.path("pass").to_str().unwrap(),
+    ]);
+    assert!(!ok && err.contains("must not be readable"), "{err}");
+    // Help on every command.
+    for cmd in ["init", "serve", "sign", "inspect", "revoke", "crl", "list"] {
+        assert!(cli_ok(&[cmd, "--help"]).contains("Usage"), "{cmd}");
+    }
+    assert!(cli_ok(&["token", "create", "--help"]).contains("--identity"));
+}

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Builds everything, starts the sandboxed signer with a fresh CA in ./demo-ca (kept between runs),
+# prints an enrolment token and the page's address. Usage: scripts/run.sh [identity] [listen]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/wasm-pki/target}"
+identity="${1:-workload.example.com}"
+listen="${2:-127.0.0.1:8443}"
+bash scripts/build-pkg.sh
+cargo build --release -p wasm-pki-host
+bin="$CARGO_TARGET_DIR/release/wasm-pki"
+dir=demo-ca
+[ -f "$dir/ca.pem" ] || "$bin" init --dir "$dir" --name "wasm-pki demo CA"
+token=$("$bin" token create --dir "$dir" --identity "$identity" --ttl 1h | tail -n 1)
+echo
+echo "enrolment token for $identity (single use, 1 h):"
+echo "  $token"
+echo "open http://$listen/ , make the key and CSR with CN/DNS $identity, paste the token"
+echo
+exec "$bin" serve --dir "$dir" --listen "$listen"

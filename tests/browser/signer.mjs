@@ -1,0 +1,29 @@
+// Starts the real sandboxed signer (`wasm-pki serve`, path in WASM_PKI_BIN) with a fresh CA, for
+// the page tests, and makes tokens with its CLI.
+import { spawn, execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+
+export async function startSigner() {
+  const bin = process.env.WASM_PKI_BIN;
+  if (!bin) throw new Error('WASM_PKI_BIN must name the wasm-pki binary (scripts/test.sh sets it)');
+  const dir = mkdtempSync(join(tmpdir(), 'wasm-pki-page-'));
+  const ca = join(dir, 'ca');
+  execFileSync(bin, ['init', '--dir', ca, '--name', 'Page Test CA'], { stdio: 'pipe' });
+  const child = spawn(bin, ['serve', '--dir', ca, '--listen', '127.0.0.1:0'], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const url = await new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error('wasm-pki serve did not start')), 60_000);
+    createInterface({ input: child.stdout }).on('line', (line) => {
+      const m = line.match(/listening on (http:\/\/[^ ]+\/)/);
+      if (m) { clearTimeout(timer); resolve(m[1]); }
+    });
+    child.on('exit', (code) => reject(new Error(`wasm-pki serve exited with ${code}`)));
+  });
+  return {
+    url,
+    token: (identity) => execFileSync(bin, ['token', 'create', '--dir', ca, '--identity', identity], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).trim().split('\n').pop(),
+    close: async () => { child.kill('SIGTERM'); await new Promise((r) => child.once('exit', r)); rmSync(dir, { recursive: true, force: true }); },
+  };
+}
