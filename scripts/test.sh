@@ -35,6 +35,7 @@ cargo clippy --workspace --all-targets -- -D warnings
 step "core for wasm32-unknown-unknown"
 cargo build --lib --release --target wasm32-unknown-unknown
 cargo clippy --lib --target wasm32-unknown-unknown --features js,sandbox -- -D warnings
+cargo clippy --lib --features sandbox-test-hooks -- -D warnings
 
 step "benchmarks compile"
 cargo bench -p wasm-pki --no-run
@@ -46,6 +47,7 @@ export WASM_PKI_TEST_MODULE="$CARGO_TARGET_DIR/wasm-pki-test-module/wasm_pki_bg.
 step "Rust tests (core: unit, openssl, rustls mTLS, hostile input; host: sandbox limits, end to end)"
 cargo test --workspace --all-targets 2>&1 | tee -a "$log"
 cargo test --workspace --doc 2>&1 | tee -a "$log"
+cargo test -p wasm-pki --lib --features sandbox 2>&1 | tee -a "$log"
 
 step "Node tests (npm API, openssl, X509Certificate, WebCrypto, npm pack)"
 node --test tests/node/ 2>&1 | tee -a "$log"

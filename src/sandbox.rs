@@ -41,7 +41,7 @@ enum Request {
     #[serde(rename_all = "camelCase")]
     Sign {
         csr_pem: String,
-        profile: Profile,
+        profile: Box<Profile>,
         identity: Option<String>,
         lifetime_secs: Option<u64>,
         now: i64,
@@ -128,7 +128,7 @@ fn seed(hex: &str) -> Result<SeedRng, Error> {
 }
 
 fn unhex(hex: &str) -> Result<Vec<u8>, Error> {
-    if hex.len() % 2 != 0 || hex.is_empty() || hex.len() > 64 {
+    if !hex.len().is_multiple_of(2) || hex.is_empty() || hex.len() > 64 {
         return Err(Error::InvalidParameter(format!(
             "serial \"{hex}\" is not hex"
         )));
