@@ -78,7 +78,7 @@ pub struct Sandbox {
     pre: InstancePre<StoreLimits>,
     module_sha256: String,
     /// The request that loads the CA into each new instance (holds key material: never logged).
-    init: Mutex<Option<Vec<u8>>>,
+    init: Mutex<Option<zeroize::Zeroizing<Vec<u8>>>>,
     idle: Mutex<Vec<Worker>>,
     free: Condvar,
     live: AtomicU64,
@@ -198,7 +198,7 @@ impl Sandbox {
         let req = serde_json::to_vec(
             &serde_json::json!({"op": "loadCa", "certPem": cert_pem, "keyPem": key_pem, "passphrase": passphrase}),
         )?;
-        *self.init.lock().unwrap() = Some(req);
+        *self.init.lock().unwrap() = Some(zeroize::Zeroizing::new(req));
         self.idle.lock().unwrap().clear();
         let mut w = self.new_worker()?;
         let out: Value = serde_json::from_slice(&w.call(&serde_json::to_vec(

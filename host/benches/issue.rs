@@ -1,0 +1,103 @@
+//! Sandboxed issue against the same core natively, side by side in one run (interleaved rounds,
+//! medians), for P-256 and Ed25519. `cargo bench -p wasm-pki-host --bench issue`.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use wasm_pki::*;
+use wasm_pki_host::sandbox::Sandbox;
+
+const ROUNDS: usize = 15;
+const PER_ROUND: usize = 100;
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[v.len() / 2]
+}
+
+fn main() {
+    let module = std::env::var("WASM_PKI_MODULE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../pkg/dist/wasm_pki_bg.wasm")
+        });
+    let cache = std::env::temp_dir().join("wasm-pki-bench-cache");
+    let now_secs = wasm_pki_host::signer::now();
+    let now = OffsetDateTime::from_unix_timestamp(now_secs).unwrap();
+    println!("| CA/CSR algorithm | native µs | sandboxed µs | ratio |");
+    println!("|---|---|---|---|");
+    for alg in [Algorithm::P256, Algorithm::Ed25519] {
+        let mut rng = rand_core::UnwrapErr(getrandom::SysRng);
+        let mut p = CaParams::new("Bench CA");
+        p.algorithm = alg;
+        let ca = CertificateAuthority::new_root(&p, now, &mut rng).unwrap();
+        let key = KeyPair::generate(alg, &mut rng);
+        let csr_pem = CsrRequest {
+            subject: Subject::default(),
+            names: vec![SanName::dns("bench.example.com").unwrap()],
+        }
+        .sign(&key)
+        .unwrap()
+        .to_pem();
+        let profile = Profile::default();
+        let opts = IssueOptions {
+            identity: Some(SanName::dns("bench.example.com").unwrap()),
+            lifetime_secs: None,
+        };
+        let sandbox = Sandbox::new(&module, &cache, 1).unwrap();
+        sandbox
+            .load_ca(
+                &ca.certificate().to_pem(),
+                ca.key().to_pkcs8_pem().unwrap().as_str(),
+                None,
+            )
+            .unwrap();
+        let request = json!({"op": "sign", "csrPem": csr_pem, "profile": profile, "identity": "bench.example.com", "now": now_secs, "seed": "ab".repeat(32)});
+        let native = |n: usize| {
+            let mut rng = SeedRng::from_seed([7; 32]);
+            let t = Instant::now();
+            for _ in 0..n {
+                let csr = ParsedCsr::parse(csr_pem.as_bytes()).unwrap();
+                let issued = ca.issue(&csr, &profile, &opts, now, &mut rng).unwrap();
+                std::hint::black_box(issued.certificate.to_pem());
+            }
+            t.elapsed().as_secs_f64() * 1e6 / n as f64
+        };
+        let sandboxed = |n: usize| {
+            let t = Instant::now();
+            for _ in 0..n {
+                let out = sandbox.call(&request, Duration::from_secs(5)).unwrap();
+                assert!(out.get("ok").is_some(), "{out}");
+            }
+            t.elapsed().as_secs_f64() * 1e6 / n as f64
+        };
+        native(20);
+        sandboxed(20);
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        for _ in 0..ROUNDS {
+            a.push(native(PER_ROUND));
+            b.push(sandboxed(PER_ROUND));
+        }
+        let (na, sb) = (median(a), median(b));
+        println!("| {alg} | {na:.0} | {sb:.0} | {:.2}x |", sb / na);
+        if std::env::var("WASM_PKI_BENCH_BREAKDOWN").is_ok() {
+            let time = |req: &serde_json::Value| {
+                let t = Instant::now();
+                for _ in 0..200 {
+                    std::hint::black_box(sandbox.call(req, Duration::from_secs(5)).unwrap());
+                }
+                t.elapsed().as_secs_f64() * 1e6 / 200.0
+            };
+            let noop = time(&json!({"op": "nope"}));
+            let inspect_csr = time(&json!({"op": "inspect", "pem": csr_pem}));
+            let inspect_ca = time(&json!({"op": "inspect", "pem": ca.certificate().to_pem()}));
+            let t = Instant::now();
+            for _ in 0..200 {
+                std::hint::black_box(ParsedCsr::parse(csr_pem.as_bytes()).unwrap());
+            }
+            let native_parse = t.elapsed().as_secs_f64() * 1e6 / 200.0;
+            println!("|   breakdown | call overhead {noop:.0} µs, inspect CSR (parse+verify) {inspect_csr:.0} µs (native parse+verify {native_parse:.0}), inspect CA cert {inspect_ca:.0} µs | | |");
+        }
+    }
+}
