@@ -85,8 +85,10 @@ fn text(status: u16, ctype: &str, body: impl Into<Vec<u8>>) -> Resp {
 
 /// Serve until the process ends. Prints the address to open.
 pub fn serve(app: Arc<App>, listen: &str, threads: usize) -> Result<()> {
-    let server =
-        Arc::new(Server::http(listen).map_err(|e| anyhow::anyhow!("listening on {listen}: {e}"))?);
+    let server = Arc::new(
+        Server::from_listener(listener(listen)?, None)
+            .map_err(|e| anyhow::anyhow!("listening on {listen}: {e}"))?,
+    );
     let addr = server
         .server_addr()
         .to_ip()
@@ -114,6 +116,28 @@ pub fn serve(app: Arc<App>, listen: &str, threads: usize) -> Result<()> {
         let _ = h.join();
     }
     Ok(())
+}
+
+/// A listening socket with TCP_NODELAY, which accepted connections inherit: tiny_http writes a
+/// response in several pieces, and with Nagle's algorithm a keep-alive client waits for the
+/// delayed ACK (40 ms) on every request.
+fn listener(listen: &str) -> Result<std::net::TcpListener> {
+    use std::net::ToSocketAddrs;
+    let addr = listen
+        .to_socket_addrs()
+        .map_err(|e| anyhow::anyhow!("listen address {listen}: {e}"))?
+        .next()
+        .ok_or_else(|| anyhow::anyhow!("listen address {listen} resolves to nothing"))?;
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        Some(socket2::Protocol::TCP),
+    )?;
+    socket.set_reuse_address(true)?;
+    socket.set_tcp_nodelay(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    Ok(socket.into())
 }
 
 fn handle(app: &App, mut rq: Request) {
