@@ -80,11 +80,13 @@ pub struct Record {
 pub trait Ledger: Send + Sync {
     /// Store a new token (by hash only).
     fn create_token(&self, t: &NewToken<'_>) -> Result<()>;
-    /// Atomically take one use of a token: concurrent callers can never share the last use.
+    /// Atomically reserve one use of a token: concurrent callers can never share the last use.
+    /// The use is spent by [`Ledger::record`] for that token, or released by [`Ledger::refund_token`].
     fn consume_token(&self, hash: &[u8], now: i64) -> Result<Result<Grant, TokenRefusal>>;
-    /// Give back a use taken for a request that was refused before anything was issued.
+    /// Release a reserved use: the request failed and nothing was issued.
     fn refund_token(&self, id: &str) -> Result<()>;
-    /// Record an issued certificate (durably, before it is returned to anyone).
+    /// Record an issued certificate (durably, before it is returned to anyone). For a token's
+    /// certificate this spends the reserved use in the same transaction: one fsync per certificate.
     fn record(&self, r: &Record) -> Result<()>;
     /// Mark a certificate revoked; false when the serial is unknown.
     fn revoke(&self, serial: &str, at: i64) -> Result<bool>;
@@ -99,6 +101,8 @@ pub trait Ledger: Send + Sync {
 /// The SQLite ledger in the data directory.
 pub struct SqliteLedger {
     conn: Mutex<Connection>,
+    /// Uses reserved by requests in flight, by token id (always locked after `conn`).
+    reserved: Mutex<std::collections::HashMap<String, i64>>,
 }
 
 impl SqliteLedger {
@@ -123,7 +127,17 @@ impl SqliteLedger {
         )?;
         Ok(SqliteLedger {
             conn: Mutex::new(conn),
+            reserved: Mutex::new(std::collections::HashMap::new()),
         })
+    }
+}
+
+fn release(reserved: &mut std::collections::HashMap<String, i64>, id: &str) {
+    if let Some(n) = reserved.get_mut(id) {
+        *n -= 1;
+        if *n <= 0 {
+            reserved.remove(id);
+        }
     }
 }
 
@@ -137,46 +151,70 @@ impl Ledger for SqliteLedger {
     }
 
     fn consume_token(&self, hash: &[u8], now: i64) -> Result<Result<Grant, TokenRefusal>> {
+        // A read and an in-memory reservation under the connection lock: no write, no fsync here.
         let conn = self.conn.lock().unwrap();
-        let taken = conn
+        let row: Option<(String, String, Option<String>, i64, i64)> = conn
             .query_row(
-                "UPDATE tokens SET uses_left = uses_left - 1 WHERE hash = ?1 AND uses_left > 0 AND expires_at > ?2
-                 RETURNING id, profile, identity",
-                params![hash, now],
-                |r| Ok(Grant { id: r.get(0)?, profile: r.get(1)?, identity: r.get(2)? }),
-            )
-            .optional()?;
-        if let Some(g) = taken {
-            return Ok(Ok(g));
-        }
-        let state: Option<(i64, i64)> = conn
-            .query_row(
-                "SELECT uses_left, expires_at FROM tokens WHERE hash = ?1",
+                "SELECT id, profile, identity, uses_left, expires_at FROM tokens WHERE hash = ?1",
                 params![hash],
-                |r| Ok((r.get(0)?, r.get(1)?)),
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
             )
             .optional()?;
-        Ok(Err(match state {
-            None => TokenRefusal::Unknown,
-            Some((_, exp)) if exp <= now => TokenRefusal::Expired,
-            Some(_) => TokenRefusal::Used,
+        let Some((id, profile, identity, uses_left, expires_at)) = row else {
+            return Ok(Err(TokenRefusal::Unknown));
+        };
+        if expires_at <= now {
+            return Ok(Err(TokenRefusal::Expired));
+        }
+        let mut reserved = self.reserved.lock().unwrap();
+        let in_flight = reserved.entry(id.clone()).or_insert(0);
+        if uses_left - *in_flight <= 0 {
+            if *in_flight == 0 {
+                reserved.remove(&id);
+            }
+            return Ok(Err(TokenRefusal::Used));
+        }
+        *in_flight += 1;
+        Ok(Ok(Grant {
+            id,
+            profile,
+            identity,
         }))
     }
 
     fn refund_token(&self, id: &str) -> Result<()> {
-        self.conn.lock().unwrap().execute(
-            "UPDATE tokens SET uses_left = uses_left + 1 WHERE id = ?1",
-            params![id],
-        )?;
+        let _conn = self.conn.lock().unwrap();
+        release(&mut self.reserved.lock().unwrap(), id);
         Ok(())
     }
 
     fn record(&self, r: &Record) -> Result<()> {
-        self.conn.lock().unwrap().execute(
+        let mut conn = self.conn.lock().unwrap();
+        let is_token = self
+            .reserved
+            .lock()
+            .unwrap()
+            .get(&r.token_id)
+            .is_some_and(|n| *n > 0);
+        let tx = conn.transaction()?;
+        if is_token {
+            let spent = tx.execute(
+                "UPDATE tokens SET uses_left = uses_left - 1 WHERE id = ?1 AND uses_left > 0",
+                params![r.token_id],
+            )?;
+            if spent != 1 {
+                anyhow::bail!("token {} has no use left to spend", r.token_id);
+            }
+        }
+        tx.execute(
             "INSERT INTO certificates (serial, subject, names, not_before, not_after, fingerprint, token_id, profile, issued_at, revoked_at, pem)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, NULL, ?10)",
             params![r.serial, r.subject, serde_json::to_string(&r.names)?, r.not_before, r.not_after, r.fingerprint, r.token_id, r.profile, r.issued_at, r.pem],
         )?;
+        tx.commit()?;
+        if is_token {
+            release(&mut self.reserved.lock().unwrap(), &r.token_id);
+        }
         Ok(())
     }
 
@@ -228,5 +266,76 @@ impl Ledger for SqliteLedger {
             |r| r.get(0),
         )?;
         Ok(n as u64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(serial: &str, token: &str) -> Record {
+        Record {
+            serial: serial.into(),
+            subject: "CN=x".into(),
+            names: vec!["DNS:x".into()],
+            not_before: 1,
+            not_after: 2,
+            fingerprint: "f".into(),
+            token_id: token.into(),
+            profile: "default".into(),
+            issued_at: 1,
+            revoked_at: None,
+            pem: "pem".into(),
+        }
+    }
+
+    #[test]
+    fn reserved_uses_are_spent_with_the_record_or_released() {
+        let dir = std::env::temp_dir().join(format!("wasm-pki-ledger-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let l = SqliteLedger::open(&dir.join("l.sqlite")).unwrap();
+        let t = NewToken {
+            hash: b"h2",
+            id: "t2",
+            profile: "default",
+            identity: None,
+            uses: 2,
+            expires_at: 100,
+            created_at: 0,
+        };
+        l.create_token(&t).unwrap();
+        // Two uses: two reservations succeed, the third is refused while they are in flight.
+        let a = l.consume_token(b"h2", 10).unwrap().unwrap();
+        let _b = l.consume_token(b"h2", 10).unwrap().unwrap();
+        assert_eq!(l.consume_token(b"h2", 10).unwrap(), Err(TokenRefusal::Used));
+        // One fails (released), one is recorded (spent): one use is left.
+        l.refund_token(&a.id).unwrap();
+        l.record(&record("01", "t2")).unwrap();
+        let c = l.consume_token(b"h2", 10).unwrap().unwrap();
+        l.record(&record("02", "t2")).unwrap();
+        assert_eq!(c.id, "t2");
+        assert_eq!(l.consume_token(b"h2", 10).unwrap(), Err(TokenRefusal::Used));
+        // A repeated serial is refused and spends nothing.
+        l.create_token(&NewToken {
+            hash: b"h3",
+            id: "t3",
+            uses: 1,
+            ..t
+        })
+        .unwrap();
+        l.consume_token(b"h3", 10).unwrap().unwrap();
+        assert!(l.record(&record("01", "t3")).is_err());
+        l.refund_token("t3").unwrap();
+        assert!(l.consume_token(b"h3", 10).unwrap().is_ok());
+        assert_eq!(
+            l.consume_token(b"nope", 10).unwrap(),
+            Err(TokenRefusal::Unknown)
+        );
+        assert_eq!(
+            l.consume_token(b"h2", 100).unwrap(),
+            Err(TokenRefusal::Expired)
+        );
+        assert_eq!(l.list().unwrap().len(), 2);
+        let _ = std::fs::remove_dir_all(dir);
     }
 }

@@ -285,10 +285,8 @@ fn sign_inner(app: &App, rq: &mut Request) -> Result<serde_json::Value, ApiError
     ) {
         Ok(s) => Ok(serde_json::to_value(s).unwrap_or_default()),
         Err(e) => {
-            // Nothing was issued: give the use back so the holder can fix the CSR and retry.
-            if e.status != 500 {
-                let _ = app.signer.ledger.refund_token(&grant.id);
-            }
+            // Nothing was issued or recorded: release the reserved use so the holder can retry.
+            let _ = app.signer.ledger.refund_token(&grant.id);
             Err(e)
         }
     }
