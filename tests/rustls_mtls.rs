@@ -18,21 +18,10 @@ fn issue(
     identity: SanName,
     usage: Usage,
 ) -> (KeyPair, Certificate) {
-    let key = KeyPair::generate(alg, &mut rng());
-    let csr = CsrRequest {
-        subject: Subject::default(),
-        names: vec![identity.clone()],
-    }
-    .sign(&key)
-    .unwrap();
-    let csr = ParsedCsr::parse(csr.der()).unwrap();
+    let (key, csr, opts) = common::request_for(alg, identity, None);
     let profile = Profile {
         usage,
         ..Profile::default()
-    };
-    let opts = IssueOptions {
-        identity: Some(identity),
-        lifetime_secs: None,
     };
     (
         key,

@@ -79,10 +79,10 @@ pub fn openssl_ok(dir: &Path, args: &[&str]) -> String {
     o.stdout + &o.stderr
 }
 
-/// A new key, its verified CSR for one DNS name, and options vouching for that name as identity.
-pub fn dns_request(
+/// A new key, its verified CSR asking for `identity` only, and options vouching for it.
+pub fn request_for(
     alg: wasm_pki::Algorithm,
-    name: &str,
+    identity: wasm_pki::SanName,
     lifetime_secs: Option<u64>,
 ) -> (
     wasm_pki::KeyPair,
@@ -91,7 +91,6 @@ pub fn dns_request(
 ) {
     use wasm_pki::*;
     let key = KeyPair::generate(alg, &mut rng());
-    let identity = SanName::dns(name).unwrap();
     let csr = CsrRequest {
         subject: Subject::default(),
         names: vec![identity.clone()],
@@ -107,4 +106,17 @@ pub fn dns_request(
             lifetime_secs,
         },
     )
+}
+
+/// [`request_for`] a DNS name.
+pub fn dns_request(
+    alg: wasm_pki::Algorithm,
+    name: &str,
+    lifetime_secs: Option<u64>,
+) -> (
+    wasm_pki::KeyPair,
+    wasm_pki::ParsedCsr,
+    wasm_pki::IssueOptions,
+) {
+    request_for(alg, wasm_pki::SanName::dns(name).unwrap(), lifetime_secs)
 }
