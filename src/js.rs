@@ -5,7 +5,7 @@ use js_sys::{Array, Date, Error as JsError, Reflect};
 use serde::{Deserialize, Serialize};
 use wasm_bindgen::prelude::*;
 
-use crate::policy::{KeyAlgorithm, NameRules, SpiffeRule, SubjectSource, Usage};
+use crate::policy::{NameRules, SubjectSource};
 use crate::{
     Algorithm, CaParams, Certificate, CertificateAuthority, CsrRequest, Error, IssueOptions,
     KeyEncryption, KeyPair, OffsetDateTime, ParsedCsr, Profile, SanName, Subject,
@@ -224,70 +224,64 @@ pub struct Ca {
     inner: CertificateAuthority,
 }
 
-/// Profile as JS passes it: every field optional. `{}` accepts the CSR's subject and names as
-/// they are (the caller holds the CA key), with the default lifetime and a server+client leaf.
-#[derive(Deserialize, Default)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct JsProfile {
-    key_types: Option<Vec<KeyAlgorithm>>,
-    rsa_min_bits: Option<usize>,
-    subject_from: Option<SubjectSource>,
-    subject: Option<Subject>,
-    names: Option<NameRules>,
-    spiffe: Option<SpiffeRule>,
-    default_lifetime_secs: Option<u64>,
-    max_lifetime_secs: Option<u64>,
-    usage: Option<Usage>,
-    backdate_secs: Option<u64>,
-    identity: Option<String>,
-    lifetime_secs: Option<u64>,
-}
-
-impl JsProfile {
-    fn split(self) -> Result<(Profile, IssueOptions), Error> {
-        let mut p = Profile::accept_csr();
-        if let Some(s) = self.spiffe {
-            p.spiffe = Some(s);
-            p.names.allow.clear();
-            p.subject_from = SubjectSource::Identity;
-        }
-        if let Some(n) = self.names {
-            p.names = n;
-        }
-        if let Some(v) = self.subject_from {
-            p.subject_from = v;
-        }
-        if let Some(v) = self.subject {
-            p.subject = v;
-        }
-        if let Some(v) = self.key_types {
-            p.key_types = v;
-        }
-        if let Some(v) = self.rsa_min_bits {
-            p.rsa_min_bits = v;
-        }
-        if let Some(v) = self.max_lifetime_secs {
-            p.max_lifetime_secs = v;
-            p.default_lifetime_secs = p.default_lifetime_secs.min(v);
-        }
-        if let Some(v) = self.default_lifetime_secs {
-            p.default_lifetime_secs = v;
-        }
-        if let Some(v) = self.usage {
-            p.usage = v;
-        }
-        if let Some(v) = self.backdate_secs {
-            p.backdate_secs = v;
-        }
-        let identity = self.identity.as_deref().map(SanName::parse).transpose()?;
-        Ok((
-            p,
-            IssueOptions {
-                identity,
-                lifetime_secs: self.lifetime_secs,
-            },
-        ))
+/// A JS profile is the core's profile (same camelCase fields) with `{}` meaning: accept the
+/// CSR's subject and names as they are (the caller holds the CA key), default lifetime, a
+/// server+client leaf. Two extra fields say what the caller vouches for: `identity`, `lifetimeSecs`.
+/// Fields given replace those of [`Profile::accept_csr`]; unknown fields are refused.
+fn profile_from_js(value: JsValue) -> Result<(Profile, IssueOptions), JsValue> {
+    use serde_json::{Map, Value};
+    let bad = |m: String| js_error("invalid_parameter", &format!("profile: {m}"));
+    let mut given: Map<String, Value> = if value.is_undefined() || value.is_null() {
+        Map::new()
+    } else {
+        from_js("profile", value)?
+    };
+    let identity = match given.remove("identity") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(SanName::parse(&s)?),
+        Some(_) => return Err(bad("identity must be a string".into())),
+    };
+    let lifetime_secs = match given.remove("lifetimeSecs") {
+        None | Some(Value::Null) => None,
+        Some(v) => Some(
+            v.as_u64()
+                .ok_or_else(|| bad("lifetimeSecs must be a positive whole number".into()))?,
+        ),
+    };
+    let base = Profile::accept_csr();
+    let Ok(Value::Object(mut merged)) = serde_json::to_value(&base) else {
+        return Err(bad("internal: the base profile is not an object".into()));
+    };
+    if given.contains_key("spiffe") {
+        // An SVID profile takes names from the SPIFFE rule, and the issuer sets the subject.
+        merged.insert(
+            "names".into(),
+            serde_json::to_value(NameRules::default()).unwrap_or_default(),
+        );
+        merged.insert(
+            "subjectFrom".into(),
+            serde_json::to_value(SubjectSource::Identity).unwrap_or_default(),
+        );
     }
+    if let (Some(max), false) = (
+        given.get("maxLifetimeSecs").and_then(Value::as_u64),
+        given.contains_key("defaultLifetimeSecs"),
+    ) {
+        merged.insert(
+            "defaultLifetimeSecs".into(),
+            base.default_lifetime_secs.min(max).into(),
+        );
+    }
+    merged.extend(given);
+    let profile: Profile =
+        serde_json::from_value(Value::Object(merged)).map_err(|e| bad(e.to_string()))?;
+    Ok((
+        profile,
+        IssueOptions {
+            identity,
+            lifetime_secs,
+        },
+    ))
 }
 
 #[wasm_bindgen]
@@ -306,12 +300,7 @@ impl Ca {
 
     /// Issue a leaf for a CSR (PEM) under `profile`; returns the certificate PEM.
     pub fn issue(&self, csr_pem: &str, profile: JsValue) -> Result<String, JsValue> {
-        let js: JsProfile = if profile.is_undefined() || profile.is_null() {
-            JsProfile::default()
-        } else {
-            from_js("profile", profile)?
-        };
-        let (profile, opts) = js.split()?;
+        let (profile, opts) = profile_from_js(profile)?;
         let csr = ParsedCsr::parse(csr_pem.as_bytes())?;
         let issued = self
             .inner
