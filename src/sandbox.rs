@@ -114,31 +114,28 @@ fn time(now: i64) -> Result<OffsetDateTime, Error> {
         .map_err(|e| Error::InvalidParameter(format!("now: {e}")))
 }
 
-fn seed(hex: &str) -> Result<SeedRng, Error> {
-    let bad = || Error::InvalidParameter("seed must be 64 hex digits".into());
-    if hex.len() != 64 {
+/// Hex digits to bytes, for `what` (at most `max` bytes). Works on bytes, so non-ASCII input
+/// is an error rather than a slicing panic.
+fn unhex(what: &str, hex: &str, max: usize) -> Result<Vec<u8>, Error> {
+    let bad = || Error::InvalidParameter(format!("{what} must be hex digits, at most {max} bytes"));
+    let digits = hex.as_bytes();
+    if digits.is_empty() || !digits.len().is_multiple_of(2) || digits.len() > 2 * max {
         return Err(bad());
     }
-    let mut out = [0u8; 32];
-    for (i, b) in out.iter_mut().enumerate() {
-        *b = u8::from_str_radix(hex.get(2 * i..2 * i + 2).ok_or_else(bad)?, 16)
-            .map_err(|_| bad())?;
-    }
-    Ok(SeedRng::from_seed(out))
+    let nibble = |c: u8| (c as char).to_digit(16).map(|d| d as u8).ok_or_else(bad);
+    digits
+        .chunks(2)
+        .map(|p| Ok(nibble(p[0])? << 4 | nibble(p[1])?))
+        .collect()
 }
 
-fn unhex(hex: &str) -> Result<Vec<u8>, Error> {
-    if !hex.len().is_multiple_of(2) || hex.is_empty() || hex.len() > 64 {
-        return Err(Error::InvalidParameter(format!(
-            "serial \"{hex}\" is not hex"
-        )));
-    }
-    (0..hex.len() / 2)
-        .map(|i| {
-            u8::from_str_radix(&hex[2 * i..2 * i + 2], 16)
-                .map_err(|_| Error::InvalidParameter(format!("serial \"{hex}\" is not hex")))
-        })
-        .collect()
+fn seed(hex: &str) -> Result<SeedRng, Error> {
+    let bytes = zeroize::Zeroizing::new(unhex("seed", hex, 32)?);
+    let seed: [u8; 32] = bytes
+        .as_slice()
+        .try_into()
+        .map_err(|_| Error::InvalidParameter("seed must be 64 hex digits".into()))?;
+    Ok(SeedRng::from_seed(seed))
 }
 
 fn with_ca<T>(f: impl FnOnce(&CertificateAuthority) -> Result<T, Error>) -> Result<T, Error> {
@@ -249,7 +246,7 @@ pub fn handle(request: &[u8]) -> Vec<u8> {
                 .iter()
                 .map(|r| {
                     Ok(Revoked {
-                        serial: unhex(&r.serial)?,
+                        serial: unhex("serial", &r.serial, 32)?,
                         revoked_at: r.revoked_at,
                     })
                 })
@@ -361,6 +358,8 @@ mod tests {
             serde_json::json!({"op": "nope"}),
             serde_json::json!({"op": "sign", "csrPem": csr.to_pem(), "profile": {"bogus": 1}, "now": 0, "seed": "00".repeat(32)}),
             serde_json::json!({"op": "sign", "csrPem": csr.to_pem(), "profile": {}, "now": 0, "seed": "zz"}),
+            serde_json::json!({"op": "sign", "csrPem": csr.to_pem(), "profile": {}, "now": 0, "seed": "é".repeat(32)}),
+            serde_json::json!({"op": "crl", "revoked": [{"serial": "aéb", "revokedAt": 0}], "now": 0, "nextUpdateSecs": 1, "number": 1}),
         ] {
             assert_eq!(call(bad)["error"]["code"], "invalid_parameter");
         }

@@ -123,23 +123,6 @@ pub struct Signer {
     pub ca_info: Value,
 }
 
-/// Split a PEM bundle into blocks.
-pub fn pem_blocks(text: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut cur = String::new();
-    for line in text.lines() {
-        if line.starts_with("-----BEGIN ") {
-            cur.clear();
-        }
-        cur.push_str(line);
-        cur.push('\n');
-        if line.starts_with("-----END ") {
-            out.push(std::mem::take(&mut cur));
-        }
-    }
-    out
-}
-
 impl Signer {
     /// Open the CA in `dir` with the module at `module`, loading the CA into the sandbox.
     pub fn open(
@@ -167,6 +150,11 @@ impl Signer {
             );
         }
         let root_pem = std::fs::read_to_string(d.root_cert()).unwrap_or_else(|_| cert_pem.clone());
+        let chain = wasm_pki::Certificate::parse_all(cert_pem.as_bytes())
+            .with_context(|| format!("reading {}", d.ca_cert().display()))?
+            .iter()
+            .map(wasm_pki::Certificate::to_pem)
+            .collect();
         let sandbox = Sandbox::new(module, &d.module_cache(), workers)?;
         let ca_info = sandbox.load_ca(&cert_pem, &key_pem, passphrase)?;
         if let Some(e) = ca_info.get("error") {
@@ -181,7 +169,7 @@ impl Signer {
             ledger,
             policy,
             root_pem,
-            chain: pem_blocks(&cert_pem),
+            chain,
             ca_info: ca_info["ok"].clone(),
         })
     }
