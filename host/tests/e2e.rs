@@ -264,7 +264,7 @@ fn operator_cli_signs_inspects_and_refuses_clearly() {
     openssl_csr(&tmp.0, "op", P256, "/CN=op.example.com", None);
     let csr_path = tmp.path("op.csr");
     // Without the passphrase: one clear line and a non-zero exit.
-    let (ok, _, err) = cli(&[
+    let sign_args = [
         "sign",
         "--dir",
         d,
@@ -272,24 +272,22 @@ fn operator_cli_signs_inspects_and_refuses_clearly() {
         csr_path.to_str().unwrap(),
         "--identity",
         "op.example.com",
-    ]);
+    ];
+    let (ok, _, err) = cli(&sign_args);
     assert!(
         !ok && err.starts_with("error: ")
             && err.trim().lines().count() == 1
             && err.contains("passphrase"),
         "{err}"
     );
-    let pem = cli_ok(&[
-        "sign",
-        "--dir",
-        d,
-        "--csr",
-        csr_path.to_str().unwrap(),
-        "--identity",
-        "op.example.com",
-        "--passphrase-file",
-        tmp.path("pass").to_str().unwrap(),
-    ]);
+    let pass = tmp.path("pass");
+    let pem = cli_ok(
+        &[
+            &sign_args[..],
+            &["--passphrase-file", pass.to_str().unwrap()],
+        ]
+        .concat(),
+    );
     std::fs::write(tmp.path("leaf.pem"), &pem).unwrap();
     std::fs::copy(dir.join("root.pem"), tmp.path("root.pem")).unwrap();
     std::fs::copy(dir.join("ca.pem"), tmp.path("chain.pem")).unwrap();
