@@ -324,6 +324,11 @@ impl Profile {
             SubjectSource::Identity => Subject::default(),
             SubjectSource::Csr => csr.subject().clone(),
         };
+        if self.subject_from == SubjectSource::Csr && self.subject.common_name.is_none() {
+            if let Some(cn) = &subject.common_name {
+                self.check_csr_common_name(cn, &names)?;
+            }
+        }
         for (dst, src) in [
             (&mut subject.common_name, &self.subject.common_name),
             (&mut subject.organization, &self.subject.organization),
@@ -430,6 +435,31 @@ impl Profile {
         Err(Error::Policy(format!(
             "{name} is not allowed by this profile (not the caller's identity and no allow rule covers it)"
         )))
+    }
+
+    /// A CSR's CN is a name too (legacy verifiers still match host names against it): it must be
+    /// one of the certificate's names or pass the name rules; free text needs an `Any` rule.
+    fn check_csr_common_name(&self, cn: &str, names: &[SanName]) -> Result<()> {
+        let as_name = cn
+            .parse::<std::net::IpAddr>()
+            .map(SanName::Ip)
+            .or_else(|_| SanName::dns(cn))
+            .or_else(|_| SanName::email(cn));
+        if let Ok(name) = &as_name {
+            if names.contains(name) {
+                return Ok(());
+            }
+        }
+        let refuse = |why: String| {
+            Err(Error::Policy(format!(
+                "the CSR's subject CN \"{cn}\" is not one of the certificate's names and {why}"
+            )))
+        };
+        match as_name {
+            Ok(name) => self.check_name(&name).or_else(|e| refuse(e.to_string())),
+            Err(_) if self.names.allow.contains(&NamePattern::Any) => Ok(()),
+            Err(_) => refuse("this profile allows no free-text names".into()),
+        }
     }
 
     fn check_svid(&self, rule: &SpiffeRule, names: &[SanName]) -> Result<()> {

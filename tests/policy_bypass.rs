@@ -1,0 +1,598 @@
+//! Policy bypass suite: requests that must be refused, each with the reason it must give. Every
+//! case goes through parsing and issuing exactly as a request from outside would; a control row per
+//! profile proves the profile itself issues, so a refusal is about the trick and nothing else.
+//! (Token tricks: expired, used, another profile's, are in host/tests/policy_bypass.rs.)
+
+mod common;
+
+use common::*;
+use wasm_pki::*;
+
+/// A CSR for `key` made by rcgen (an independent encoder) with whatever `f` asks for.
+fn rcgen_csr(key: &KeyPair, f: impl FnOnce(&mut rcgen::CertificateParams)) -> Vec<u8> {
+    let mut params = rcgen::CertificateParams::new(vec![]).unwrap();
+    f(&mut params);
+    params.serialize_request(key).unwrap().der().to_vec()
+}
+
+fn dns(p: &mut rcgen::CertificateParams, name: &str) {
+    p.subject_alt_names
+        .push(rcgen::SanType::DnsName(name.try_into().unwrap()));
+}
+
+fn uri(p: &mut rcgen::CertificateParams, u: &str) {
+    p.subject_alt_names
+        .push(rcgen::SanType::URI(u.try_into().unwrap()));
+}
+
+fn cn(p: &mut rcgen::CertificateParams, v: &str) {
+    p.distinguished_name.push(rcgen::DnType::CommonName, v);
+}
+
+/// A CSR made by the openssl CLI for a key of `genpkey` options `alg`.
+fn openssl_csr(tmp: &TempDir, tag: &str, alg: &[&str]) -> Vec<u8> {
+    let key = tmp.path(&format!("{tag}.key"));
+    let csr = tmp.path(&format!("{tag}.csr"));
+    let mut args = vec!["genpkey"];
+    args.extend_from_slice(alg);
+    args.extend_from_slice(&["-out", key.to_str().unwrap()]);
+    openssl_ok(&tmp.0, &args);
+    openssl_ok(
+        &tmp.0,
+        &[
+            "req",
+            "-new",
+            "-key",
+            key.to_str().unwrap(),
+            "-subj",
+            "/CN=ok.example.com",
+            "-addext",
+            "subjectAltName=DNS:ok.example.com",
+            "-outform",
+            "DER",
+            "-out",
+            csr.to_str().unwrap(),
+        ],
+    );
+    std::fs::read(csr).unwrap()
+}
+
+struct Case {
+    what: &'static str,
+    csr: Vec<u8>,
+    profile: Profile,
+    identity: &'static str,
+    lifetime_secs: Option<u64>,
+    code: &'static str,
+    reason: &'static str,
+}
+
+fn identity(s: &str) -> Option<SanName> {
+    match s {
+        "" => None,
+        u if u.starts_with("spiffe://") => Some(SanName::uri(u).unwrap()),
+        d => Some(SanName::dns(d).unwrap()),
+    }
+}
+
+fn issue(ca: &CertificateAuthority, c: &Case) -> Result<Issued> {
+    let csr = ParsedCsr::parse(&c.csr)?;
+    let opts = IssueOptions {
+        identity: identity(c.identity),
+        lifetime_secs: c.lifetime_secs,
+    };
+    ca.issue(&csr, &c.profile, &opts, now(), &mut rng())
+}
+
+#[test]
+fn requests_that_must_be_refused_are_refused_with_their_reason() {
+    let tmp = TempDir::new("bypass");
+    let ca =
+        CertificateAuthority::new_root(&CaParams::new("Bypass Root"), now(), &mut rng()).unwrap();
+    let key = KeyPair::generate(Algorithm::P256, &mut rng());
+    // Names under example.com may be asked for; the token vouches for ok.example.com.
+    let dns_profile = Profile::allowing(vec![NamePattern::Dns(".example.com".into())]);
+    // The subject is taken from the CSR, names under example.com.
+    let csr_subject = Profile {
+        subject_from: SubjectSource::Csr,
+        ..dns_profile.clone()
+    };
+    let svid = Profile::spiffe("example.org", "/ns/prod/");
+    let id = "ok.example.com";
+    let svid_id = "spiffe://example.org/ns/prod/sa/web";
+    let plain = |f: &dyn Fn(&mut rcgen::CertificateParams)| {
+        rcgen_csr(&key, |p| {
+            dns(p, id);
+            f(p)
+        })
+    };
+    let svid_csr = |uris: &[&str]| {
+        rcgen_csr(&key, |p| {
+            for u in uris {
+                uri(p, u)
+            }
+        })
+    };
+    let case = |what, csr, profile: &Profile, identity, code, reason| Case {
+        what,
+        csr,
+        profile: profile.clone(),
+        identity,
+        lifetime_secs: None,
+        code,
+        reason,
+    };
+    let mut cases = vec![
+        // CA powers.
+        case(
+            "basicConstraints CA:true",
+            plain(&|p| p.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained)),
+            &dns_profile,
+            id,
+            "policy",
+            "CA:true",
+        ),
+        case(
+            "pathLen",
+            plain(&|p| p.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Constrained(0))),
+            &dns_profile,
+            id,
+            "policy",
+            "CA:true",
+        ),
+        case(
+            "keyCertSign",
+            plain(&|p| p.key_usages = vec![rcgen::KeyUsagePurpose::KeyCertSign]),
+            &dns_profile,
+            id,
+            "policy",
+            "keyCertSign",
+        ),
+        case(
+            "cRLSign",
+            plain(&|p| p.key_usages = vec![rcgen::KeyUsagePurpose::CrlSign]),
+            &dns_profile,
+            id,
+            "policy",
+            "cRLSign",
+        ),
+        // Names outside the policy, and tricks with their spelling.
+        case(
+            "foreign DNS SAN",
+            plain(&|p| dns(p, "evil.com")),
+            &dns_profile,
+            id,
+            "policy",
+            "DNS:evil.com is not allowed",
+        ),
+        case(
+            "case trick on a foreign name",
+            plain(&|p| dns(p, "EVIL.Com")),
+            &dns_profile,
+            id,
+            "policy",
+            "DNS:evil.com is not allowed",
+        ),
+        case(
+            "allowed suffix as a prefix (example.com.evil.com)",
+            plain(&|p| dns(p, "ok.Example.COM.evil.com")),
+            &dns_profile,
+            id,
+            "policy",
+            "DNS:ok.example.com.evil.com is not allowed",
+        ),
+        case(
+            "suffix without a dot (notexample.com)",
+            plain(&|p| dns(p, "notexample.com")),
+            &dns_profile,
+            id,
+            "policy",
+            "not allowed",
+        ),
+        case(
+            "trailing dot",
+            plain(&|p| dns(p, "ok.example.com.")),
+            &dns_profile,
+            id,
+            "invalid_name",
+            "trailing dot",
+        ),
+        case(
+            "IDNA look-alike of example.com (xn--exmple-cua.com)",
+            plain(&|p| dns(p, "login.xn--exmple-cua.com")),
+            &dns_profile,
+            id,
+            "policy",
+            "not allowed",
+        ),
+        case(
+            "IP address in a DNS SAN",
+            plain(&|p| dns(p, "10.0.0.1")),
+            &dns_profile,
+            id,
+            "invalid_name",
+            "IP address",
+        ),
+        case(
+            "IP SAN outside the policy",
+            plain(&|p| {
+                p.subject_alt_names
+                    .push(rcgen::SanType::IpAddress("10.0.0.1".parse().unwrap()))
+            }),
+            &dns_profile,
+            id,
+            "policy",
+            "IP:10.0.0.1 is not allowed",
+        ),
+        case(
+            "wildcard where not allowed",
+            plain(&|p| dns(p, "*.example.com")),
+            &dns_profile,
+            id,
+            "policy",
+            "wildcard",
+        ),
+        case(
+            "wildcard not in the leftmost label",
+            plain(&|p| dns(p, "a.*.example.com")),
+            &dns_profile,
+            id,
+            "invalid_name",
+            "",
+        ),
+        case(
+            "underscore label",
+            plain(&|p| dns(p, "a_b.example.com")),
+            &dns_profile,
+            id,
+            "invalid_name",
+            "",
+        ),
+        case(
+            "e-mail SAN with no e-mail rule",
+            plain(&|p| {
+                p.subject_alt_names.push(rcgen::SanType::Rfc822Name(
+                    "root@example.com".try_into().unwrap(),
+                ))
+            }),
+            &dns_profile,
+            id,
+            "policy",
+            "not allowed",
+        ),
+        case(
+            "more names than the profile allows",
+            plain(&|p| {
+                for i in 0..200 {
+                    dns(p, &format!("n{i}.example.com"))
+                }
+            }),
+            &dns_profile,
+            id,
+            "policy",
+            "at most",
+        ),
+        // SPIFFE IDs.
+        case(
+            "SPIFFE ID with ..",
+            svid_csr(&["spiffe://example.org/ns/prod/../admin"]),
+            &svid,
+            "",
+            "invalid_name",
+            "'..' path segments",
+        ),
+        case(
+            "SPIFFE ID with an empty segment",
+            svid_csr(&["spiffe://example.org/ns//prod/x"]),
+            &svid,
+            "",
+            "invalid_name",
+            "empty path segment",
+        ),
+        case(
+            "SPIFFE ID with a port",
+            svid_csr(&["spiffe://example.org:8443/ns/prod/x"]),
+            &svid,
+            "",
+            "invalid_name",
+            "a port is not allowed",
+        ),
+        case(
+            "SPIFFE ID with a query",
+            svid_csr(&["spiffe://example.org/ns/prod/x?admin=1"]),
+            &svid,
+            "",
+            "invalid_name",
+            "a query is not allowed",
+        ),
+        case(
+            "SPIFFE ID with a fragment",
+            svid_csr(&["spiffe://example.org/ns/prod/x#frag"]),
+            &svid,
+            "",
+            "invalid_name",
+            "a fragment is not allowed",
+        ),
+        case(
+            "SPIFFE ID with user info",
+            svid_csr(&["spiffe://admin@example.org/ns/prod/x"]),
+            &svid,
+            "",
+            "invalid_name",
+            "user info is not allowed",
+        ),
+        case(
+            "SPIFFE ID in a foreign trust domain",
+            svid_csr(&["spiffe://evil.org/ns/prod/x"]),
+            &svid,
+            "",
+            "policy",
+            "trust domain evil.org",
+        ),
+        case(
+            "SPIFFE trust domain in upper case",
+            svid_csr(&["spiffe://EXAMPLE.org/ns/prod/x"]),
+            &svid,
+            "",
+            "invalid_name",
+            "not allowed in the trust domain",
+        ),
+        case(
+            "SPIFFE path outside the prefix (prefix as a string prefix)",
+            svid_csr(&["spiffe://example.org/ns/production/x"]),
+            &svid,
+            "",
+            "policy",
+            "",
+        ),
+        case(
+            "SPIFFE ID naming the trust domain itself",
+            svid_csr(&["spiffe://example.org"]),
+            &svid,
+            "",
+            "policy",
+            "",
+        ),
+        case(
+            "two URI SANs in an SVID",
+            svid_csr(&[svid_id, "spiffe://example.org/ns/prod/sa/other"]),
+            &svid,
+            "",
+            "policy",
+            "exactly one URI SAN",
+        ),
+        case(
+            "a second SPIFFE ID next to the token's",
+            svid_csr(&["spiffe://example.org/ns/prod/sa/admin"]),
+            &svid,
+            svid_id,
+            "policy",
+            "exactly one URI SAN",
+        ),
+        case(
+            "an SVID with no SPIFFE ID",
+            rcgen_csr(&key, |p| dns(p, id)),
+            &svid,
+            "",
+            "policy",
+            "",
+        ),
+        // Subject injection when the subject comes from the CSR.
+        case(
+            "CSR CN naming a foreign host",
+            plain(&|p| cn(p, "evil.com")),
+            &csr_subject,
+            id,
+            "policy",
+            "subject CN",
+        ),
+        case(
+            "CSR CN with a wildcard",
+            plain(&|p| cn(p, "*.example.com")),
+            &csr_subject,
+            id,
+            "policy",
+            "wildcard",
+        ),
+        case(
+            "CSR CN as free text where only names are allowed",
+            plain(&|p| cn(p, "Example Root CA")),
+            &csr_subject,
+            id,
+            "policy",
+            "free-text",
+        ),
+        case(
+            "CSR CN with a newline and a fake RDN",
+            plain(&|p| cn(p, "ok.example.com\nO=Evil")),
+            &csr_subject,
+            id,
+            "invalid_name",
+            "",
+        ),
+        case(
+            "CSR CN with a NUL",
+            plain(&|p| cn(p, "ok.example.com\0.evil.com")),
+            &csr_subject,
+            id,
+            "invalid_name",
+            "",
+        ),
+        // Key types.
+        case(
+            "Ed25519 key where the profile wants P-256",
+            rcgen_csr(&KeyPair::generate(Algorithm::Ed25519, &mut rng()), |p| {
+                dns(p, id)
+            }),
+            &Profile {
+                key_types: vec![KeyAlgorithm::P256],
+                ..dns_profile.clone()
+            },
+            id,
+            "policy",
+            "Ed25519 keys are not accepted",
+        ),
+        case(
+            "RSA-1024",
+            openssl_csr(
+                &tmp,
+                "rsa1024",
+                &["-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:1024"],
+            ),
+            &dns_profile,
+            id,
+            "invalid_key",
+            "RSA-1024 is too weak",
+        ),
+        case(
+            "RSA-2048 where the profile wants 3072",
+            openssl_csr(
+                &tmp,
+                "rsa2048",
+                &["-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048"],
+            ),
+            &Profile {
+                rsa_min_bits: 3072,
+                ..dns_profile.clone()
+            },
+            id,
+            "policy",
+            "at least 3072",
+        ),
+        case(
+            "P-384",
+            openssl_csr(
+                &tmp,
+                "p384",
+                &["-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-384"],
+            ),
+            &dns_profile,
+            id,
+            "unsupported_algorithm",
+            "",
+        ),
+        case(
+            "secp256k1",
+            openssl_csr(
+                &tmp,
+                "k256",
+                &[
+                    "-algorithm",
+                    "EC",
+                    "-pkeyopt",
+                    "ec_paramgen_curve:secp256k1",
+                ],
+            ),
+            &dns_profile,
+            id,
+            "unsupported_algorithm",
+            "",
+        ),
+        case(
+            "nothing to certify",
+            rcgen_csr(&key, |_| {}),
+            &dns_profile,
+            "",
+            "policy",
+            "nothing to certify",
+        ),
+    ];
+    let mut long = case(
+        "a lifetime beyond the profile's maximum",
+        plain(&|_| {}),
+        &dns_profile,
+        id,
+        "policy",
+        "allows at most",
+    );
+    long.lifetime_secs = Some(dns_profile.max_lifetime_secs + 1);
+    cases.push(long);
+
+    let mut wrong = Vec::new();
+    for c in &cases {
+        match issue(&ca, c) {
+            Ok(cert) => wrong.push(format!("{}: ISSUED {}", c.what, cert.certificate.to_pem())),
+            Err(e) if e.code() != c.code || !e.to_string().contains(c.reason) => {
+                wrong.push(format!(
+                    "{}: want {} \"{}\", got {} \"{e}\"",
+                    c.what,
+                    c.code,
+                    c.reason,
+                    e.code()
+                ))
+            }
+            Err(_) => {}
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "{} of {} cases:\n{}",
+        wrong.len(),
+        cases.len(),
+        wrong.join("\n")
+    );
+
+    // Controls: each profile issues for a plain request, so the refusals above are about the trick.
+    let controls = [
+        case(
+            "control: DNS",
+            plain(&|p| dns(p, "b.example.com")),
+            &dns_profile,
+            id,
+            "",
+            "",
+        ),
+        case(
+            "control: CSR subject",
+            plain(&|p| cn(p, id)),
+            &csr_subject,
+            id,
+            "",
+            "",
+        ),
+        case("control: SVID", svid_csr(&[svid_id]), &svid, "", "", ""),
+        case(
+            "control: SVID by token",
+            svid_csr(&[]),
+            &svid,
+            svid_id,
+            "",
+            "",
+        ),
+    ];
+    for c in &controls {
+        let cert = issue(&ca, c).unwrap_or_else(|e| panic!("{}: {e}", c.what));
+        assert!(!cert.certificate.to_pem().is_empty());
+    }
+}
+
+#[test]
+fn an_injected_subject_is_ignored_when_the_issuer_decides_it() {
+    let ca =
+        CertificateAuthority::new_root(&CaParams::new("Subject Root"), now(), &mut rng()).unwrap();
+    let key = KeyPair::generate(Algorithm::P256, &mut rng());
+    let csr = rcgen_csr(&key, |p| {
+        cn(p, "Subject Root");
+        p.distinguished_name
+            .push(rcgen::DnType::OrganizationName, "Evil Corp");
+        dns(p, "ok.example.com");
+    });
+    let csr = ParsedCsr::parse(&csr).unwrap();
+    let opts = IssueOptions {
+        identity: Some(SanName::dns("ok.example.com").unwrap()),
+        lifetime_secs: None,
+    };
+    let issued = ca
+        .issue(&csr, &Profile::default(), &opts, now(), &mut rng())
+        .unwrap();
+    assert_eq!(
+        issued.subject.common_name.as_deref(),
+        Some("ok.example.com")
+    );
+    assert_eq!(issued.subject.organization, None);
+    let text = format!(
+        "{:?}",
+        inspect(issued.certificate.to_pem().as_bytes()).unwrap()
+    );
+    assert!(!text.contains("Evil Corp"), "{text}");
+}
