@@ -28,14 +28,37 @@ gz=$(gzip -9 -c pkg/dist/wasm_pki_bg.wasm | wc -c)
 sha=$(sha256sum pkg/dist/wasm_pki_bg.wasm | cut -d' ' -f1)
 echo "pkg/dist/wasm_pki_bg.wasm: ${raw} bytes raw, ${gz} bytes gzip -9, sha256 ${sha}"
 
-# With --test-hooks, also build the test-only module (endless loop, unbounded allocation) that the
+# --test-hooks: also build the test-only module (endless loop, unbounded allocation) that the
 # host's limit tests load; it is never packaged.
-if [ "${1:-}" = "--test-hooks" ]; then
-  out="$CARGO_TARGET_DIR/wasm-pki-test-module"
-  cargo build --lib --release --target wasm32-unknown-unknown --features js,sandbox-test-hooks \
-    --target-dir "$CARGO_TARGET_DIR/test-hooks"
-  rm -rf "$out"
-  wasm-bindgen --target web --out-dir "$out" --out-name wasm_pki \
-    "$CARGO_TARGET_DIR/test-hooks/wasm32-unknown-unknown/release/wasm_pki.wasm"
-  echo "test module: $out/wasm_pki_bg.wasm"
-fi
+# --server: also build host/dist/wasm_pki_server.wasm, the same source and features compiled with
+# the wasm wide-arithmetic proposal (a 64x64->128-bit multiply) and curve25519-dalek's 64-bit
+# backend. wasmtime runs it; browsers and Node do not (yet), so the npm package never ships it.
+for arg in "$@"; do
+  case "$arg" in
+    --test-hooks)
+      out="$CARGO_TARGET_DIR/wasm-pki-test-module"
+      cargo build --lib --release --target wasm32-unknown-unknown --features js,sandbox-test-hooks \
+        --target-dir "$CARGO_TARGET_DIR/test-hooks"
+      rm -rf "$out"
+      wasm-bindgen --target web --out-dir "$out" --out-name wasm_pki \
+        "$CARGO_TARGET_DIR/test-hooks/wasm32-unknown-unknown/release/wasm_pki.wasm"
+      echo "test module: $out/wasm_pki_bg.wasm"
+      ;;
+    --server)
+      RUSTFLAGS='-C target-feature=+wide-arithmetic --cfg curve25519_dalek_bits="64"' \
+        cargo build --lib --release --target wasm32-unknown-unknown --features js,sandbox \
+        --target-dir "$CARGO_TARGET_DIR/server-module"
+      tmp="$CARGO_TARGET_DIR/server-module/bindgen"
+      rm -rf "$tmp" && mkdir -p host/dist
+      wasm-bindgen --target web --out-dir "$tmp" --out-name wasm_pki \
+        "$CARGO_TARGET_DIR/server-module/wasm32-unknown-unknown/release/wasm_pki.wasm"
+      pkg/node_modules/.bin/wasm-opt -O3 --enable-reference-types --enable-multivalue \
+        --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext \
+        --enable-mutable-globals --enable-wide-arithmetic \
+        "$tmp/wasm_pki_bg.wasm" -o host/dist/wasm_pki_server.wasm.tmp
+      mv host/dist/wasm_pki_server.wasm.tmp host/dist/wasm_pki_server.wasm
+      echo "server module: host/dist/wasm_pki_server.wasm, sha256 $(sha256sum host/dist/wasm_pki_server.wasm | cut -d' ' -f1)"
+      ;;
+    *) echo "build-pkg.sh: unknown option $arg (--test-hooks, --server)" >&2; exit 2 ;;
+  esac
+done

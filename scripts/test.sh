@@ -40,14 +40,17 @@ cargo clippy --lib --features sandbox-test-hooks -- -D warnings
 step "benchmarks compile"
 cargo bench -p wasm-pki --no-run
 
-step "npm package (wasm-bindgen, wasm-opt) and the test-only sandbox module"
-bash scripts/build-pkg.sh --test-hooks
+step "npm package (wasm-bindgen, wasm-opt), the server build and the test-only sandbox module"
+bash scripts/build-pkg.sh --test-hooks --server
 export WASM_PKI_TEST_MODULE="$CARGO_TARGET_DIR/wasm-pki-test-module/wasm_pki_bg.wasm"
 
 step "Rust tests (core: unit, openssl, rustls mTLS, hostile input; host: sandbox limits, end to end)"
 cargo test --workspace --all-targets 2>&1 | tee -a "$log"
 cargo test --workspace --doc 2>&1 | tee -a "$log"
 cargo test -p wasm-pki --lib --features sandbox 2>&1 | tee -a "$log"
+# The server build of the module (wide arithmetic) through the same end-to-end tests.
+WASM_PKI_E2E_MODULE="$PWD/host/dist/wasm_pki_server.wasm" \
+  cargo test -p wasm-pki-host --test e2e 2>&1 | tee -a "$log"
 
 step "Node tests (npm API, openssl, X509Certificate, WebCrypto, npm pack)"
 node --test tests/node/ 2>&1 | tee -a "$log"

@@ -1,5 +1,7 @@
 //! Sandboxed issue against the same core natively, side by side in one run (interleaved rounds,
-//! medians), for P-256 and Ed25519. `cargo bench -p wasm-pki-host --bench issue`.
+//! medians), for P-256 and Ed25519, with the npm package's module and (when built) the server build
+//! host/dist/wasm_pki_server.wasm. `cargo bench -p wasm-pki-host --bench issue`. Lines starting
+//! with SUMMARY feed scripts/bench.sh's table.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -17,16 +19,22 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 fn main() {
-    let module = std::env::var("WASM_PKI_MODULE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../pkg/dist/wasm_pki_bg.wasm")
-        });
+    let here = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let mut modules = vec![(
+        "npm module",
+        std::env::var("WASM_PKI_MODULE")
+            .map(PathBuf::from)
+            .unwrap_or_else(|_| here.join("../pkg/dist/wasm_pki_bg.wasm")),
+    )];
+    let server = here.join("dist/wasm_pki_server.wasm");
+    if server.exists() {
+        modules.push(("server build", server));
+    }
     let cache = std::env::temp_dir().join("wasm-pki-bench-cache");
     let now_secs = wasm_pki_host::signer::now();
     let now = OffsetDateTime::from_unix_timestamp(now_secs).unwrap();
-    println!("| CA/CSR algorithm | native µs | sandboxed µs | ratio |");
-    println!("|---|---|---|---|");
+    println!("| CA/CSR algorithm | module | native µs | sandboxed µs | ratio |");
+    println!("|---|---|---|---|---|");
     for alg in [Algorithm::P256, Algorithm::Ed25519] {
         let mut rng = rand_core::UnwrapErr(getrandom::SysRng);
         let mut p = CaParams::new("Bench CA");
@@ -45,14 +53,6 @@ fn main() {
             identity: Some(SanName::dns("bench.example.com").unwrap()),
             lifetime_secs: None,
         };
-        let sandbox = Sandbox::new(&module, &cache, 1).unwrap();
-        sandbox
-            .load_ca(
-                &ca.certificate().to_pem(),
-                ca.key().to_pkcs8_pem().unwrap().as_str(),
-                None,
-            )
-            .unwrap();
         let request = json!({"op": "sign", "csrPem": csr_pem, "profile": profile, "identity": "bench.example.com", "now": now_secs, "seed": "ab".repeat(32)});
         let native = |n: usize| {
             let mut rng = SeedRng::from_seed([7; 32]);
@@ -64,40 +64,64 @@ fn main() {
             }
             t.elapsed().as_secs_f64() * 1e6 / n as f64
         };
-        let sandboxed = |n: usize| {
-            let t = Instant::now();
-            for _ in 0..n {
-                let out = sandbox.call(&request, Duration::from_secs(5)).unwrap();
-                assert!(out.get("ok").is_some(), "{out}");
-            }
-            t.elapsed().as_secs_f64() * 1e6 / n as f64
-        };
-        native(20);
-        sandboxed(20);
-        let (mut a, mut b) = (Vec::new(), Vec::new());
-        for _ in 0..ROUNDS {
-            a.push(native(PER_ROUND));
-            b.push(sandboxed(PER_ROUND));
-        }
-        let (na, sb) = (median(a), median(b));
-        println!("| {alg} | {na:.0} | {sb:.0} | {:.2}x |", sb / na);
-        if std::env::var("WASM_PKI_BENCH_BREAKDOWN").is_ok() {
-            let time = |req: &serde_json::Value| {
+        for (label, module) in &modules {
+            let sandbox = Sandbox::new(module, &cache, 1).unwrap();
+            sandbox
+                .load_ca(
+                    &ca.certificate().to_pem(),
+                    ca.key().to_pkcs8_pem().unwrap().as_str(),
+                    None,
+                )
+                .unwrap();
+            let sandboxed = |n: usize| {
                 let t = Instant::now();
-                for _ in 0..200 {
-                    std::hint::black_box(sandbox.call(req, Duration::from_secs(5)).unwrap());
+                for _ in 0..n {
+                    let out = sandbox.call(&request, Duration::from_secs(5)).unwrap();
+                    assert!(out.get("ok").is_some(), "{out}");
                 }
-                t.elapsed().as_secs_f64() * 1e6 / 200.0
+                t.elapsed().as_secs_f64() * 1e6 / n as f64
             };
-            let noop = time(&json!({"op": "nope"}));
-            let inspect_csr = time(&json!({"op": "inspect", "pem": csr_pem}));
-            let inspect_ca = time(&json!({"op": "inspect", "pem": ca.certificate().to_pem()}));
-            let t = Instant::now();
-            for _ in 0..200 {
-                std::hint::black_box(ParsedCsr::parse(csr_pem.as_bytes()).unwrap());
+            native(20);
+            sandboxed(20);
+            let (mut a, mut b) = (Vec::new(), Vec::new());
+            for _ in 0..ROUNDS {
+                a.push(native(PER_ROUND));
+                b.push(sandboxed(PER_ROUND));
             }
-            let native_parse = t.elapsed().as_secs_f64() * 1e6 / 200.0;
-            println!("|   breakdown | call overhead {noop:.0} µs, inspect CSR (parse+verify) {inspect_csr:.0} µs (native parse+verify {native_parse:.0}), inspect CA cert {inspect_ca:.0} µs | | |");
+            let (na, sb) = (median(a), median(b));
+            println!("| {alg} | {label} | {na:.0} | {sb:.0} | {:.2}x |", sb / na);
+            let target = if alg == Algorithm::P256 {
+                "<= 1.5x, < 500 µs"
+            } else {
+                "<= 1.3x"
+            };
+            println!(
+                "SUMMARY\t{alg} issue, sandboxed ({label}) vs native\t{sb:.0} µs\t{na:.0} µs\t{:.2}x\t{target}",
+                sb / na
+            );
+            if std::env::var("WASM_PKI_BENCH_BREAKDOWN").is_ok() {
+                breakdown(&sandbox, &csr_pem, &ca);
+            }
         }
     }
+}
+
+/// Where a sandboxed call spends its time: the bare call, CSR parse+verify, certificate parse.
+fn breakdown(sandbox: &Sandbox, csr_pem: &str, ca: &CertificateAuthority) {
+    let time = |req: &serde_json::Value| {
+        let t = Instant::now();
+        for _ in 0..200 {
+            std::hint::black_box(sandbox.call(req, Duration::from_secs(5)).unwrap());
+        }
+        t.elapsed().as_secs_f64() * 1e6 / 200.0
+    };
+    let noop = time(&json!({"op": "nope"}));
+    let inspect_csr = time(&json!({"op": "inspect", "pem": csr_pem}));
+    let inspect_ca = time(&json!({"op": "inspect", "pem": ca.certificate().to_pem()}));
+    let t = Instant::now();
+    for _ in 0..200 {
+        std::hint::black_box(ParsedCsr::parse(csr_pem.as_bytes()).unwrap());
+    }
+    let native_parse = t.elapsed().as_secs_f64() * 1e6 / 200.0;
+    println!("|   breakdown | | call overhead {noop:.0} µs, inspect CSR (parse+verify) {inspect_csr:.0} µs (native parse+verify {native_parse:.0}), inspect CA cert {inspect_ca:.0} µs | | |");
 }

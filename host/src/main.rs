@@ -198,9 +198,12 @@ fn run(cli: Cli) -> Result<()> {
                 .unwrap_or(2);
             let workers = workers.unwrap_or(cores);
             let signer = open_signer(&dir, &rt, workers)?;
+            // The page loads the npm package next to the module, unless the module is not the
+            // package's (the server build): then this checkout's package.
             let pkg = module_path(&rt)
                 .parent()
                 .and_then(Path::parent)
+                .filter(|p| p.join("web.js").is_file())
                 .map(Path::to_path_buf)
                 .unwrap_or_else(|| checkout().join("pkg"));
             let app = Arc::new(server::App::new(

@@ -116,7 +116,9 @@ impl Sandbox {
         config
             .wasm_reference_types(true)
             .wasm_function_references(true)
-            .wasm_gc(true);
+            .wasm_gc(true)
+            // Used only by the server build of the module (see scripts/build-pkg.sh --server).
+            .wasm_wide_arithmetic(true);
         let engine = Engine::new(&config)?;
         let module = load_module(&engine, &bytes, &module_sha256, cache_dir)?;
         let mut linker = Linker::new(&engine);

@@ -9,8 +9,13 @@ use std::time::{Duration, Instant};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_wasm-pki");
 
+/// The npm package's module, or WASM_PKI_E2E_MODULE (the test command reruns the e2e tests with
+/// the server build).
 pub fn module() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../pkg/dist/wasm_pki_bg.wasm")
+    match std::env::var_os("WASM_PKI_E2E_MODULE") {
+        Some(p) => PathBuf::from(p),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../pkg/dist/wasm_pki_bg.wasm"),
+    }
 }
 
 pub struct TempDir(pub PathBuf);
