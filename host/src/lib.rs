@@ -3,6 +3,7 @@
 
 mod cache;
 pub mod files;
+pub mod http;
 pub mod ledger;
 pub mod metrics;
 pub mod policy;

@@ -142,6 +142,9 @@ fn checkout() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
+/// Open connections served at once (a thread each); more get 503 at once.
+const MAX_CONNECTIONS: usize = 1024;
+
 fn module_path(rt: &Runtime) -> PathBuf {
     rt.module
         .clone()
@@ -212,7 +215,7 @@ fn run(cli: Cli) -> Result<()> {
                 pkg,
                 workers * 8,
             ));
-            server::serve(app, &listen, workers * 4 + 4)
+            server::serve(app, &listen, MAX_CONNECTIONS)
         }
         Command::Token {
             command:

@@ -1,6 +1,5 @@
-//! The HTTP API and the owner's page, on tiny_http with a fixed set of handler threads.
+//! The HTTP API and the owner's page, on the small HTTP/1.1 server in `http.rs`.
 
-use std::io::Read;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -9,8 +8,8 @@ use std::time::Instant;
 use anyhow::Result;
 use serde::Deserialize;
 use serde_json::json;
-use tiny_http::{Header, Method, Request, Response, Server};
 
+use crate::http::{Handler, Request, Response};
 use crate::ledger::TokenRefusal;
 use crate::metrics::Metrics;
 use crate::signer::{now, ApiError, Signer, MAX_CSR_BYTES};
@@ -53,16 +52,14 @@ struct SignBody {
     csr: String,
 }
 
-fn header(k: &str, v: &str) -> Header {
-    Header::from_bytes(k.as_bytes(), v.as_bytes()).expect("static header")
-}
-
-type Resp = Response<std::io::Cursor<Vec<u8>>>;
+type Resp = Response;
 
 fn json_response(status: u16, body: &serde_json::Value) -> Resp {
-    Response::from_data(serde_json::to_vec(body).unwrap_or_default())
-        .with_status_code(status)
-        .with_header(header("Content-Type", "application/json"))
+    Response::new(
+        status,
+        "application/json",
+        serde_json::to_vec(body).unwrap_or_default(),
+    )
 }
 
 fn error_response(e: &ApiError) -> Resp {
@@ -71,56 +68,45 @@ fn error_response(e: &ApiError) -> Resp {
         &json!({"error": {"code": e.code, "message": e.message}}),
     );
     if e.status == 429 || e.status == 503 {
-        r.with_header(header("Retry-After", "1"))
+        r.with_header("Retry-After", "1")
     } else {
         r
     }
 }
 
 fn text(status: u16, ctype: &str, body: impl Into<Vec<u8>>) -> Resp {
-    Response::from_data(body.into())
-        .with_status_code(status)
-        .with_header(header("Content-Type", ctype))
+    Response::new(status, ctype, body)
 }
 
-/// Serve until the process ends. Prints the address to open.
-pub fn serve(app: Arc<App>, listen: &str, threads: usize) -> Result<()> {
-    let server = Arc::new(
-        Server::from_listener(listener(listen)?, None)
-            .map_err(|e| anyhow::anyhow!("listening on {listen}: {e}"))?,
-    );
-    let addr = server
-        .server_addr()
-        .to_ip()
+/// Serve until the process ends. Prints the address to open. At most `max_connections` are
+/// open at once; more get a 503 at once.
+pub fn serve(app: Arc<App>, listen: &str, max_connections: usize) -> Result<()> {
+    let listener = listener(listen)?;
+    let addr = listener
+        .local_addr()
         .map(|a| a.to_string())
-        .unwrap_or_else(|| listen.to_string());
+        .unwrap_or_else(|_| listen.to_string());
     println!(
         "wasm-pki signer: module sha256 {}",
         app.signer.sandbox.module_sha256()
     );
     println!("wasm-pki signer: listening on http://{addr}/ (open it to request a certificate)");
-    let mut handles = Vec::new();
-    for i in 0..threads.max(1) {
-        let (server, app) = (server.clone(), app.clone());
-        handles.push(
-            std::thread::Builder::new()
-                .name(format!("http-{i}"))
-                .spawn(move || {
-                    while let Ok(rq) = server.recv() {
-                        handle(&app, rq);
-                    }
-                })?,
-        );
-    }
-    for h in handles {
-        let _ = h.join();
-    }
+    crate::http::serve(listener, max_connections, MAX_BODY, app)?;
     Ok(())
 }
 
-/// A listening socket with TCP_NODELAY, which accepted connections inherit: tiny_http writes a
-/// response in several pieces, and with Nagle's algorithm a keep-alive client waits for the
-/// delayed ACK (40 ms) on every request.
+impl Handler for App {
+    fn handle(&self, rq: &Request) -> Response {
+        handle(self, rq)
+    }
+
+    fn rejected(&self) {
+        self.metrics.request("connection", 503);
+    }
+}
+
+/// A listening socket with TCP_NODELAY, which accepted connections inherit: with Nagle's algorithm
+/// a keep-alive client whose answer comes in pieces waits for the delayed ACK (40 ms) per request.
 fn listener(listen: &str) -> Result<std::net::TcpListener> {
     use std::net::ToSocketAddrs;
     let addr = listen
@@ -140,25 +126,24 @@ fn listener(listen: &str) -> Result<std::net::TcpListener> {
     Ok(socket.into())
 }
 
-fn handle(app: &App, mut rq: Request) {
-    let path = rq.url().split('?').next().unwrap_or("/").to_string();
-    let method = rq.method().clone();
-    let (route, resp) = match (&method, path.as_str()) {
-        (Method::Post, "/v1/sign") => ("/v1/sign", sign(app, &mut rq)),
-        (Method::Get, "/healthz") => ("/healthz", text(200, "text/plain", "ok\n")),
-        (Method::Get, "/v1/info") => ("/v1/info", info(app)),
-        (Method::Get, "/v1/ca") => (
+fn handle(app: &App, rq: &Request) -> Response {
+    let (method, path) = (rq.method.as_str(), rq.path.as_str());
+    let (route, resp) = match (method, path) {
+        ("POST", "/v1/sign") => ("/v1/sign", sign(app, rq)),
+        ("GET", "/healthz") => ("/healthz", text(200, "text/plain", "ok\n")),
+        ("GET", "/v1/info") => ("/v1/info", info(app)),
+        ("GET", "/v1/ca") => (
             "/v1/ca",
             text(200, "application/x-pem-file", app.signer.root_pem.clone()),
         ),
-        (Method::Get, "/v1/crl") => (
+        ("GET", "/v1/crl") => (
             "/v1/crl",
             match app.signer.crl() {
                 Ok(pem) => text(200, "application/x-pem-file", pem),
                 Err(e) => error_response(&ApiError::new(500, "crl", format!("{e:#}"))),
             },
         ),
-        (Method::Get, "/metrics") => (
+        ("GET", "/metrics") => (
             "/metrics",
             text(
                 200,
@@ -167,7 +152,7 @@ fn handle(app: &App, mut rq: Request) {
                     .render(app.signer.sandbox.traps.load(Ordering::Relaxed)),
             ),
         ),
-        (Method::Get, p) => ("static", static_file(app, p)),
+        ("GET", p) => ("static", static_file(app, p)),
         _ => (
             "other",
             error_response(&ApiError::new(
@@ -177,8 +162,8 @@ fn handle(app: &App, mut rq: Request) {
             )),
         ),
     };
-    app.metrics.request(route, resp.status_code().0);
-    let _ = rq.respond(resp);
+    app.metrics.request(route, resp.status);
+    resp
 }
 
 fn info(app: &App) -> Resp {
@@ -193,7 +178,7 @@ fn info(app: &App) -> Resp {
     )
 }
 
-fn sign(app: &App, rq: &mut Request) -> Resp {
+fn sign(app: &App, rq: &Request) -> Resp {
     let started = Instant::now();
     // Shed load before doing any work: a bounded queue answers 429 at once.
     if app.inflight.fetch_add(1, Ordering::SeqCst) >= app.max_inflight {
@@ -220,8 +205,8 @@ fn sign(app: &App, rq: &mut Request) -> Resp {
     }
 }
 
-fn sign_inner(app: &App, rq: &mut Request) -> Result<serde_json::Value, ApiError> {
-    if rq.body_length().is_some_and(|n| n > MAX_BODY) {
+fn sign_inner(app: &App, rq: &Request) -> Result<serde_json::Value, ApiError> {
+    if rq.body_too_large {
         return Err(ApiError::new(
             413,
             "too_large",
@@ -229,16 +214,8 @@ fn sign_inner(app: &App, rq: &mut Request) -> Result<serde_json::Value, ApiError
         ));
     }
     let token = rq
-        .headers()
-        .iter()
-        .find(|h| h.field.equiv("Authorization"))
-        .and_then(|h| {
-            h.value
-                .as_str()
-                .strip_prefix("Bearer ")
-                .map(str::trim)
-                .map(String::from)
-        })
+        .header("Authorization")
+        .and_then(|v| v.strip_prefix("Bearer ").map(str::trim).map(String::from))
         .ok_or_else(|| {
             ApiError::new(
                 401,
@@ -246,19 +223,7 @@ fn sign_inner(app: &App, rq: &mut Request) -> Result<serde_json::Value, ApiError
                 "send the enrolment token as `Authorization: Bearer TOKEN`",
             )
         })?;
-    let mut body = Vec::new();
-    rq.as_reader()
-        .take(MAX_BODY as u64 + 1)
-        .read_to_end(&mut body)
-        .map_err(|e| ApiError::new(400, "bad_request", format!("reading the body: {e}")))?;
-    if body.len() > MAX_BODY {
-        return Err(ApiError::new(
-            413,
-            "too_large",
-            format!("the body is larger than {MAX_BODY} bytes"),
-        ));
-    }
-    let body: SignBody = serde_json::from_slice(&body)
+    let body: SignBody = serde_json::from_slice(&rq.body)
         .map_err(|e| ApiError::new(400, "bad_request", format!("the body must be JSON {{\"csr\": \"-----BEGIN CERTIFICATE REQUEST-----...\"}}: {e}")))?;
     if !tokens::well_formed(&token) {
         return Err(ApiError::new(
@@ -321,8 +286,8 @@ fn static_file(app: &App, path: &str) -> Resp {
     match std::fs::read(base.join(rel)) {
         Ok(data) => text(200, ctype, data)
             // The page may talk only to this origin: a CSP that also keeps the key from leaving.
-            .with_header(header("Content-Security-Policy", "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'"))
-            .with_header(header("X-Content-Type-Options", "nosniff")),
+            .with_header("Content-Security-Policy", "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'")
+            .with_header("X-Content-Type-Options", "nosniff"),
         Err(_) => error_response(&ApiError::new(404, "not_found", format!("{path} is not here"))),
     }
 }

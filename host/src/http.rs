@@ -1,0 +1,291 @@
+//! A small HTTP/1.1 server: one thread per connection up to a cap, keep-alive with an idle
+//! timeout, a bounded request head and body. It replaces tiny_http, whose connection pool queued
+//! new connections behind busy keep-alive ones: under load some clients waited for the whole run
+//! (found by the soak test), and idle connections could starve everyone.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Largest request head (request line and headers).
+const MAX_HEAD: usize = 16 * 1024;
+/// At most this much of an oversized body is read and dropped before closing.
+const LINGER_BYTES: u64 = 4 << 20;
+/// How long a connection may sit idle between requests, and the most a request head may take.
+const IDLE: Duration = Duration::from_secs(10);
+
+/// One parsed request.
+pub struct Request {
+    /// `GET`, `POST`, ...
+    pub method: String,
+    /// The request target without the query.
+    pub path: String,
+    headers: Vec<(String, String)>,
+    /// The body (empty when `body_too_large`).
+    pub body: Vec<u8>,
+    /// The declared body was larger than the server reads; the connection closes after the answer.
+    pub body_too_large: bool,
+}
+
+impl Request {
+    /// The first header called `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// A response with its whole body.
+pub struct Response {
+    /// Status code.
+    pub status: u16,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Response {
+    /// A response of `status` with a body of type `ctype`.
+    pub fn new(status: u16, ctype: &str, body: impl Into<Vec<u8>>) -> Self {
+        Response {
+            status,
+            headers: vec![("Content-Type".into(), ctype.into())],
+            body: body.into(),
+        }
+    }
+
+    /// Add a header.
+    pub fn with_header(mut self, k: &str, v: &str) -> Self {
+        self.headers.push((k.into(), v.into()));
+        self
+    }
+
+    fn write_to(&self, w: &mut impl Write, close: bool) -> std::io::Result<()> {
+        let mut head = format!("HTTP/1.1 {} {}\r\n", self.status, reason(self.status));
+        for (k, v) in &self.headers {
+            head.push_str(&format!("{k}: {v}\r\n"));
+        }
+        head.push_str(&format!("Content-Length: {}\r\n", self.body.len()));
+        if close {
+            head.push_str("Connection: close\r\n");
+        }
+        head.push_str("\r\n");
+        // One write for head and body: no small segments waiting on delayed ACKs.
+        let mut out = head.into_bytes();
+        out.extend_from_slice(&self.body);
+        w.write_all(&out)?;
+        w.flush()
+    }
+}
+
+fn reason(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        411 => "Length Required",
+        413 => "Payload Too Large",
+        429 => "Too Many Requests",
+        431 => "Request Header Fields Too Large",
+        500 => "Internal Server Error",
+        503 => "Service Unavailable",
+        _ => "Status",
+    }
+}
+
+/// What the server calls.
+pub trait Handler: Send + Sync + 'static {
+    /// Answer one request.
+    fn handle(&self, rq: &Request) -> Response;
+    /// A connection was turned away because `max_connections` were open.
+    fn rejected(&self);
+}
+
+/// Accept connections until the listener fails; each gets a thread while fewer than
+/// `max_connections` are open, the others a 503 at once.
+pub fn serve<H: Handler>(
+    listener: TcpListener,
+    max_connections: usize,
+    max_body: usize,
+    handler: Arc<H>,
+) -> std::io::Result<()> {
+    let open = Arc::new(AtomicUsize::new(0));
+    loop {
+        let (stream, _) = match listener.accept() {
+            Ok(s) => s,
+            // Out of descriptors or an aborted handshake: keep serving the others.
+            Err(_) => {
+                std::thread::sleep(Duration::from_millis(10));
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let _ = stream.set_write_timeout(Some(IDLE));
+        if open.fetch_add(1, Ordering::SeqCst) >= max_connections {
+            open.fetch_sub(1, Ordering::SeqCst);
+            handler.rejected();
+            let mut s = stream;
+            let _ = Response::new(
+                503,
+                "application/json",
+                r#"{"error":{"code":"overloaded","message":"too many connections"}}"#,
+            )
+            .with_header("Retry-After", "1")
+            .write_to(&mut s, true);
+            continue;
+        }
+        let (open, handler) = (open.clone(), handler.clone());
+        let spawned = std::thread::Builder::new()
+            .name("http-conn".into())
+            .spawn(move || {
+                connection(stream, max_body, &*handler);
+                open.fetch_sub(1, Ordering::SeqCst);
+            });
+        if spawned.is_err() {
+            // No thread to be had: the stream was dropped (closed) with the closure.
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+enum Head {
+    Request(Request, bool),
+    Closed,
+    Bad(u16, &'static str),
+}
+
+fn connection(stream: TcpStream, max_body: usize, handler: &dyn Handler) {
+    let Ok(read_half) = stream.try_clone() else {
+        return;
+    };
+    let mut reader = BufReader::new(read_half);
+    let mut writer = stream;
+    loop {
+        let _ = writer.set_read_timeout(Some(IDLE));
+        let (rq, keep_alive) = match read_head(&mut reader, &mut writer, max_body) {
+            Head::Request(rq, keep) => (rq, keep),
+            Head::Closed => return,
+            Head::Bad(status, msg) => {
+                let body = format!(r#"{{"error":{{"code":"bad_request","message":"{msg}"}}}}"#);
+                let _ = Response::new(status, "application/json", body).write_to(&mut writer, true);
+                return;
+            }
+        };
+        let close = !keep_alive || rq.body_too_large;
+        let resp = handler.handle(&rq);
+        if resp.write_to(&mut writer, close).is_err() {
+            return;
+        }
+        if rq.body_too_large {
+            // Lingering close: read (and drop) what the client is still sending for a moment, so
+            // that it reads our 413 instead of a reset.
+            let _ = writer.shutdown(std::net::Shutdown::Write);
+            let _ = writer.set_read_timeout(Some(Duration::from_secs(1)));
+            let _ = std::io::copy(
+                &mut reader.by_ref().take(LINGER_BYTES),
+                &mut std::io::sink(),
+            );
+        }
+        if close {
+            return;
+        }
+    }
+}
+
+fn read_head(reader: &mut BufReader<TcpStream>, writer: &mut TcpStream, max_body: usize) -> Head {
+    let started = Instant::now();
+    let mut lines: Vec<String> = Vec::new();
+    let mut size = 0;
+    loop {
+        let mut line = Vec::new();
+        let n = match reader
+            .by_ref()
+            .take((MAX_HEAD - size + 1) as u64)
+            .read_until(b'\n', &mut line)
+        {
+            Ok(n) => n,
+            Err(_) => return Head::Closed, // idle timeout or reset
+        };
+        if n == 0 {
+            return Head::Closed;
+        }
+        size += n;
+        if size > MAX_HEAD {
+            return Head::Bad(431, "the request head is too large");
+        }
+        if started.elapsed() > IDLE {
+            return Head::Closed; // a head trickling in byte by byte
+        }
+        let Ok(text) = String::from_utf8(line) else {
+            return Head::Bad(400, "the request head is not UTF-8");
+        };
+        let text = text.trim_end_matches(['\r', '\n']).to_string();
+        if text.is_empty() {
+            if lines.is_empty() {
+                continue; // a stray CRLF between requests
+            }
+            break;
+        }
+        lines.push(text);
+    }
+    let mut parts = lines[0].split(' ');
+    let (Some(method), Some(target), Some(version), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Head::Bad(400, "malformed request line");
+    };
+    if !matches!(version, "HTTP/1.1" | "HTTP/1.0") || method.is_empty() || !target.starts_with('/')
+    {
+        return Head::Bad(400, "malformed request line");
+    }
+    let mut headers = Vec::new();
+    for l in &lines[1..] {
+        let Some((k, v)) = l.split_once(':') else {
+            return Head::Bad(400, "malformed header");
+        };
+        headers.push((k.trim().to_string(), v.trim().to_string()));
+    }
+    let mut rq = Request {
+        method: method.to_string(),
+        path: target.split('?').next().unwrap_or("/").to_string(),
+        headers,
+        body: Vec::new(),
+        body_too_large: false,
+    };
+    if rq.header("Transfer-Encoding").is_some() {
+        return Head::Bad(411, "send the body with a Content-Length");
+    }
+    let len = match rq.header("Content-Length").map(|v| v.parse::<usize>()) {
+        None => 0,
+        Some(Ok(n)) => n,
+        Some(Err(_)) => return Head::Bad(400, "bad Content-Length"),
+    };
+    let connection = rq.header("Connection").unwrap_or("").to_ascii_lowercase();
+    let keep_alive = if version == "HTTP/1.0" {
+        connection.contains("keep-alive")
+    } else {
+        !connection.contains("close")
+    };
+    if len > max_body {
+        rq.body_too_large = true;
+        return Head::Request(rq, false);
+    }
+    if rq
+        .header("Expect")
+        .is_some_and(|e| e.eq_ignore_ascii_case("100-continue"))
+        && writer.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").is_err()
+    {
+        return Head::Closed;
+    }
+    rq.body = vec![0; len];
+    if reader.read_exact(&mut rq.body).is_err() {
+        return Head::Closed;
+    }
+    Head::Request(rq, keep_alive)
+}
