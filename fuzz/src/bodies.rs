@@ -1,0 +1,124 @@
+//! Bodies of the fuzz targets. `cargo +nightly fuzz` drives them (scripts/fuzz.sh), and the core's
+//! `tests/fuzz_regressions.rs` replays the checked-in corpus and every past crash through them.
+//! Each body panics only when an invariant breaks; errors are the expected answer to bad input.
+
+use std::sync::LazyLock;
+use wasm_pki::*;
+
+/// CSR parse + signature verification, then the description and a policy decision.
+pub fn csr(data: &[u8]) {
+    if let Ok(csr) = ParsedCsr::parse(data) {
+        let _ = inspect::describe_csr(&csr);
+        let _ = Profile::accept_csr().decide(&csr, &IssueOptions::default());
+    }
+}
+
+/// Private and public key import: PEM (plain and encrypted PKCS#8), DER, SPKI.
+pub fn key_import(data: &[u8]) {
+    for pass in [None, Some(&b"fuzz"[..])] {
+        if let Ok(key) = KeyPair::from_pem(data, pass) {
+            // Whatever imports must export and import again to the same public key.
+            let again = KeyPair::from_pkcs8_der(&key.to_pkcs8_der().unwrap()).unwrap();
+            assert_eq!(again.public_key().spki_der(), key.public_key().spki_der());
+        }
+    }
+    let _ = KeyPair::from_pkcs8_der(data);
+    let _ = KeyPair::from_encrypted_pkcs8_der(data, b"fuzz");
+    let _ = PublicKey::from_spki(data);
+}
+
+// Built with the sandbox: always in the fuzz crate (its default feature), with `--features sandbox`
+// in the core's regression test.
+#[cfg(feature = "sandbox")]
+static LOADED: LazyLock<()> = LazyLock::new(|| {
+    let mut rng = SeedRng::from_seed([3; 32]);
+    let now = OffsetDateTime::from_unix_timestamp(1_790_000_000).unwrap();
+    let ca = CertificateAuthority::new_root(&CaParams::new("Fuzz CA"), now, &mut rng).unwrap();
+    let req = serde_json::json!({
+        "op": "loadCa",
+        "certPem": ca.certificate().to_pem(),
+        "keyPem": ca.key().to_pkcs8_pem().unwrap().as_str(),
+    });
+    let out = sandbox::handle(req.to_string().as_bytes());
+    assert!(
+        out.starts_with(br#"{"ok""#),
+        "{}",
+        String::from_utf8_lossy(&out)
+    );
+});
+
+/// The sandbox's request decoder and every operation behind it, with a CA loaded.
+#[cfg(feature = "sandbox")]
+pub fn sandbox_request(data: &[u8]) {
+    LazyLock::force(&LOADED);
+    let out = sandbox::handle(data);
+    let v: serde_json::Value = serde_json::from_slice(&out).expect("the response is JSON");
+    let obj = v.as_object().expect("the response is an object");
+    assert_eq!(obj.len(), 1, "{v}");
+    assert!(obj.contains_key("ok") || obj.contains_key("error"), "{v}");
+}
+
+static KEY: LazyLock<KeyPair> =
+    LazyLock::new(|| KeyPair::generate(Algorithm::Ed25519, &mut SeedRng::from_seed([5; 32])));
+
+fn san(s: &str) -> Option<SanName> {
+    if let Ok(ip) = s.parse() {
+        return Some(SanName::Ip(ip));
+    }
+    if s.contains(':') {
+        SanName::uri(s).ok()
+    } else if s.contains('@') {
+        SanName::email(s).ok()
+    } else {
+        SanName::dns(s).ok()
+    }
+}
+
+/// The policy check: a profile (JSON), a caller identity and the names and CN a CSR asks for.
+/// Input: `{"profile": {...}, "identity": "...", "names": ["..."], "cn": "...", "lifetime": N}`.
+pub fn policy(data: &[u8]) {
+    let Ok(v) = serde_json::from_slice::<serde_json::Value>(data) else {
+        return;
+    };
+    let Ok(profile) = serde_json::from_value::<Profile>(v["profile"].clone()) else {
+        return;
+    };
+    let names: Vec<SanName> = v["names"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|n| n.as_str().and_then(san)).collect())
+        .unwrap_or_default();
+    let subject = match v["cn"].as_str() {
+        Some(cn) => Subject::common_name(cn),
+        None => Subject::default(),
+    };
+    let Ok(csr) = (CsrRequest { subject, names }).sign(&KEY) else {
+        return;
+    };
+    let csr = ParsedCsr::parse(csr.der()).expect("our own CSR parses");
+    let identity = v["identity"].as_str().and_then(san);
+    let opts = IssueOptions {
+        identity: identity.clone(),
+        lifetime_secs: v["lifetime"].as_u64(),
+    };
+    let Ok(d) = profile.decide(&csr, &opts) else {
+        return;
+    };
+    assert!(d.lifetime_secs > 0 && d.lifetime_secs <= profile.max_lifetime_secs);
+    assert!(d.names.len() <= profile.names.max_names);
+    for n in d.names.iter().filter(|n| Some(*n) != identity.as_ref()) {
+        assert!(
+            !profile.names.deny.iter().any(|p| p.matches(n, true)),
+            "denied name {n} issued"
+        );
+        if let SanName::Dns(dns) = n {
+            assert!(
+                profile.names.allow_wildcards || !dns.starts_with("*."),
+                "wildcard {n} issued"
+            );
+        }
+    }
+    if profile.spiffe.is_some() {
+        let uris = d.names.iter().filter(|n| matches!(n, SanName::Uri(_)));
+        assert_eq!(uris.count(), 1, "an SVID with other than one URI");
+    }
+}
