@@ -408,8 +408,14 @@ impl Profile {
     }
 
     fn check_name(&self, name: &SanName) -> Result<()> {
+        // Deny rules win over everything, the SPIFFE rule included.
+        if let Some(p) = self.names.deny.iter().find(|p| p.matches(name, true)) {
+            return Err(Error::Policy(format!(
+                "{name} is denied by the profile rule {p:?}"
+            )));
+        }
         if let (Some(rule), SanName::Uri(uri)) = (&self.spiffe, name) {
-            // In an SVID profile, URIs are SPIFFE IDs judged by the SPIFFE rule alone.
+            // In an SVID profile, URIs are SPIFFE IDs judged by the SPIFFE rule (and deny rules).
             return check_spiffe_id(rule, uri);
         }
         if let SanName::Dns(d) = name {
@@ -418,11 +424,6 @@ impl Profile {
                     "{name}: wildcard names are not allowed by this profile"
                 )));
             }
-        }
-        if let Some(p) = self.names.deny.iter().find(|p| p.matches(name, true)) {
-            return Err(Error::Policy(format!(
-                "{name} is denied by the profile rule {p:?}"
-            )));
         }
         if self
             .names

@@ -154,6 +154,11 @@ impl Sandbox {
         &self.module_sha256
     }
 
+    /// Instances alive now (idle or busy); a trapped one is gone until a request makes a new one.
+    pub fn instances(&self) -> u64 {
+        self.live.load(Ordering::SeqCst)
+    }
+
     /// The wasmtime engine (for tests and metrics).
     pub fn engine(&self) -> &Engine {
         &self.engine

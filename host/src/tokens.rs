@@ -38,13 +38,14 @@ pub fn parse_ttl(s: &str) -> Result<i64> {
     let n: i64 = num
         .parse()
         .map_err(|_| anyhow::anyhow!("invalid duration \"{s}\" (use e.g. 90s, 15m, 1h, 7d)"))?;
-    let secs = match unit {
-        "s" | "" => n,
-        "m" => n * 60,
-        "h" => n * 3600,
-        "d" => n * 86_400,
+    let unit_secs: i64 = match unit {
+        "s" | "" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
         _ => bail!("invalid duration unit in \"{s}\" (use s, m, h or d)"),
     };
+    let secs = n.checked_mul(unit_secs).unwrap_or(i64::MAX);
     if secs <= 0 || secs > 366 * 86_400 {
         bail!("token lifetime must be between 1 s and 366 days");
     }
@@ -80,7 +81,17 @@ mod tests {
         assert_eq!(parse_ttl("1h").unwrap(), 3600);
         assert_eq!(parse_ttl("90").unwrap(), 90);
         assert_eq!(parse_ttl("7d").unwrap(), 604_800);
-        for bad in ["", "h", "1y", "-1h", "0s", "999d", "1.5h"] {
+        for bad in [
+            "",
+            "h",
+            "1y",
+            "-1h",
+            "0s",
+            "999d",
+            "1.5h",
+            "106751991167301d",
+            "9223372036854775807h",
+        ] {
             assert!(parse_ttl(bad).is_err(), "{bad}");
         }
     }

@@ -151,6 +151,11 @@ pub struct Server {
 
 impl Server {
     pub fn start(dir: &Path, extra: &[&str]) -> Server {
+        Self::start_with_stdin(dir, extra, None)
+    }
+
+    /// Start with `stdin` written to the server's standard input (then closed).
+    pub fn start_with_stdin(dir: &Path, extra: &[&str], stdin: Option<&str>) -> Server {
         let mut args = vec![
             "serve",
             "--dir",
@@ -162,10 +167,19 @@ impl Server {
         let mut child = Command::new(BIN)
             .args(&args)
             .env("WASM_PKI_MODULE", module())
+            .stdin(if stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
             .unwrap();
+        if let Some(text) = stdin {
+            let mut pipe = child.stdin.take().unwrap();
+            pipe.write_all(text.as_bytes()).unwrap();
+        }
         let stdout = child.stdout.take().unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
