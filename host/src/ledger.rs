@@ -2,7 +2,7 @@
 //! certificate is handed out. A small trait so a PostgreSQL backend can follow; SQLite for now.
 
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Condvar, Mutex};
 
 use anyhow::{Context, Result};
 use rusqlite::{params, Connection, OptionalExtension};
@@ -103,6 +103,18 @@ pub struct SqliteLedger {
     conn: Mutex<Connection>,
     /// Uses reserved by requests in flight, by token id (always locked after `conn`).
     reserved: Mutex<std::collections::HashMap<String, i64>>,
+    /// Group commit: records waiting for the next transaction (never locked while holding `conn`).
+    group: Mutex<Group>,
+    committed: Condvar,
+}
+
+/// Records queued for the next group commit, and the outcomes of committed ones.
+#[derive(Default)]
+struct Group {
+    queue: Vec<(u64, Record)>,
+    done: std::collections::HashMap<u64, std::result::Result<(), String>>,
+    committing: bool,
+    next: u64,
 }
 
 impl SqliteLedger {
@@ -128,8 +140,77 @@ impl SqliteLedger {
         Ok(SqliteLedger {
             conn: Mutex::new(conn),
             reserved: Mutex::new(std::collections::HashMap::new()),
+            group: Mutex::new(Group::default()),
+            committed: Condvar::new(),
         })
     }
+}
+
+impl SqliteLedger {
+    /// Write `batch` in one transaction, each record under its own savepoint so that one failing
+    /// record (a token with no use left, a repeated serial) fails alone. For a token's certificate
+    /// the reserved use is spent in the same transaction.
+    fn commit_batch(&self, batch: &[(u64, Record)]) -> Vec<(u64, std::result::Result<(), String>)> {
+        let mut conn = self.conn.lock().unwrap();
+        let mut outcomes = Vec::with_capacity(batch.len());
+        let mut spent = Vec::new();
+        let result = (|| -> Result<()> {
+            let mut tx = conn.transaction()?;
+            for (id, r) in batch {
+                let is_token = self
+                    .reserved
+                    .lock()
+                    .unwrap()
+                    .get(&r.token_id)
+                    .is_some_and(|n| *n > 0);
+                let sp = tx.savepoint()?;
+                match write_record(&sp, r, is_token) {
+                    Ok(()) => {
+                        sp.commit()?;
+                        outcomes.push((*id, Ok(())));
+                        if is_token {
+                            spent.push(r.token_id.clone());
+                        }
+                    }
+                    Err(e) => outcomes.push((*id, Err(format!("{e:#}")))), // rolled back on drop
+                }
+            }
+            tx.commit()?;
+            Ok(())
+        })();
+        match result {
+            Ok(()) => {
+                let mut reserved = self.reserved.lock().unwrap();
+                for t in &spent {
+                    release(&mut reserved, t);
+                }
+                outcomes
+            }
+            // Nothing of this batch is durable: every record in it fails.
+            Err(e) => batch
+                .iter()
+                .map(|(id, _)| (*id, Err(format!("the ledger commit failed: {e:#}"))))
+                .collect(),
+        }
+    }
+}
+
+fn write_record(tx: &rusqlite::Savepoint<'_>, r: &Record, is_token: bool) -> Result<()> {
+    if is_token {
+        let spent = tx.execute(
+            "UPDATE tokens SET uses_left = uses_left - 1 WHERE id = ?1 AND uses_left > 0",
+            params![r.token_id],
+        )?;
+        if spent != 1 {
+            anyhow::bail!("token {} has no use left to spend", r.token_id);
+        }
+    }
+    tx.execute(
+        "INSERT INTO certificates (serial, subject, names, not_before, not_after, fingerprint, token_id, profile, issued_at, revoked_at, pem)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, NULL, ?10)",
+        params![r.serial, r.subject, serde_json::to_string(&r.names)?, r.not_before, r.not_after, r.fingerprint, r.token_id, r.profile, r.issued_at, r.pem],
+    )?;
+    Ok(())
 }
 
 fn release(reserved: &mut std::collections::HashMap<String, i64>, id: &str) {
@@ -189,33 +270,29 @@ impl Ledger for SqliteLedger {
     }
 
     fn record(&self, r: &Record) -> Result<()> {
-        let mut conn = self.conn.lock().unwrap();
-        let is_token = self
-            .reserved
-            .lock()
-            .unwrap()
-            .get(&r.token_id)
-            .is_some_and(|n| *n > 0);
-        let tx = conn.transaction()?;
-        if is_token {
-            let spent = tx.execute(
-                "UPDATE tokens SET uses_left = uses_left - 1 WHERE id = ?1 AND uses_left > 0",
-                params![r.token_id],
-            )?;
-            if spent != 1 {
-                anyhow::bail!("token {} has no use left to spend", r.token_id);
+        // Group commit: whoever finds no commit running writes everything queued so far in one
+        // transaction (one fsync); the others wait for their outcome, or take the next turn.
+        let mut g = self.group.lock().unwrap();
+        let id = g.next;
+        g.next += 1;
+        g.queue.push((id, r.clone()));
+        loop {
+            if let Some(outcome) = g.done.remove(&id) {
+                return outcome.map_err(|e| anyhow::anyhow!(e));
             }
+            if g.committing {
+                g = self.committed.wait(g).unwrap();
+                continue;
+            }
+            g.committing = true;
+            let batch = std::mem::take(&mut g.queue);
+            drop(g);
+            let outcomes = self.commit_batch(&batch);
+            g = self.group.lock().unwrap();
+            g.committing = false;
+            g.done.extend(outcomes);
+            self.committed.notify_all();
         }
-        tx.execute(
-            "INSERT INTO certificates (serial, subject, names, not_before, not_after, fingerprint, token_id, profile, issued_at, revoked_at, pem)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, NULL, ?10)",
-            params![r.serial, r.subject, serde_json::to_string(&r.names)?, r.not_before, r.not_after, r.fingerprint, r.token_id, r.profile, r.issued_at, r.pem],
-        )?;
-        tx.commit()?;
-        if is_token {
-            release(&mut self.reserved.lock().unwrap(), &r.token_id);
-        }
-        Ok(())
     }
 
     fn revoke(&self, serial: &str, at: i64) -> Result<bool> {
@@ -336,6 +413,60 @@ mod tests {
             Err(TokenRefusal::Expired)
         );
         assert_eq!(l.list().unwrap().len(), 2);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn concurrent_records_share_commits_and_fail_alone() {
+        let dir = std::env::temp_dir().join(format!("wasm-pki-group-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let l = std::sync::Arc::new(SqliteLedger::open(&dir.join("l.sqlite")).unwrap());
+        l.create_token(&NewToken {
+            hash: b"g",
+            id: "g",
+            profile: "default",
+            identity: None,
+            uses: 1000,
+            expires_at: 100,
+            created_at: 0,
+        })
+        .unwrap();
+        // 8 threads x 50 records; every 10th repeats an earlier serial and must fail on its own.
+        let handles: Vec<_> = (0..8)
+            .map(|t| {
+                let l = l.clone();
+                std::thread::spawn(move || {
+                    let mut failed = 0;
+                    for i in 0..50 {
+                        l.consume_token(b"g", 10).unwrap().unwrap();
+                        let serial = if i % 10 == 9 {
+                            format!("{t:02x}{:04x}", i - 1)
+                        } else {
+                            format!("{t:02x}{i:04x}")
+                        };
+                        if l.record(&record(&serial, "g")).is_err() {
+                            l.refund_token("g").unwrap();
+                            failed += 1;
+                        }
+                    }
+                    failed
+                })
+            })
+            .collect();
+        let failed: i32 = handles.into_iter().map(|h| h.join().unwrap()).sum();
+        assert_eq!(failed, 8 * 5);
+        assert_eq!(l.list().unwrap().len(), 8 * 45);
+        // Exactly the recorded certificates spent uses; no reservation is left behind.
+        let left: i64 = l
+            .conn
+            .lock()
+            .unwrap()
+            .query_row("SELECT uses_left FROM tokens WHERE id = 'g'", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(left, 1000 - 8 * 45);
+        assert!(l.reserved.lock().unwrap().is_empty());
         let _ = std::fs::remove_dir_all(dir);
     }
 }
