@@ -44,6 +44,7 @@ step "npm package (wasm-bindgen, wasm-opt), the server build and the test-only s
 bash scripts/build-pkg.sh --test-hooks --server
 export WASM_PKI_TEST_MODULE="$CARGO_TARGET_DIR/wasm-pki-test-module/wasm_pki_bg.wasm"
 
+rm -f tests/out/figures.txt
 step "Rust tests (core: unit, openssl, rustls mTLS, hostile input; host: sandbox limits, end to end)"
 # The soak (host/tests/soak.rs) runs two minutes past the throughput limit here.
 WASM_PKI_SOAK_SECS="${WASM_PKI_SOAK_SECS:-120}" cargo test --workspace --all-targets 2>&1 | tee -a "$log"
@@ -62,6 +63,9 @@ node --test tests/browser/ 2>&1 | tee -a "$log"
 
 step "fuzzing: cargo-fuzz, ${WASM_PKI_FUZZ_SECS:-60} s per target (scripts/fuzz.sh)"
 bash scripts/fuzz.sh "${WASM_PKI_FUZZ_SECS:-60}"
+
+step "figures"
+cat tests/out/figures.txt 2>/dev/null || true
 
 # One closing line over every runner above (set -o pipefail already failed the run on any failure).
 passed=$(grep -hoE '(test result: ok\. [0-9]+ passed|^# pass [0-9]+)' "$log" | grep -oE '[0-9]+' | awk '{s+=$1} END {print s+0}')

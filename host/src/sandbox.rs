@@ -112,6 +112,10 @@ impl Sandbox {
         let module_sha256 = hex(&Sha256::digest(&bytes));
         let mut config = Config::new();
         config.epoch_interruption(true);
+        // WASM_PKI_PERFMAP=1: write /tmp/perf-PID.map so `perf` names the module's functions.
+        if std::env::var_os("WASM_PKI_PERFMAP").is_some() {
+            config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+        }
         // wasm-bindgen output uses reference types and an externref table.
         config
             .wasm_reference_types(true)

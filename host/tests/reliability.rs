@@ -313,11 +313,13 @@ fn sigkill_in_the_middle_of_a_load_loses_no_record() {
         .and_then(|c| c.query_row("PRAGMA integrity_check", [], |r| r.get::<_, String>(0)))
         .unwrap();
     assert_eq!(ok, "ok");
-    println!(
+    let summary = format!(
         "sigkill: 3 kills, {} certificates received by clients, {} in the ledger, 0 lost",
         received.len(),
         ledger.len()
     );
+    println!("{summary}");
+    figures(&summary);
 }
 
 #[test]

@@ -189,10 +189,12 @@ fn a_soak_past_the_limit_stays_flat_fast_and_accounted() {
     let third = rss.len() / 3;
     let early = rss[1..third.max(2)].iter().max().copied().unwrap_or(0);
     let late = rss[2 * third..].iter().max().copied().unwrap_or(0);
-    println!(
+    let summary = format!(
         "soak: {secs} s, {clients} clients, {total} requests: {ok} certificates ({:.0}/s), {shed} shed (429/503, p99 {shed_p99:.1} ms), statuses {by_status:?}, worst latency {worst:?}, RSS {early} -> {late} KiB",
         ok as f64 / secs as f64
     );
+    println!("{summary}");
+    figures(&summary);
 
     // Only 200, 429 and 503; past the limit, some load was shed.
     assert!(

@@ -251,3 +251,16 @@ pub fn openssl_csr(
 pub const P256: &[&str] = &["-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256"];
 pub const ED25519: &[&str] = &["-algorithm", "ED25519"];
 pub const RSA2048: &[&str] = &["-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048"];
+
+/// Append a line of figures to tests/out/figures.txt (the test command prints them at the end).
+pub fn figures(line: &str) {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/out");
+    let _ = std::fs::create_dir_all(&dir);
+    if let Ok(mut f) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("figures.txt"))
+    {
+        let _ = writeln!(f, "{line}");
+    }
+}
