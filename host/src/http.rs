@@ -13,7 +13,8 @@ use std::time::{Duration, Instant};
 const MAX_HEAD: usize = 16 * 1024;
 /// At most this much of an oversized body is read and dropped before closing.
 const LINGER_BYTES: u64 = 4 << 20;
-/// How long a connection may sit idle between requests, and the most a request head may take.
+/// How long a connection may sit idle between requests, the most a request head may take to
+/// arrive, and the most its body may take.
 const IDLE: Duration = Duration::from_secs(10);
 
 /// One parsed request.
@@ -167,7 +168,6 @@ fn connection(stream: TcpStream, max_body: usize, handler: &dyn Handler) {
     let mut reader = BufReader::new(read_half);
     let mut writer = stream;
     loop {
-        let _ = writer.set_read_timeout(Some(IDLE));
         let (rq, keep_alive) = match read_head(&mut reader, &mut writer, max_body) {
             Head::Request(rq, keep) => (rq, keep),
             Head::Closed => return,
@@ -186,11 +186,19 @@ fn connection(stream: TcpStream, max_body: usize, handler: &dyn Handler) {
             // Lingering close: read (and drop) what the client is still sending for a moment, so
             // that it reads our 413 instead of a reset.
             let _ = writer.shutdown(std::net::Shutdown::Write);
-            let _ = writer.set_read_timeout(Some(Duration::from_secs(1)));
-            let _ = std::io::copy(
-                &mut reader.by_ref().take(LINGER_BYTES),
-                &mut std::io::sink(),
-            );
+            let deadline = Instant::now() + Duration::from_secs(2);
+            let mut sink = vec![0u8; 64 * 1024];
+            let mut drained = 0u64;
+            while drained < LINGER_BYTES {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() || writer.set_read_timeout(Some(left)).is_err() {
+                    break;
+                }
+                match reader.read(&mut sink) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => drained += n as u64,
+                }
+            }
         }
         if close {
             return;
@@ -198,29 +206,77 @@ fn connection(stream: TcpStream, max_body: usize, handler: &dyn Handler) {
     }
 }
 
+/// Read up to and including the next `\n` (at most `max` bytes), all of it before `deadline`:
+/// the socket timeout is cut to the time left before every read, so a client trickling bytes
+/// cannot hold the connection longer.
+fn read_line(
+    reader: &mut BufReader<TcpStream>,
+    sock: &TcpStream,
+    deadline: Instant,
+    max: usize,
+) -> std::io::Result<Vec<u8>> {
+    let mut line = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(std::io::ErrorKind::TimedOut.into());
+        }
+        sock.set_read_timeout(Some(left))?;
+        let buf = reader.fill_buf()?;
+        if buf.is_empty() {
+            return Ok(line); // end of stream
+        }
+        let (take, done) = match buf.iter().position(|b| *b == b'\n') {
+            Some(i) => (i + 1, true),
+            None => (buf.len(), false),
+        };
+        line.extend_from_slice(&buf[..take]);
+        reader.consume(take);
+        if done || line.len() > max {
+            return Ok(line);
+        }
+    }
+}
+
+/// Read exactly `buf.len()` bytes before `deadline`.
+fn read_body(
+    reader: &mut BufReader<TcpStream>,
+    sock: &TcpStream,
+    deadline: Instant,
+    buf: &mut [u8],
+) -> std::io::Result<()> {
+    let mut at = 0;
+    while at < buf.len() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(std::io::ErrorKind::TimedOut.into());
+        }
+        sock.set_read_timeout(Some(left))?;
+        match reader.read(&mut buf[at..])? {
+            0 => return Err(std::io::ErrorKind::UnexpectedEof.into()),
+            n => at += n,
+        }
+    }
+    Ok(())
+}
+
 fn read_head(reader: &mut BufReader<TcpStream>, writer: &mut TcpStream, max_body: usize) -> Head {
-    let started = Instant::now();
+    // The whole head must arrive within IDLE of waiting for it (this is also the keep-alive
+    // idle timeout), the body within IDLE after that.
+    let deadline = Instant::now() + IDLE;
     let mut lines: Vec<String> = Vec::new();
     let mut size = 0;
     loop {
-        let mut line = Vec::new();
-        let n = match reader
-            .by_ref()
-            .take((MAX_HEAD - size + 1) as u64)
-            .read_until(b'\n', &mut line)
-        {
-            Ok(n) => n,
-            Err(_) => return Head::Closed, // idle timeout or reset
+        let line = match read_line(reader, writer, deadline, MAX_HEAD - size) {
+            Ok(l) => l,
+            Err(_) => return Head::Closed, // idle, too slow, or reset
         };
-        if n == 0 {
+        if line.is_empty() {
             return Head::Closed;
         }
-        size += n;
+        size += line.len();
         if size > MAX_HEAD {
             return Head::Bad(431, "the request head is too large");
-        }
-        if started.elapsed() > IDLE {
-            return Head::Closed; // a head trickling in byte by byte
         }
         let Ok(text) = String::from_utf8(line) else {
             return Head::Bad(400, "the request head is not UTF-8");
@@ -284,7 +340,7 @@ fn read_head(reader: &mut BufReader<TcpStream>, writer: &mut TcpStream, max_body
         return Head::Closed;
     }
     rq.body = vec![0; len];
-    if reader.read_exact(&mut rq.body).is_err() {
+    if read_body(reader, writer, Instant::now() + IDLE, &mut rq.body).is_err() {
         return Head::Closed;
     }
     Head::Request(rq, keep_alive)

@@ -212,15 +212,7 @@ fn sign_flow_with_openssl_csrs_tokens_and_restart() {
 
 #[test]
 fn a_single_use_token_yields_exactly_one_certificate_under_concurrency() {
-    let tmp = TempDir::new("race");
-    let dir = tmp.path("ca");
-    cli_ok(&[
-        "init",
-        "--dir",
-        dir.to_str().unwrap(),
-        "--algorithm",
-        "ed25519",
-    ]);
+    let (tmp, dir) = new_ca("race", &["--algorithm", "ed25519"]);
     let server = Server::start(&dir, &[]);
     let csr = openssl_csr(&tmp.0, "race", ED25519, "/CN=race.example.com", None);
     for round in 0..5 {

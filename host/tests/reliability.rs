@@ -37,10 +37,8 @@ fn contains(hay: &[u8], needle: &[u8]) -> bool {
 
 #[test]
 fn tokens_that_must_not_sign_do_not() {
-    let tmp = TempDir::new("tokens");
-    let dir = tmp.path("ca");
+    let (tmp, dir) = new_ca("tokens", &["--algorithm", "ed25519"]);
     let d = dir.to_str().unwrap();
-    cli_ok(&["init", "--dir", d, "--algorithm", "ed25519"]);
     let other = tmp.path("other");
     cli_ok(&["init", "--dir", other.to_str().unwrap()]);
     let policy = tmp.path("policy.toml");
@@ -227,10 +225,8 @@ fn flip_last(t: &str) -> String {
 /// Kill the server with SIGKILL in the middle of a load, three times, restarting it each time.
 #[test]
 fn sigkill_in_the_middle_of_a_load_loses_no_record() {
-    let tmp = TempDir::new("kill");
-    let dir = tmp.path("ca");
+    let (tmp, dir) = new_ca("kill", &["--algorithm", "ed25519"]);
     let d = dir.to_str().unwrap();
-    cli_ok(&["init", "--dir", d, "--algorithm", "ed25519"]);
     let key_sha = sha256_file(&dir.join("ca.key"));
     let cert_sha = sha256_file(&dir.join("ca.pem"));
     let tok = token(
@@ -426,4 +422,54 @@ fn secrets_at_rest() {
     std::fs::set_permissions(dir.join("ca.key"), std::fs::Permissions::from_mode(0o644)).unwrap();
     let (ok, err) = start(&["--passphrase-file", "/dev/stdin"], pass);
     assert!(!ok && err.contains("must not be readable"), "{err}");
+}
+
+/// Connections that trickle a request head byte by byte, or open and say nothing, are closed
+/// after the 10 s head deadline, and never slow anyone else down meanwhile.
+#[test]
+fn slow_and_idle_connections_are_cut_off_and_harm_nobody() {
+    use std::io::{Read, Write};
+    let (tmp, dir) = new_ca("slow", &["--algorithm", "ed25519"]);
+    let server = Server::start(&dir, &[]);
+    let tok = token(&dir, &["--identity", "slow.example.com", "--uses", "1000"]);
+    let csr = openssl_csr(&tmp.0, "slow", ED25519, "/CN=slow.example.com", None);
+    let started = std::time::Instant::now();
+    let slow: Vec<_> = (0..40)
+        .map(|i| {
+            let addr = server.addr.clone();
+            std::thread::spawn(move || {
+                let mut s = std::net::TcpStream::connect(&addr).unwrap();
+                s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+                if i % 2 == 0 {
+                    // Trickle: one byte a second, never finishing the head.
+                    for b in
+                        b"POST /v1/sign HTTP/1.1\r\nHost: x\r\nX-Slow: aaaaaaaaaaaaaaaaaaaa".iter()
+                    {
+                        if s.write_all(&[*b]).is_err() {
+                            break;
+                        }
+                        std::thread::sleep(Duration::from_millis(1000));
+                    }
+                }
+                // Wait for the server to give up on us.
+                let mut buf = [0u8; 256];
+                let _ = s.read(&mut buf);
+                started.elapsed()
+            })
+        })
+        .collect();
+    // Meanwhile, everyone else is served at once.
+    for _ in 0..20 {
+        let t = std::time::Instant::now();
+        assert_eq!(sign(&server.addr, &tok, &csr).status, 200);
+        assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    for h in slow {
+        let cut = h.join().unwrap();
+        assert!(
+            cut >= Duration::from_secs(9) && cut < Duration::from_secs(14),
+            "a slow connection was cut after {cut:?}"
+        );
+    }
 }

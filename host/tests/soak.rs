@@ -98,9 +98,7 @@ fn a_soak_past_the_limit_stays_flat_fast_and_accounted() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(20);
     let clients = 48; // the server has 2 x 8 signing slots on this machine's 2 cores
-    let tmp = TempDir::new("soak");
-    let dir = tmp.path("ca");
-    cli_ok(&["init", "--dir", dir.to_str().unwrap()]);
+    let (tmp, dir) = new_ca("soak", &[]);
     let tok = token(
         &dir,
         &["--identity", "soak.example.com", "--uses", "100000000"],

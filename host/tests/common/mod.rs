@@ -264,3 +264,11 @@ pub fn figures(line: &str) {
         let _ = writeln!(f, "{line}");
     }
 }
+
+/// A temp dir with a fresh CA (`wasm-pki init`, plus `extra` options) in its `ca` folder.
+pub fn new_ca(tag: &str, extra: &[&str]) -> (TempDir, PathBuf) {
+    let tmp = TempDir::new(tag);
+    let dir = tmp.path("ca");
+    cli_ok(&[&["init", "--dir", dir.to_str().unwrap()], extra].concat());
+    (tmp, dir)
+}
