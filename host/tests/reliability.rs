@@ -305,10 +305,16 @@ fn sigkill_in_the_middle_of_a_load_loses_no_record() {
         "{} received certificates are not in the ledger: {lost:?}",
         lost.len()
     );
-    let ok = rusqlite::Connection::open(dir.join("ledger.sqlite"))
-        .and_then(|c| c.query_row("PRAGMA integrity_check", [], |r| r.get::<_, String>(0)))
+    let db = rusqlite::Connection::open(dir.join("ledger.sqlite")).unwrap();
+    let ok: String = db
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
         .unwrap();
     assert_eq!(ok, "ok");
+    // The token's count is intact: exactly one use spent per recorded certificate.
+    let left: i64 = db
+        .query_row("SELECT uses_left FROM tokens", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(left, 1_000_000 - ledger.len() as i64);
     let summary = format!(
         "sigkill: 3 kills, {} certificates received by clients, {} in the ledger, 0 lost",
         received.len(),
