@@ -479,3 +479,124 @@ fn slow_and_idle_connections_are_cut_off_and_harm_nobody() {
         );
     }
 }
+
+/// The HTTP layer's parser against hostile heads: each gets its 4xx (or a close), never a hang,
+/// and the server keeps serving.
+#[test]
+fn hostile_http_heads_get_clear_answers() {
+    use std::io::{Read, Write};
+    let (tmp, dir) = new_ca("http", &["--algorithm", "ed25519"]);
+    let server = Server::start(&dir, &[]);
+    let raw = |bytes: &[u8]| -> String {
+        let mut s = std::net::TcpStream::connect(&server.addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+        let _ = s.write_all(bytes);
+        let _ = s.shutdown(std::net::Shutdown::Write);
+        let mut out = Vec::new();
+        let _ = s.read_to_end(&mut out);
+        String::from_utf8_lossy(&out).into_owned()
+    };
+    let big_header = format!("GET /healthz HTTP/1.1\r\nX: {}\r\n\r\n", "a".repeat(20_000));
+    let many_headers = format!("GET /healthz HTTP/1.1\r\n{}\r\n", "X: y\r\n".repeat(5000));
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        (
+            "garbage",
+            b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n".to_vec(),
+            "HTTP/1.1 400",
+        ),
+        (
+            "HTTP/2 preface",
+            b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec(),
+            "HTTP/1.1 400",
+        ),
+        (
+            "no version",
+            b"GET /healthz\r\n\r\n".to_vec(),
+            "HTTP/1.1 400",
+        ),
+        (
+            "extra token",
+            b"GET /healthz HTTP/1.1 x\r\n\r\n".to_vec(),
+            "HTTP/1.1 400",
+        ),
+        (
+            "relative target",
+            b"GET healthz HTTP/1.1\r\n\r\n".to_vec(),
+            "HTTP/1.1 400",
+        ),
+        (
+            "header without colon",
+            b"GET /healthz HTTP/1.1\r\nNoColon\r\n\r\n".to_vec(),
+            "HTTP/1.1 400",
+        ),
+        (
+            "non-UTF-8 head",
+            b"GET /\xff\xfe HTTP/1.1\r\n\r\n".to_vec(),
+            "HTTP/1.1 400",
+        ),
+        ("20 KB header", big_header.into_bytes(), "HTTP/1.1 431"),
+        ("5000 headers", many_headers.into_bytes(), "HTTP/1.1 431"),
+        (
+            "bad Content-Length",
+            b"POST /v1/sign HTTP/1.1\r\nContent-Length: -1\r\n\r\n".to_vec(),
+            "HTTP/1.1 400",
+        ),
+        (
+            "huge Content-Length",
+            b"POST /v1/sign HTTP/1.1\r\nContent-Length: 99999999999999999999999\r\n\r\n".to_vec(),
+            "HTTP/1.1 400",
+        ),
+        (
+            "chunked body",
+            b"POST /v1/sign HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"
+                .to_vec(),
+            "HTTP/1.1 411",
+        ),
+        (
+            "body larger than allowed",
+            b"POST /v1/sign HTTP/1.1\r\nContent-Length: 10000000\r\n\r\n".to_vec(),
+            "HTTP/1.1 413",
+        ),
+        (
+            "body shorter than declared",
+            b"POST /v1/sign HTTP/1.1\r\nContent-Length: 100\r\n\r\n{}".to_vec(),
+            "",
+        ),
+        (
+            "unknown method",
+            b"BREW /healthz HTTP/1.1\r\n\r\n".to_vec(),
+            "HTTP/1.1 405",
+        ),
+        (
+            "path traversal",
+            b"GET /pkg/dist/../../host/Cargo.toml HTTP/1.1\r\n\r\n".to_vec(),
+            "HTTP/1.1 404",
+        ),
+        (
+            "encoded traversal",
+            b"GET /pkg/dist/..%2f..%2fCargo.toml HTTP/1.1\r\n\r\n".to_vec(),
+            "HTTP/1.1 404",
+        ),
+    ];
+    let mut wrong = Vec::new();
+    for (what, bytes, want) in &cases {
+        let t = std::time::Instant::now();
+        let got = raw(bytes);
+        let first = got.lines().next().unwrap_or("").to_string();
+        if !first.starts_with(want) || t.elapsed() > Duration::from_secs(12) {
+            wrong.push(format!(
+                "{what}: want \"{want}\", got \"{first}\" after {:?}",
+                t.elapsed()
+            ));
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+    // Two pipelined requests on one connection are both answered, in order.
+    let got = raw(b"GET /healthz HTTP/1.1\r\n\r\nGET /v1/ca HTTP/1.1\r\nConnection: close\r\n\r\n");
+    assert_eq!(got.matches("HTTP/1.1 200").count(), 2, "{got}");
+    assert!(got.find("ok\n").unwrap() < got.find("BEGIN CERTIFICATE").unwrap());
+    // Still serving.
+    let tok = token(&dir, &["--identity", "h.example.com"]);
+    let csr = openssl_csr(&tmp.0, "h", ED25519, "/CN=h.example.com", None);
+    assert_eq!(sign(&server.addr, &tok, &csr).status, 200);
+}
