@@ -79,6 +79,22 @@ pub fn openssl_ok(dir: &Path, args: &[&str]) -> String {
     o.stdout + &o.stderr
 }
 
+/// openssl makes a key (`genpkey` with `keyopts`) and a CSR for it (`req -new -subj subj` plus
+/// `extra`), as `NAME.key` and `NAME.csr` in `dir`; returns the CSR (PEM).
+pub fn openssl_csr(
+    dir: &TempDir,
+    name: &str,
+    keyopts: &[&str],
+    subj: &str,
+    extra: &[&str],
+) -> Vec<u8> {
+    let (key, csr) = (format!("{name}.key"), format!("{name}.csr"));
+    openssl_ok(&dir.0, &[&["genpkey", "-out", &key], keyopts].concat());
+    let req = ["req", "-new", "-key", &key, "-subj", subj, "-out", &csr];
+    openssl_ok(&dir.0, &[&req[..], extra].concat());
+    std::fs::read(dir.path(&csr)).unwrap()
+}
+
 /// A new key, its verified CSR asking for `identity` only, and options vouching for it.
 pub fn request_for(
     alg: wasm_pki::Algorithm,
