@@ -177,33 +177,43 @@ fn connection(stream: TcpStream, max_body: usize, handler: &dyn Handler) {
                 return;
             }
         };
-        let close = !keep_alive || rq.body_too_large;
+        // An oversized body was not read: read_head already made keep_alive false.
+        let close = !keep_alive;
         let resp = handler.handle(&rq);
         if resp.write_to(&mut writer, close).is_err() {
             return;
         }
         if rq.body_too_large {
-            // Lingering close: read (and drop) what the client is still sending for a moment, so
-            // that it reads our 413 instead of a reset.
-            let _ = writer.shutdown(std::net::Shutdown::Write);
-            let deadline = Instant::now() + Duration::from_secs(2);
-            let mut sink = vec![0u8; 64 * 1024];
-            let mut drained = 0u64;
-            while drained < LINGER_BYTES {
-                let left = deadline.saturating_duration_since(Instant::now());
-                if left.is_zero() || writer.set_read_timeout(Some(left)).is_err() {
-                    break;
-                }
-                match reader.read(&mut sink) {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => drained += n as u64,
-                }
-            }
+            linger(&mut reader, &writer);
         }
         if close {
             return;
         }
     }
+}
+
+/// Lingering close: read (and drop) what the client is still sending for a moment, so that it
+/// reads our answer instead of a reset.
+fn linger(reader: &mut BufReader<TcpStream>, sock: &TcpStream) {
+    let _ = sock.shutdown(std::net::Shutdown::Write);
+    let deadline = Instant::now() + Duration::from_secs(2);
+    let mut sink = vec![0u8; 64 * 1024];
+    let mut drained = 0u64;
+    while drained < LINGER_BYTES && time_left(sock, deadline).is_ok() {
+        match reader.read(&mut sink) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => drained += n as u64,
+        }
+    }
+}
+
+/// Cut the socket's read timeout to the time left before `deadline`; an error once it passed.
+fn time_left(sock: &TcpStream, deadline: Instant) -> std::io::Result<()> {
+    let left = deadline.saturating_duration_since(Instant::now());
+    if left.is_zero() {
+        return Err(std::io::ErrorKind::TimedOut.into());
+    }
+    sock.set_read_timeout(Some(left))
 }
 
 /// Read up to and including the next `\n` (at most `max` bytes), all of it before `deadline`:
@@ -217,11 +227,7 @@ fn read_line(
 ) -> std::io::Result<Vec<u8>> {
     let mut line = Vec::new();
     loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err(std::io::ErrorKind::TimedOut.into());
-        }
-        sock.set_read_timeout(Some(left))?;
+        time_left(sock, deadline)?;
         let buf = reader.fill_buf()?;
         if buf.is_empty() {
             return Ok(line); // end of stream
@@ -247,11 +253,7 @@ fn read_body(
 ) -> std::io::Result<()> {
     let mut at = 0;
     while at < buf.len() {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err(std::io::ErrorKind::TimedOut.into());
-        }
-        sock.set_read_timeout(Some(left))?;
+        time_left(sock, deadline)?;
         match reader.read(&mut buf[at..])? {
             0 => return Err(std::io::ErrorKind::UnexpectedEof.into()),
             n => at += n,
