@@ -9,7 +9,8 @@ cd "$(dirname "$0")/.."
 secs="${1:-60}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/wasm-pki/target}/fuzz"
 rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
-command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --version 0.13.2
+command -v g++ >/dev/null || { apt-get update -qq && apt-get install -y -qq g++; } # libFuzzer is C++
+cargo fuzz --version 2>/dev/null | grep -qx 'cargo-fuzz 0.13.2' || cargo install cargo-fuzz --version 0.13.2 --force
 out=tests/out/fuzz
 mkdir -p "$out"
 cd fuzz
