@@ -22,7 +22,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     .sign(&key)?;
 
     let parsed = ParsedCsr::parse(csr.to_pem().as_bytes())?;
-    let profile = Profile::allowing(vec![NamePattern::Dns(".example.com".into())]);
+    let profile = Profile::allowing(vec![NamePattern::dns(".example.com").unwrap()]);
     let opts = IssueOptions {
         identity: Some(SanName::dns("web.example.com")?),
         lifetime_secs: Some(3600),

@@ -69,7 +69,8 @@ export declare function verifySignature(publicKeyPem: string, data: Uint8Array, 
 export declare function createCsr(key: Key, request: CsrRequest): string;
 
 
-export type KeyKind = { type: 'p256' } | { type: 'ed25519' } | { type: 'rsa'; bits: number };
+/** Kinds of public keys wasm-pki accepts in CSRs and certificates (RSA too, unlike Algorithm). */
+export type KeyKind = 'p256' | 'ed25519' | 'rsa';
 
 /** The description `inspect` returns. */
 export interface Description {
@@ -77,7 +78,8 @@ export interface Description {
   subject: string;
   issuer: string | null;
   names: { dns: string[]; ip: string[]; uri: string[]; email: string[]; other: string[] };
-  key: { algorithm: string; kind: KeyKind; fingerprintSha256: string; jwk: Jwk };
+  /** `algorithm` is a display name ('P-256', 'RSA-2048'). */
+  key: { algorithm: string; kind: { type: 'p256' } | { type: 'ed25519' } | { type: 'rsa'; bits: number }; fingerprintSha256: string; jwk: Jwk };
   signatureAlgorithm: string;
   serial: string | null;
   /** Unix seconds. */
@@ -106,11 +108,15 @@ export type NamePattern =
   | { type: 'any' };
 
 /**
- * Issuance profile. `{}` accepts the CSR's subject and names as they are (you hold the CA key),
- * with the default lifetime (24 h) and a server+client leaf.
+ * Issuance profile: the same fields as the signer's TOML policy and the Rust `ProfileSpec`.
+ * `{}` is the default: a server+client leaf for `options.identity` only, 24 h. Taking the CSR's
+ * subject and names as they are (you hold the CA key and read the request) is the explicit
+ * `{ acceptCsr: true }`.
  */
 export interface Profile {
-  keyTypes?: ('p256' | 'ed25519' | 'rsa')[];
+  /** Take the CSR's subject and any names it asks for; not with names.allow or spiffe. */
+  acceptCsr?: boolean;
+  keyTypes?: KeyKind[];
   rsaMinBits?: number;
   /** 'identity': the issuer decides the subject; 'csr': take the CSR's subject. */
   subjectFrom?: 'identity' | 'csr';
@@ -121,6 +127,10 @@ export interface Profile {
   maxLifetimeSecs?: number;
   usage?: 'server' | 'client' | 'serverAndClient';
   backdateSecs?: number;
+}
+
+/** What the caller vouches for in one issue call (kept out of the profile, as in Rust). */
+export interface IssueOptions {
   /** The identity you vouch for (DNS name, IP, e-mail or spiffe:// ID): always allowed, becomes the CN. */
   identity?: string;
   /** Requested lifetime; must not exceed maxLifetimeSecs. */
@@ -140,8 +150,8 @@ export declare class Ca {
   private constructor();
   certificatePem(): string;
   privateKeyPem(passphrase?: string): string;
-  /** Issue a leaf for the CSR; returns the certificate PEM. */
-  issue(csrPem: string, profile?: Profile): string;
+  /** Issue a leaf for the CSR under `profile` (default `{}`); returns the certificate PEM. */
+  issue(csrPem: string, profile?: Profile, options?: IssueOptions): string;
   free(): void;
 }
 

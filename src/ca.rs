@@ -332,7 +332,7 @@ impl CertificateAuthority {
 fn leaf_key_usages(key: &PublicKey, usage: Usage) -> Vec<KeyUsagePurpose> {
     let mut v = vec![KeyUsagePurpose::DigitalSignature];
     // TLS 1.2 RSA key exchange encrypts to the server's key.
-    if matches!(key.kind(), KeyKind::Rsa { .. }) && usage != Usage::Client {
+    if matches!(key.kind(), KeyKind::Rsa) && usage != Usage::Client {
         v.push(KeyUsagePurpose::KeyEncipherment);
     }
     v

@@ -67,7 +67,7 @@ pub fn verify_chain(chain: &[Certificate], at: i64) -> Result<VerifiedChain> {
             )));
         }
         let key = PublicKey::from_parsed(issuer.public_key())?;
-        crate::signature::verify(
+        crate::signature::verify_x509(
             &cert.signature_algorithm,
             &key,
             cert.tbs_certificate.as_ref(),

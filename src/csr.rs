@@ -120,7 +120,7 @@ impl ParsedCsr {
             ));
         }
         let public_key = PublicKey::from_parsed(&info.subject_pki)?;
-        crate::signature::verify(
+        crate::signature::verify_x509(
             &csr.signature_algorithm,
             &public_key,
             info.raw,
@@ -144,8 +144,7 @@ impl ParsedCsr {
                 read_extensions(&req.extensions, &mut names, &mut requested)?;
             }
         }
-        let signature_algorithm =
-            crate::signature::oid_name(&csr.signature_algorithm.algorithm.to_id_string());
+        let signature_algorithm = crate::oids::describe(&csr.signature_algorithm.algorithm);
         Ok(ParsedCsr {
             der,
             subject,

@@ -51,6 +51,24 @@ pub enum Error {
 pub type Result<T, E = Error> = core::result::Result<T, E>;
 
 impl Error {
+    /// Every code [`Error::code`] returns; the npm package's `ErrorCode` type lists the same set
+    /// (tests/declarations.rs checks it).
+    pub const CODES: &'static [&'static str] = &[
+        "too_large",
+        "bad_pem",
+        "malformed",
+        "unsupported_algorithm",
+        "algorithm_mismatch",
+        "invalid_key",
+        "bad_signature",
+        "passphrase",
+        "invalid_name",
+        "policy",
+        "invalid_parameter",
+        "chain",
+        "encoding",
+    ];
+
     /// A stable string for programs (HTTP error codes, JS `error.code`).
     pub fn code(&self) -> &'static str {
         match self {
@@ -108,5 +126,31 @@ impl std::error::Error for Error {}
 impl From<rcgen::Error> for Error {
     fn from(e: rcgen::Error) -> Self {
         Error::Encoding(e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_lists_every_code_once() {
+        let all = [
+            Error::TooLarge { what: "x", size: 1, limit: 0 },
+            Error::Pem(String::new()),
+            Error::malformed("x", ""),
+            Error::UnsupportedAlgorithm(String::new()),
+            Error::AlgorithmMismatch(String::new()),
+            Error::InvalidKey(String::new()),
+            Error::BadSignature("x"),
+            Error::Passphrase(String::new()),
+            Error::InvalidName(String::new()),
+            Error::Policy(String::new()),
+            Error::InvalidParameter(String::new()),
+            Error::Chain(String::new()),
+            Error::Encoding(String::new()),
+        ];
+        let codes: Vec<&str> = all.iter().map(Error::code).collect();
+        assert_eq!(codes, Error::CODES);
     }
 }

@@ -41,12 +41,23 @@ pub struct Names {
 pub struct KeyInfo {
     /// `P-256`, `Ed25519`, `RSA-2048`…
     pub algorithm: String,
-    /// The kind with its size.
-    pub kind: KeyKind,
+    /// The kind, with the modulus size for RSA: `{"type": "rsa", "bits": 2048}`.
+    pub kind: KindAndSize,
     /// SHA-256 of the SubjectPublicKeyInfo, hex.
     pub fingerprint_sha256: String,
     /// The key as a JWK.
     pub jwk: Jwk,
+}
+
+/// A key's kind and, where it varies (RSA), its size.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct KindAndSize {
+    /// `p256`, `ed25519` or `rsa`.
+    #[serde(rename = "type")]
+    pub kind: KeyKind,
+    /// The RSA modulus size in bits.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bits: Option<usize>,
 }
 
 /// One extension.
@@ -133,8 +144,11 @@ pub fn inspect(input: &[u8]) -> Result<Description> {
 
 fn key_info(key: &PublicKey) -> KeyInfo {
     KeyInfo {
-        algorithm: key.kind().name(),
-        kind: key.kind(),
+        algorithm: key.name(),
+        kind: KindAndSize {
+            kind: key.kind(),
+            bits: (key.kind() == KeyKind::Rsa).then_some(key.bits()),
+        },
         fingerprint_sha256: pem::hex(&key.fingerprint_sha256()),
         jwk: key.to_jwk(),
     }
@@ -150,9 +164,7 @@ pub fn describe_certificate(cert: &Certificate) -> Result<Description> {
         issuer: Some(x.issuer().to_string()),
         names: Names::default(),
         key: key_info(&key),
-        signature_algorithm: crate::signature::oid_name(
-            &x.signature_algorithm.algorithm.to_id_string(),
-        ),
+        signature_algorithm: crate::oids::describe(&x.signature_algorithm.algorithm),
         serial: Some(cert.serial_hex()),
         not_before: Some(cert.not_before()),
         not_after: Some(cert.not_after()),
@@ -222,31 +234,12 @@ fn push_name(names: &mut Names, n: &SanName) {
     }
 }
 
-fn extension_name(oid: &str) -> &'static str {
-    match oid {
-        "2.5.29.14" => "subjectKeyIdentifier",
-        "2.5.29.15" => "keyUsage",
-        "2.5.29.17" => "subjectAltName",
-        "2.5.29.19" => "basicConstraints",
-        "2.5.29.30" => "nameConstraints",
-        "2.5.29.31" => "cRLDistributionPoints",
-        "2.5.29.32" => "certificatePolicies",
-        "2.5.29.35" => "authorityKeyIdentifier",
-        "2.5.29.37" => "extendedKeyUsage",
-        "1.3.6.1.5.5.7.1.1" => "authorityInfoAccess",
-        _ => "",
-    }
-}
-
 pub(crate) fn describe_extension_list(exts: &[X509Extension<'_>]) -> Vec<Extension> {
     exts.iter()
-        .map(|e| {
-            let oid = e.oid.to_id_string();
-            Extension {
-                name: extension_name(&oid).to_string(),
-                oid,
-                critical: e.critical,
-            }
+        .map(|e| Extension {
+            name: crate::oids::short_name(&e.oid).unwrap_or("").to_string(),
+            oid: e.oid.to_id_string(),
+            critical: e.critical,
         })
         .collect()
 }

@@ -137,34 +137,32 @@ impl KeyPair {
         pem::check_size("private key", der)?;
         let info = pkcs8::PrivateKeyInfoRef::try_from(der)
             .map_err(|e| Error::malformed("PKCS#8 private key", e))?;
-        let oid = info.algorithm.oid.to_string();
-        let secret = match oid.as_str() {
-            crate::public_key::OID_EC_PUBLIC_KEY => {
-                let curve = info
-                    .algorithm
-                    .parameters_oid()
-                    .map(|o| o.to_string())
-                    .unwrap_or_default();
-                if curve != crate::public_key::OID_P256 {
-                    return Err(Error::UnsupportedAlgorithm(format!(
-                        "EC private key on curve {curve} (only P-256 is supported)"
-                    )));
-                }
-                Secret::P256(
-                    p256::ecdsa::SigningKey::from_pkcs8_der(der)
-                        .map_err(|e| Error::InvalidKey(format!("P-256 PKCS#8: {e}")))?,
-                )
+        use crate::oids::{
+            describe, from_der_bytes, OID_EC_P256, OID_KEY_TYPE_EC_PUBLIC_KEY, OID_SIG_ED25519,
+        };
+        let oid = from_der_bytes(info.algorithm.oid.as_bytes());
+        let secret = if oid == OID_KEY_TYPE_EC_PUBLIC_KEY {
+            let curve = info.algorithm.parameters_oid().ok();
+            if !curve.is_some_and(|c| from_der_bytes(c.as_bytes()) == OID_EC_P256) {
+                return Err(Error::UnsupportedAlgorithm(format!(
+                    "EC private key on curve {} (only P-256 is supported)",
+                    curve.map(|c| c.to_string()).unwrap_or_default()
+                )));
             }
-            crate::public_key::OID_ED25519 => Secret::Ed25519(
+            Secret::P256(
+                p256::ecdsa::SigningKey::from_pkcs8_der(der)
+                    .map_err(|e| Error::InvalidKey(format!("P-256 PKCS#8: {e}")))?,
+            )
+        } else if oid == OID_SIG_ED25519 {
+            Secret::Ed25519(
                 ed25519_dalek::SigningKey::from_pkcs8_der(der)
                     .map_err(|e| Error::InvalidKey(format!("Ed25519 PKCS#8: {e}")))?,
-            ),
-            other => {
-                return Err(Error::UnsupportedAlgorithm(format!(
-                    "private key algorithm {} (signing keys must be P-256 or Ed25519)",
-                    crate::signature::oid_name(other)
-                )))
-            }
+            )
+        } else {
+            return Err(Error::UnsupportedAlgorithm(format!(
+                "private key algorithm {} (signing keys must be P-256 or Ed25519)",
+                describe(&oid)
+            )));
         };
         Self::from_secret(secret)
     }

@@ -9,16 +9,14 @@ pub mod crl;
 pub mod csr;
 pub mod error;
 pub mod inspect;
-#[cfg(feature = "js")]
-mod js;
 pub mod key_pair;
 pub mod name;
+mod oids;
 mod pem;
 pub mod policy;
+pub mod protocol;
 pub mod public_key;
 pub mod rng;
-#[cfg(feature = "sandbox")]
-pub mod sandbox;
 mod signature;
 pub mod spiffe;
 
@@ -31,9 +29,9 @@ pub use error::{Error, Result};
 pub use inspect::{inspect, Description};
 pub use key_pair::{Algorithm, KeyEncryption, KeyPair};
 pub use name::{SanName, Subject};
-pub use pem::MAX_INPUT_BYTES;
+pub use pem::{hex, unhex, MAX_INPUT_BYTES};
 pub use policy::{
-    Decision, IssueOptions, KeyAlgorithm, NamePattern, NameRules, Profile, SpiffeRule,
+    Decision, DnsPattern, IssueOptions, NamePattern, NameRules, Profile, ProfileSpec, SpiffeRule,
     SubjectSource, Usage,
 };
 pub use public_key::{Jwk, KeyKind, PublicKey};

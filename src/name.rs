@@ -125,14 +125,22 @@ impl Subject {
     pub(crate) fn from_x509(name: &X509Name<'_>) -> Result<Self> {
         let mut s = Subject::default();
         for attr in name.iter_attributes() {
-            let slot = match attr.attr_type().to_id_string().as_str() {
-                "2.5.4.3" => &mut s.common_name,
-                "2.5.4.10" => &mut s.organization,
-                "2.5.4.11" => &mut s.organizational_unit,
-                "2.5.4.6" => &mut s.country,
-                "2.5.4.8" => &mut s.state,
-                "2.5.4.7" => &mut s.locality,
-                _ => continue,
+            use crate::oids::*;
+            let t = attr.attr_type();
+            let slot = if *t == OID_X509_COMMON_NAME {
+                &mut s.common_name
+            } else if *t == OID_X509_ORGANIZATION_NAME {
+                &mut s.organization
+            } else if *t == OID_X509_ORGANIZATIONAL_UNIT {
+                &mut s.organizational_unit
+            } else if *t == OID_X509_COUNTRY_NAME {
+                &mut s.country
+            } else if *t == OID_X509_STATE_OR_PROVINCE_NAME {
+                &mut s.state
+            } else if *t == OID_X509_LOCALITY_NAME {
+                &mut s.locality
+            } else {
+                continue;
             };
             let value = attr.as_str().map_err(|_| {
                 Error::InvalidName(format!(

@@ -1,4 +1,5 @@
-//! PEM reading and writing shared by keys, CSRs and certificates.
+//! PEM reading and writing shared by keys, CSRs and certificates (RFC 7468 through
+//! `pem-rfc7468`, the codec the RustCrypto key crates already use), and the hex codec.
 
 use crate::error::{Error, Result};
 
@@ -34,22 +35,34 @@ pub(crate) fn check_size(what: &'static str, input: &[u8]) -> Result<()> {
     Ok(())
 }
 
-/// Every PEM block in the text, in order.
+/// Every PEM block in the text, in order. Text between blocks (openssl's `-text` output,
+/// comments) is skipped, as openssl does; each block itself must be strict RFC 7468.
 pub(crate) fn decode_all(what: &'static str, input: &[u8]) -> Result<Vec<Block>> {
     check_size(what, input)?;
     let text = core::str::from_utf8(input)
         .map_err(|_| Error::Pem(format!("{what}: PEM text is not UTF-8")))?;
-    let blocks = pem::parse_many(text).map_err(|e| Error::Pem(format!("{what}: {e}")))?;
+    let mut blocks = Vec::new();
+    let mut rest = text;
+    while let Some(start) = rest.find("-----BEGIN ") {
+        let from = &rest[start..];
+        let end = from
+            .find("-----END ")
+            .and_then(|e| from[e + 9..].find("-----").map(|t| e + 9 + t + 5))
+            .ok_or_else(|| Error::Pem(format!("{what}: a PEM block has no END line")))?;
+        let (label, der) = pem_rfc7468::Decoder::new_detect_wrap(&from.as_bytes()[..end])
+            .and_then(|mut d| {
+                let mut der = Vec::new();
+                d.decode_to_end(&mut der)?;
+                Ok((d.type_label().to_string(), der))
+            })
+            .map_err(|e| Error::Pem(format!("{what}: {e}")))?;
+        blocks.push(Block { label, der });
+        rest = &from[end..];
+    }
     if blocks.is_empty() {
         return Err(Error::Pem(format!("{what}: no PEM block found")));
     }
-    Ok(blocks
-        .into_iter()
-        .map(|p| Block {
-            label: p.tag().to_string(),
-            der: p.into_contents(),
-        })
-        .collect())
+    Ok(blocks)
 }
 
 /// Exactly one PEM block whose label is one of `labels`.
@@ -74,8 +87,9 @@ pub(crate) fn decode_one(what: &'static str, input: &[u8], labels: &[&str]) -> R
 
 /// PEM text with 64-column lines and LF line ends, as openssl writes it.
 pub(crate) fn encode(label: &str, der: &[u8]) -> String {
-    let config = pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF);
-    pem::encode_config(&pem::Pem::new(label, der.to_vec()), config)
+    // Fails only for a label that is not printable ASCII: ours are constants.
+    pem_rfc7468::encode_string(label, pem_rfc7468::LineEnding::LF, der)
+        .unwrap_or_else(|e| format!("PEM encoding of {label} failed: {e}"))
 }
 
 /// DER from PEM or DER input, checking the PEM label.
@@ -93,14 +107,18 @@ pub(crate) fn der_from_pem_or_der(
 }
 
 /// Lower-case hex, for serials and fingerprints.
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        s.push(DIGITS[(b >> 4) as usize] as char);
-        s.push(DIGITS[(b & 15) as usize] as char);
-    }
-    s
+pub fn hex(bytes: &[u8]) -> String {
+    base16ct::lower::encode_string(bytes)
+}
+
+/// Hex digits (either case) to at most `max` bytes; `what` names the value in the error.
+pub fn unhex(what: &str, hex: &str, max: usize) -> Result<Vec<u8>> {
+    let bytes = base16ct::mixed::decode_vec(hex.as_bytes())
+        .ok()
+        .filter(|b| !b.is_empty() && b.len() <= max);
+    bytes.ok_or_else(|| {
+        Error::InvalidParameter(format!("{what} must be hex digits, at most {max} bytes"))
+    })
 }
 
 #[cfg(test)]
@@ -132,5 +150,24 @@ mod tests {
         let b = decode_one("test", pem.as_bytes(), &["TEST"]).unwrap();
         assert_eq!(b.der, vec![1, 2, 3]);
         assert_eq!(hex(&[0x0a, 0xff]), "0aff");
+        assert_eq!(unhex("x", "0AfF", 2).unwrap(), vec![0x0a, 0xff]);
+        for bad in ["", "0", "zz", "aé", "000000"] {
+            assert!(unhex("x", bad, 2).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn several_blocks_with_text_between_and_crlf() {
+        let a = encode("CERTIFICATE", &[1; 100]);
+        let b = encode("CERTIFICATE", &[2; 10]).replace('\n', "\r\n");
+        let text = format!("subject=CN x\n{a}some words\n{b}trailing");
+        let blocks = decode_all("chain", text.as_bytes()).unwrap();
+        assert_eq!(blocks.len(), 2);
+        assert_eq!(blocks[1].der, vec![2; 10]);
+        assert!(decode_all(
+            "chain",
+            a.replace("-----END CERTIFICATE-----", "").as_bytes()
+        )
+        .is_err());
     }
 }

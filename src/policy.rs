@@ -3,30 +3,20 @@
 //! [`Profile::decide`] is pure: it turns a verified CSR plus what the caller vouches for (an
 //! identity) into a [`Decision`], or refuses with [`Error::Policy`]. Nothing is trimmed silently.
 
+use core::fmt;
 use std::net::IpAddr;
 
+use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
 use crate::csr::ParsedCsr;
 use crate::error::{Error, Result};
 use crate::name::{normalize_dns, SanName, Subject};
-use crate::public_key::{KeyKind, RSA_MIN_BITS};
+use crate::public_key::{KeyKind, PublicKey, RSA_MIN_BITS};
 use crate::spiffe::{validate_trust_domain, SpiffeId};
 
 /// One day in seconds.
 const DAY: u64 = 86_400;
-
-/// Key algorithms a profile may accept in a CSR.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum KeyAlgorithm {
-    /// ECDSA P-256.
-    P256,
-    /// Ed25519.
-    Ed25519,
-    /// RSA, 2048 bits or more (see [`Profile::rsa_min_bits`]).
-    Rsa,
-}
 
 /// What the certificate may be used for: sets keyUsage and extendedKeyUsage.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -54,21 +44,135 @@ pub enum SubjectSource {
     Csr,
 }
 
-/// A pattern for names a profile allows (or denies).
+/// A DNS name pattern, normalised (lower case, validated) once when it is made.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum DnsPattern {
+    /// `host.example.com`: that name only.
+    Exact(String),
+    /// `*.example.com`: exactly one label below `example.com`.
+    OneLabel(String),
+    /// `.example.com`: any depth below `example.com` (not `example.com` itself).
+    AnyDepth(String),
+}
+
+impl DnsPattern {
+    /// Parse `host.example.com`, `*.example.com` or `.example.com`.
+    pub fn parse(p: &str) -> Result<Self> {
+        let bad = |m: String| Error::InvalidParameter(format!("profile name pattern: {m}"));
+        if let Some(suffix) = p.strip_prefix('.') {
+            if suffix.starts_with("*.") {
+                return Err(bad(format!("\"{p}\": use *.name or .name, not both")));
+            }
+            return Ok(DnsPattern::AnyDepth(
+                normalize_dns(suffix).map_err(|e| bad(e.to_string()))?,
+            ));
+        }
+        let name = normalize_dns(p).map_err(|e| bad(e.to_string()))?;
+        Ok(match name.strip_prefix("*.") {
+            Some(suffix) => DnsPattern::OneLabel(suffix.to_string()),
+            None => DnsPattern::Exact(name),
+        })
+    }
+
+    /// Whether the (normalised) DNS name `name` is covered; a requested `*.` name only when
+    /// `wildcards` is true and the pattern covers every name it stands for.
+    pub fn matches(&self, name: &str, wildcards: bool) -> bool {
+        let under = |name: &str, suffix: &str| {
+            name.len() > suffix.len() + 1
+                && name.ends_with(suffix)
+                && name.as_bytes()[name.len() - suffix.len() - 1] == b'.'
+        };
+        if let Some(base) = name.strip_prefix("*.") {
+            return wildcards
+                && match self {
+                    DnsPattern::OneLabel(s) => base == s,
+                    DnsPattern::AnyDepth(s) => base == s || under(base, s),
+                    DnsPattern::Exact(_) => false,
+                };
+        }
+        match self {
+            DnsPattern::Exact(e) => e == name,
+            DnsPattern::OneLabel(s) => {
+                under(name, s) && !name[..name.len() - s.len() - 1].contains('.')
+            }
+            DnsPattern::AnyDepth(s) => under(name, s),
+        }
+    }
+}
+
+impl fmt::Display for DnsPattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DnsPattern::Exact(e) => f.write_str(e),
+            DnsPattern::OneLabel(s) => write!(f, "*.{s}"),
+            DnsPattern::AnyDepth(s) => write!(f, ".{s}"),
+        }
+    }
+}
+
+/// A pattern for names a profile allows (or denies). Every variant is validated when it is made
+/// (from JSON/TOML or the constructors), so matching never parses.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(tag = "type", content = "value", rename_all = "camelCase")]
+#[serde(try_from = "RawPattern", into = "RawPattern")]
 pub enum NamePattern {
-    /// `host.example.com`: that name only. `*.example.com`: one label below example.com.
-    /// `.example.com`: any depth below example.com (not example.com itself).
-    Dns(String),
-    /// An address or a CIDR block: `10.0.0.0/8`, `2001:db8::/32`, `192.0.2.7`.
-    Ip(String),
+    /// A DNS pattern.
+    Dns(DnsPattern),
+    /// An address or a CIDR block: `10.0.0.0/8`, `2001:db8::/32`, `192.0.2.7` (a /32).
+    Ip(IpNet),
     /// URIs starting with this prefix, at a `/` boundary unless the prefix ends in `/`.
     UriPrefix(String),
-    /// E-mail addresses at exactly this domain.
+    /// E-mail addresses at exactly this (normalised) domain.
     EmailDomain(String),
     /// Any name at all: only for callers who accept the CSR's names as they are.
     Any,
+}
+
+/// The JSON/TOML form of a [`NamePattern`]: `{ "type": "dns", "value": ".example.com" }`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(tag = "type", content = "value", rename_all = "camelCase")]
+enum RawPattern {
+    Dns(String),
+    Ip(String),
+    UriPrefix(String),
+    EmailDomain(String),
+    Any,
+}
+
+impl TryFrom<RawPattern> for NamePattern {
+    type Error = Error;
+    fn try_from(raw: RawPattern) -> Result<Self> {
+        match raw {
+            RawPattern::Dns(p) => NamePattern::dns(&p),
+            RawPattern::Ip(p) => NamePattern::ip(&p),
+            RawPattern::UriPrefix(p) => NamePattern::uri_prefix(&p),
+            RawPattern::EmailDomain(p) => NamePattern::email_domain(&p),
+            RawPattern::Any => Ok(NamePattern::Any),
+        }
+    }
+}
+
+impl From<NamePattern> for RawPattern {
+    fn from(p: NamePattern) -> Self {
+        match p {
+            NamePattern::Dns(d) => RawPattern::Dns(d.to_string()),
+            NamePattern::Ip(n) => RawPattern::Ip(n.to_string()),
+            NamePattern::UriPrefix(u) => RawPattern::UriPrefix(u),
+            NamePattern::EmailDomain(d) => RawPattern::EmailDomain(d),
+            NamePattern::Any => RawPattern::Any,
+        }
+    }
+}
+
+impl fmt::Display for NamePattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NamePattern::Dns(d) => write!(f, "dns {d}"),
+            NamePattern::Ip(n) => write!(f, "ip {n}"),
+            NamePattern::UriPrefix(u) => write!(f, "uriPrefix {u}"),
+            NamePattern::EmailDomain(d) => write!(f, "emailDomain {d}"),
+            NamePattern::Any => f.write_str("any"),
+        }
+    }
 }
 
 /// The name rules of a profile.
@@ -115,13 +219,19 @@ pub struct SpiffeRule {
     pub path_prefix: String,
 }
 
-/// An issuance profile. Deserialisable from TOML/JSON; [`Profile::validate`] checks it.
+/// The fields of a profile as written in JSON/TOML (camelCase) or built in code. Not checked:
+/// [`ProfileSpec::build`] turns it into a [`Profile`], which is always valid.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct Profile {
-    /// Accepted key algorithms; empty means P-256, Ed25519 and RSA.
+pub struct ProfileSpec {
+    /// The explicit "accept the CSR as it is" choice: its subject and any names it asks for
+    /// (for a caller who holds the CA key and has read the request). Cannot be combined with
+    /// `subjectFrom`, `names.allow` or `spiffe`.
     #[serde(default)]
-    pub key_types: Vec<KeyAlgorithm>,
+    pub accept_csr: bool,
+    /// Accepted key kinds; empty means P-256, Ed25519 and RSA.
+    #[serde(default)]
+    pub key_types: Vec<KeyKind>,
     /// Smallest accepted RSA modulus (never below 2048).
     #[serde(default = "default_rsa_min_bits")]
     pub rsa_min_bits: usize,
@@ -137,9 +247,10 @@ pub struct Profile {
     /// Issue SPIFFE X.509-SVIDs.
     #[serde(default)]
     pub spiffe: Option<SpiffeRule>,
-    /// Lifetime when the caller asks for none, in seconds.
-    #[serde(default = "default_lifetime")]
-    pub default_lifetime_secs: u64,
+    /// Lifetime when the caller asks for none, in seconds; absent: a day, or the maximum when
+    /// that is shorter.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_lifetime_secs: Option<u64>,
     /// Longest lifetime a caller may ask for, in seconds.
     #[serde(default = "default_max_lifetime")]
     pub max_lifetime_secs: u64,
@@ -154,9 +265,6 @@ pub struct Profile {
 fn default_rsa_min_bits() -> usize {
     RSA_MIN_BITS
 }
-fn default_lifetime() -> u64 {
-    DAY
-}
 fn default_max_lifetime() -> u64 {
     90 * DAY
 }
@@ -164,21 +272,107 @@ fn default_backdate() -> u64 {
     60
 }
 
-impl Default for Profile {
+impl Default for ProfileSpec {
     /// A server+client leaf for the caller's identity only: 24 h by default, at most 90 days.
     fn default() -> Self {
-        Profile {
+        ProfileSpec {
+            accept_csr: false,
             key_types: Vec::new(),
             rsa_min_bits: RSA_MIN_BITS,
             subject_from: SubjectSource::Identity,
             subject: Subject::default(),
             names: NameRules::default(),
             spiffe: None,
-            default_lifetime_secs: default_lifetime(),
+            default_lifetime_secs: None,
             max_lifetime_secs: default_max_lifetime(),
             usage: Usage::ServerAndClient,
             backdate_secs: default_backdate(),
         }
+    }
+}
+
+impl ProfileSpec {
+    /// Check the fields and make the profile. The only way to a [`Profile`].
+    pub fn build(mut self) -> Result<Profile> {
+        let bad = |m: String| Err(Error::InvalidParameter(format!("profile: {m}")));
+        if self.accept_csr {
+            if self.spiffe.is_some() || self.names.allow.iter().any(|p| *p != NamePattern::Any) {
+                return bad(
+                    "acceptCsr takes the CSR's subject and any names; it cannot be combined with names.allow or spiffe".into(),
+                );
+            }
+            self.subject_from = SubjectSource::Csr;
+            self.names.allow = vec![NamePattern::Any];
+        }
+        let default = self
+            .default_lifetime_secs
+            .unwrap_or(DAY.min(self.max_lifetime_secs));
+        if default == 0 || self.max_lifetime_secs == 0 {
+            return bad("lifetimes must be positive".into());
+        }
+        if default > self.max_lifetime_secs {
+            return bad("defaultLifetimeSecs is longer than maxLifetimeSecs".into());
+        }
+        if self.max_lifetime_secs > 100 * 365 * DAY {
+            return bad("maxLifetimeSecs is longer than 100 years".into());
+        }
+        if self.backdate_secs > DAY {
+            return bad("backdateSecs is longer than a day".into());
+        }
+        if self.names.max_names == 0 {
+            return bad("names.maxNames must be at least 1".into());
+        }
+        self.subject.validate()?;
+        if let Some(s) = &self.spiffe {
+            validate_trust_domain(&s.trust_domain)?;
+            if !s.path_prefix.is_empty() {
+                SpiffeId::parse(&format!(
+                    "spiffe://{}{}",
+                    s.trust_domain,
+                    s.path_prefix.trim_end_matches('/')
+                ))
+                .map_err(|e| Error::InvalidParameter(format!("profile: spiffe.pathPrefix: {e}")))?;
+            }
+        }
+        self.default_lifetime_secs = Some(default);
+        Ok(Profile(self))
+    }
+}
+
+/// An issuance profile, valid by construction: made by [`ProfileSpec::build`], the named
+/// constructors, or deserialisation (which runs `build`). It reads as its [`ProfileSpec`]
+/// (`profile.max_lifetime_secs`) but cannot be changed; change a copy of the spec and build again.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "ProfileSpec", into = "ProfileSpec")]
+pub struct Profile(ProfileSpec);
+
+impl TryFrom<ProfileSpec> for Profile {
+    type Error = Error;
+    fn try_from(spec: ProfileSpec) -> Result<Self> {
+        spec.build()
+    }
+}
+
+impl From<Profile> for ProfileSpec {
+    fn from(p: Profile) -> Self {
+        p.0
+    }
+}
+
+impl core::ops::Deref for Profile {
+    type Target = ProfileSpec;
+    fn deref(&self) -> &ProfileSpec {
+        &self.0
+    }
+}
+
+impl Default for Profile {
+    /// A server+client leaf for the caller's identity only: 24 h by default, at most 90 days.
+    fn default() -> Self {
+        Profile(ProfileSpec {
+            default_lifetime_secs: Some(DAY),
+            ..ProfileSpec::default()
+        })
     }
 }
 
@@ -208,86 +402,64 @@ pub struct Decision {
 }
 
 impl Profile {
-    /// A profile that takes the CSR as it is (subject and any names) with default lifetime and a
-    /// server+client leaf: for a caller who holds the CA key and has read the request.
+    /// The explicit "accept the CSR as it is" profile (`acceptCsr: true`): its subject and any
+    /// names, default lifetime, a server+client leaf. For a caller who holds the CA key and has
+    /// read the request.
     pub fn accept_csr() -> Self {
-        Profile {
+        Profile(ProfileSpec {
+            accept_csr: true,
             subject_from: SubjectSource::Csr,
             names: NameRules {
                 allow: vec![NamePattern::Any],
                 ..NameRules::default()
             },
-            ..Profile::default()
-        }
+            default_lifetime_secs: Some(DAY),
+            ..ProfileSpec::default()
+        })
     }
 
     /// The default profile, also allowing CSRs to ask for names matching `allow`.
     pub fn allowing(allow: Vec<NamePattern>) -> Self {
-        Profile {
+        Profile(ProfileSpec {
             names: NameRules {
                 allow,
                 ..NameRules::default()
             },
-            ..Profile::default()
-        }
+            default_lifetime_secs: Some(DAY),
+            ..ProfileSpec::default()
+        })
     }
 
-    /// An X.509-SVID profile for one trust domain and path prefix.
-    pub fn spiffe(trust_domain: &str, path_prefix: &str) -> Self {
-        Profile {
+    /// An X.509-SVID profile for one trust domain and path prefix (1 h by default, at most a day).
+    pub fn spiffe(trust_domain: &str, path_prefix: &str) -> Result<Self> {
+        ProfileSpec {
             spiffe: Some(SpiffeRule {
                 trust_domain: trust_domain.into(),
                 path_prefix: path_prefix.into(),
             }),
-            default_lifetime_secs: 3600,
+            default_lifetime_secs: Some(3600),
             max_lifetime_secs: DAY,
-            ..Profile::default()
+            ..ProfileSpec::default()
         }
+        .build()
     }
 
-    /// Checks the profile itself (patterns parse, lifetimes make sense).
-    pub fn validate(&self) -> Result<()> {
-        let bad = |m: String| Err(Error::InvalidParameter(format!("profile: {m}")));
-        if self.default_lifetime_secs == 0 || self.max_lifetime_secs == 0 {
-            return bad("lifetimes must be positive".into());
-        }
-        if self.default_lifetime_secs > self.max_lifetime_secs {
-            return bad("defaultLifetimeSecs is longer than maxLifetimeSecs".into());
-        }
-        if self.max_lifetime_secs > 100 * 365 * DAY {
-            return bad("maxLifetimeSecs is longer than 100 years".into());
-        }
-        if self.backdate_secs > DAY {
-            return bad("backdateSecs is longer than a day".into());
-        }
-        if self.names.max_names == 0 {
-            return bad("names.maxNames must be at least 1".into());
-        }
-        self.subject.validate()?;
-        for p in self.names.allow.iter().chain(&self.names.deny) {
-            p.validate()?;
-        }
-        if let Some(s) = &self.spiffe {
-            validate_trust_domain(&s.trust_domain)?;
-            if !s.path_prefix.is_empty() {
-                SpiffeId::parse(&format!(
-                    "spiffe://{}{}",
-                    s.trust_domain,
-                    s.path_prefix.trim_end_matches('/')
-                ))
-                .map_err(|e| Error::InvalidParameter(format!("profile: spiffe.pathPrefix: {e}")))?;
-            }
-        }
-        Ok(())
+    /// The fields, to change a copy and build a new profile.
+    pub fn to_spec(&self) -> ProfileSpec {
+        self.0.clone()
+    }
+
+    /// Lifetime when the caller asks for none, in seconds.
+    pub fn default_lifetime(&self) -> u64 {
+        self.0.default_lifetime_secs.unwrap_or(DAY)
     }
 
     /// Decide what to issue for `csr`, or refuse.
     pub fn decide(&self, csr: &ParsedCsr, opts: &IssueOptions) -> Result<Decision> {
-        self.validate()?;
-        self.check_key(csr.public_key().kind())?;
+        self.check_key(csr.public_key())?;
         self.check_requested_extensions(csr)?;
 
-        let lifetime_secs = opts.lifetime_secs.unwrap_or(self.default_lifetime_secs);
+        let lifetime_secs = opts.lifetime_secs.unwrap_or(self.default_lifetime());
         if lifetime_secs == 0 {
             return Err(Error::Policy(
                 "a lifetime of zero seconds was requested".into(),
@@ -362,24 +534,18 @@ impl Profile {
         })
     }
 
-    fn check_key(&self, kind: KeyKind) -> Result<()> {
-        let alg = match kind {
-            KeyKind::P256 => KeyAlgorithm::P256,
-            KeyKind::Ed25519 => KeyAlgorithm::Ed25519,
-            KeyKind::Rsa { bits } => {
-                let min = self.rsa_min_bits.max(RSA_MIN_BITS);
-                if bits < min {
-                    return Err(Error::Policy(format!(
-                        "RSA-{bits} key; this profile requires at least {min} bits"
-                    )));
-                }
-                KeyAlgorithm::Rsa
-            }
-        };
-        if !self.key_types.is_empty() && !self.key_types.contains(&alg) {
+    fn check_key(&self, key: &PublicKey) -> Result<()> {
+        let min = self.rsa_min_bits.max(RSA_MIN_BITS);
+        if key.kind() == KeyKind::Rsa && key.bits() < min {
+            return Err(Error::Policy(format!(
+                "RSA-{} key; this profile requires at least {min} bits",
+                key.bits()
+            )));
+        }
+        if !self.key_types.is_empty() && !self.key_types.contains(&key.kind()) {
             return Err(Error::Policy(format!(
                 "{} keys are not accepted by this profile",
-                kind.name()
+                key.name()
             )));
         }
         Ok(())
@@ -411,7 +577,7 @@ impl Profile {
         // Deny rules win over everything, the SPIFFE rule included.
         if let Some(p) = self.names.deny.iter().find(|p| p.matches(name, true)) {
             return Err(Error::Policy(format!(
-                "{name} is denied by the profile rule {p:?}"
+                "{name} is denied by the profile rule {p}"
             )));
         }
         if let (Some(rule), SanName::Uri(uri)) = (&self.spiffe, name) {
@@ -519,111 +685,57 @@ fn common_name_for(identity: &SanName) -> Option<String> {
 }
 
 impl NamePattern {
-    fn validate(&self) -> Result<()> {
-        let bad = |m: String| {
-            Err(Error::InvalidParameter(format!(
-                "profile name pattern: {m}"
-            )))
+    /// A DNS pattern: `host.example.com`, `*.example.com` or `.example.com`.
+    pub fn dns(p: &str) -> Result<Self> {
+        DnsPattern::parse(p).map(NamePattern::Dns)
+    }
+
+    /// An IP address or CIDR block.
+    pub fn ip(p: &str) -> Result<Self> {
+        let net = match p.parse::<IpNet>() {
+            Ok(n) => n,
+            Err(_) => p.parse::<IpAddr>().map(IpNet::from).map_err(|_| {
+                Error::InvalidParameter(format!(
+                    "profile name pattern: \"{p}\" is not an IP address or CIDR block"
+                ))
+            })?,
         };
-        match self {
-            NamePattern::Dns(p) => {
-                let body = p.strip_prefix('.').unwrap_or(p);
-                if let Err(e) = normalize_dns(body) {
-                    return bad(e.to_string());
-                }
-            }
-            NamePattern::Ip(p) => {
-                if parse_cidr(p).is_none() {
-                    return bad(format!("\"{p}\" is not an IP address or CIDR block"));
-                }
-            }
-            NamePattern::UriPrefix(p) => {
-                if !p.contains(':') {
-                    return bad(format!("URI prefix \"{p}\" has no scheme"));
-                }
-            }
-            NamePattern::EmailDomain(d) => {
-                if let Err(e) = normalize_dns(d) {
-                    return bad(e.to_string());
-                }
-            }
-            NamePattern::Any => {}
+        Ok(NamePattern::Ip(net))
+    }
+
+    /// A URI prefix; it must have a scheme.
+    pub fn uri_prefix(p: &str) -> Result<Self> {
+        if !p.contains(':') {
+            return Err(Error::InvalidParameter(format!(
+                "profile name pattern: URI prefix \"{p}\" has no scheme"
+            )));
         }
-        Ok(())
+        Ok(NamePattern::UriPrefix(p.to_string()))
+    }
+
+    /// An e-mail domain.
+    pub fn email_domain(d: &str) -> Result<Self> {
+        normalize_dns(d)
+            .map(NamePattern::EmailDomain)
+            .map_err(|e| Error::InvalidParameter(format!("profile name pattern: {e}")))
     }
 
     /// Whether `name` is covered. `wildcards` says whether a requested `*.` name may match.
     pub fn matches(&self, name: &SanName, wildcards: bool) -> bool {
         match (self, name) {
             (NamePattern::Any, _) => true,
-            (NamePattern::Dns(p), SanName::Dns(d)) => {
-                dns_matches(&p.to_ascii_lowercase(), d, wildcards)
-            }
-            (NamePattern::Ip(p), SanName::Ip(ip)) => {
-                parse_cidr(p).is_some_and(|(net, len)| ip_in(ip, &net, len))
-            }
+            (NamePattern::Dns(p), SanName::Dns(d)) => p.matches(d, wildcards),
+            (NamePattern::Ip(net), SanName::Ip(ip)) => net.contains(ip),
             (NamePattern::UriPrefix(p), SanName::Uri(u)) => {
                 u == p
                     || (u.starts_with(p.as_str())
                         && (p.ends_with('/') || u.as_bytes().get(p.len()) == Some(&b'/')))
             }
-            (NamePattern::EmailDomain(dom), SanName::Email(e)) => e
-                .rsplit_once('@')
-                .is_some_and(|(_, d)| d == dom.to_ascii_lowercase()),
+            (NamePattern::EmailDomain(dom), SanName::Email(e)) => {
+                e.rsplit_once('@').is_some_and(|(_, d)| d == dom)
+            }
             _ => false,
         }
-    }
-}
-
-fn dns_matches(pattern: &str, name: &str, wildcards: bool) -> bool {
-    if let Some(base) = name.strip_prefix("*.") {
-        // A wildcard request is covered only by a pattern that covers every name it stands for.
-        return wildcards
-            && (pattern == name
-                || pattern.strip_prefix('.').is_some_and(|suffix| {
-                    base == suffix || base.ends_with(&format!(".{suffix}"))
-                }));
-    }
-    if let Some(suffix) = pattern.strip_prefix("*.") {
-        return name
-            .strip_suffix(suffix)
-            .and_then(|head| head.strip_suffix('.'))
-            .is_some_and(|label| !label.is_empty() && !label.contains('.'));
-    }
-    if let Some(suffix) = pattern.strip_prefix('.') {
-        return name.len() > suffix.len() + 1 && name.ends_with(&format!(".{suffix}"));
-    }
-    pattern == name
-}
-
-fn parse_cidr(s: &str) -> Option<(IpAddr, u8)> {
-    let (addr, len) = match s.split_once('/') {
-        Some((a, l)) => (a.parse::<IpAddr>().ok()?, l.parse::<u8>().ok()?),
-        None => {
-            let a = s.parse::<IpAddr>().ok()?;
-            (a, if a.is_ipv4() { 32 } else { 128 })
-        }
-    };
-    let max = if addr.is_ipv4() { 32 } else { 128 };
-    (len <= max).then_some((addr, len))
-}
-
-fn ip_in(ip: &IpAddr, net: &IpAddr, len: u8) -> bool {
-    fn prefix_eq(a: &[u8], b: &[u8], len: u8) -> bool {
-        let full = (len / 8) as usize;
-        let rest = len % 8;
-        if a[..full] != b[..full] {
-            return false;
-        }
-        rest == 0 || {
-            let mask = 0xffu8 << (8 - rest);
-            a[full] & mask == b[full] & mask
-        }
-    }
-    match (ip, net) {
-        (IpAddr::V4(a), IpAddr::V4(b)) => prefix_eq(&a.octets(), &b.octets(), len),
-        (IpAddr::V6(a), IpAddr::V6(b)) => prefix_eq(&a.octets(), &b.octets(), len),
-        _ => false,
     }
 }
 
@@ -637,9 +749,9 @@ mod tests {
 
     #[test]
     fn dns_patterns() {
-        let one = NamePattern::Dns("*.example.com".into());
-        let deep = NamePattern::Dns(".example.com".into());
-        let exact = NamePattern::Dns("Example.com".into());
+        let one = NamePattern::dns("*.example.com").unwrap();
+        let deep = NamePattern::dns(".example.com").unwrap();
+        let exact = NamePattern::dns("Example.com").unwrap();
         assert!(one.matches(&dns("a.example.com"), false));
         assert!(!one.matches(&dns("a.b.example.com"), false));
         assert!(!one.matches(&dns("example.com"), false));
@@ -656,35 +768,66 @@ mod tests {
 
     #[test]
     fn ip_and_uri_patterns() {
-        let net = NamePattern::Ip("10.0.0.0/8".into());
+        let net = NamePattern::ip("10.0.0.0/8").unwrap();
         assert!(net.matches(&SanName::Ip("10.2.3.4".parse().unwrap()), false));
         assert!(!net.matches(&SanName::Ip("11.2.3.4".parse().unwrap()), false));
         assert!(!net.matches(&SanName::Ip("::ffff:10.2.3.4".parse().unwrap()), false));
-        let v6 = NamePattern::Ip("2001:db8::/33".into());
+        let v6 = NamePattern::ip("2001:db8::/33").unwrap();
         assert!(v6.matches(&SanName::Ip("2001:db8::1".parse().unwrap()), false));
         assert!(!v6.matches(&SanName::Ip("2001:db8:8000::1".parse().unwrap()), false));
-        let uri = NamePattern::UriPrefix("https://example.com/app".into());
+        let uri = NamePattern::uri_prefix("https://example.com/app").unwrap();
         assert!(uri.matches(&SanName::uri("https://example.com/app/x").unwrap(), false));
         assert!(!uri.matches(
             &SanName::uri("https://example.com/application").unwrap(),
             false
         ));
-        assert!(NamePattern::Ip("300.0.0.0/8".into()).validate().is_err());
-        assert!(NamePattern::Ip("10.0.0.0/33".into()).validate().is_err());
+        assert!(NamePattern::ip("300.0.0.0/8").is_err());
+        assert!(NamePattern::ip("10.0.0.0/33").is_err());
     }
 
     #[test]
     fn profile_validation() {
-        assert!(Profile::default().validate().is_ok());
-        let p = Profile {
-            default_lifetime_secs: 10,
+        assert!(ProfileSpec::default().build().is_ok());
+        assert_eq!(ProfileSpec::default().build().unwrap(), Profile::default());
+        let p = ProfileSpec {
+            default_lifetime_secs: Some(10),
             max_lifetime_secs: 5,
-            ..Profile::default()
+            ..ProfileSpec::default()
         };
-        assert!(p.validate().is_err());
-        assert!(Profile::spiffe("Bad.Domain", "").validate().is_err());
-        assert!(Profile::spiffe("example.org", "/ns/../x")
-            .validate()
-            .is_err());
+        assert!(p.build().is_err());
+        assert!(Profile::spiffe("Bad.Domain", "").is_err());
+        assert!(Profile::spiffe("example.org", "/ns/../x").is_err());
+        // A maximum below a day, with no default given, lowers the default.
+        let short: Profile = serde_json::from_str(r#"{"maxLifetimeSecs": 600}"#).unwrap();
+        assert_eq!(short.default_lifetime(), 600);
+        for bad in [
+            r#"{"names": {"allow": [{"type": "dns", "value": "a..b"}]}}"#,
+            r#"{"names": {"allow": [{"type": "dns", "value": ".*.example.com"}]}}"#,
+            r#"{"names": {"allow": [{"type": "ip", "value": "10.0.0.0/33"}]}}"#,
+            r#"{"names": {"deny": [{"type": "uriPrefix", "value": "no-scheme"}]}}"#,
+            r#"{"acceptCsr": true, "spiffe": {"trustDomain": "example.org"}}"#,
+            r#"{"keyTypes": ["p384"]}"#,
+        ] {
+            assert!(serde_json::from_str::<Profile>(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn patterns_are_normalised_once_and_round_trip() {
+        let json = r#"{"names": {"allow": [{"type": "dns", "value": "*.Example.COM"}, {"type": "ip", "value": "192.0.2.7"}, {"type": "emailDomain", "value": "Example.org"}]}}"#;
+        let p: Profile = serde_json::from_str(json).unwrap();
+        assert_eq!(
+            p.names.allow[0],
+            NamePattern::Dns(DnsPattern::OneLabel("example.com".into()))
+        );
+        let again: Profile = serde_json::from_str(&serde_json::to_string(&p).unwrap()).unwrap();
+        assert_eq!(p, again);
+        let accept: Profile =
+            serde_json::from_str(&serde_json::to_string(&Profile::accept_csr()).unwrap()).unwrap();
+        assert_eq!(accept, Profile::accept_csr());
+        assert_eq!(
+            serde_json::from_str::<Profile>(r#"{"acceptCsr": true}"#).unwrap(),
+            Profile::accept_csr()
+        );
     }
 }

@@ -7,44 +7,35 @@ use x509_parser::prelude::FromDer;
 use x509_parser::x509::SubjectPublicKeyInfo;
 
 use crate::error::{Error, Result};
+use crate::oids::{
+    describe, OID_EC_P256, OID_KEY_TYPE_EC_PUBLIC_KEY, OID_PKCS1_RSAENCRYPTION, OID_SIG_ED25519,
+};
 use crate::pem;
-
-/// OID of id-ecPublicKey.
-pub(crate) const OID_EC_PUBLIC_KEY: &str = "1.2.840.10045.2.1";
-/// OID of the prime256v1 / secp256r1 curve.
-pub(crate) const OID_P256: &str = "1.2.840.10045.3.1.7";
-/// OID of Ed25519 keys and signatures.
-pub(crate) const OID_ED25519: &str = "1.3.101.112";
-/// OID of rsaEncryption keys.
-pub(crate) const OID_RSA: &str = "1.2.840.113549.1.1.1";
 
 /// Smallest RSA modulus accepted in a CSR; smaller keys are refused as weak.
 pub const RSA_MIN_BITS: usize = 2048;
 /// Largest RSA modulus accepted; larger keys cost too much to verify for untrusted input.
 pub const RSA_MAX_BITS: usize = 4096;
 
-/// The kind of a public key, with its size where it varies.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
-#[serde(tag = "type", rename_all = "lowercase")]
+/// The kind of a public key the core accepts from outside (in a CSR or a certificate), and the
+/// vocabulary of a profile's `keyTypes`. Not the same set as [`crate::Algorithm`], which names the
+/// keys this library generates and signs with (no RSA): a CSR may carry RSA, our keys never do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum KeyKind {
     /// ECDSA on NIST P-256.
     P256,
     /// Ed25519.
     Ed25519,
-    /// RSA with the modulus size in bits.
-    Rsa {
-        /// Modulus size in bits.
-        bits: usize,
-    },
+    /// RSA, 2048 to 4096 bits (the size is [`PublicKey::bits`]).
+    Rsa,
 }
 
-impl KeyKind {
-    /// A short human name: `P-256`, `Ed25519`, `RSA-2048`.
-    pub fn name(&self) -> String {
-        match self {
-            KeyKind::P256 => "P-256".into(),
-            KeyKind::Ed25519 => "Ed25519".into(),
-            KeyKind::Rsa { bits } => format!("RSA-{bits}"),
+impl From<crate::Algorithm> for KeyKind {
+    fn from(a: crate::Algorithm) -> Self {
+        match a {
+            crate::Algorithm::P256 => KeyKind::P256,
+            crate::Algorithm::Ed25519 => KeyKind::Ed25519,
         }
     }
 }
@@ -62,6 +53,7 @@ pub struct PublicKey {
     spki: Vec<u8>,
     raw: Vec<u8>,
     kind: KeyKind,
+    bits: usize,
     pub(crate) key: VerifyingKey,
 }
 
@@ -105,81 +97,78 @@ impl PublicKey {
     }
 
     pub(crate) fn from_parsed(spki: &SubjectPublicKeyInfo<'_>) -> Result<Self> {
-        let alg = spki.algorithm.algorithm.to_id_string();
+        let alg = &spki.algorithm.algorithm;
         let raw = spki.subject_public_key.data.to_vec();
-        let (kind, key) = match alg.as_str() {
-            OID_EC_PUBLIC_KEY => {
-                let curve = spki
-                    .algorithm
-                    .parameters
-                    .as_ref()
-                    .and_then(|p| p.as_oid().ok())
-                    .map(|o| o.to_id_string())
-                    .unwrap_or_default();
-                if curve != OID_P256 {
-                    return Err(Error::UnsupportedAlgorithm(format!(
-                        "EC key on curve {} (only P-256 is supported)",
-                        curve_name(&curve)
-                    )));
-                }
-                let vk = p256::ecdsa::VerifyingKey::from_sec1_bytes(&raw)
-                    .map_err(|_| Error::InvalidKey("P-256 point is not on the curve".into()))?;
-                (KeyKind::P256, VerifyingKey::P256(vk))
-            }
-            OID_ED25519 => {
-                if spki.algorithm.parameters.is_some() {
-                    return Err(Error::InvalidKey(
-                        "Ed25519 key must not have parameters".into(),
-                    ));
-                }
-                let bytes: [u8; 32] = raw
-                    .as_slice()
-                    .try_into()
-                    .map_err(|_| Error::InvalidKey("Ed25519 key is not 32 bytes".into()))?;
-                let vk = ed25519_dalek::VerifyingKey::from_bytes(&bytes)
-                    .map_err(|_| Error::InvalidKey("Ed25519 point is invalid".into()))?;
-                if vk.is_weak() {
-                    return Err(Error::InvalidKey(
-                        "Ed25519 key is a weak (small-order) point".into(),
-                    ));
-                }
-                (KeyKind::Ed25519, VerifyingKey::Ed25519(vk))
-            }
-            OID_RSA => {
-                use rsa::pkcs1::DecodeRsaPublicKey;
-                use rsa::traits::PublicKeyParts;
-                let modulus_guess = raw.len().saturating_mul(8);
-                if modulus_guess > RSA_MAX_BITS + 512 {
-                    return Err(Error::InvalidKey(format!(
-                        "RSA key is larger than {RSA_MAX_BITS} bits"
-                    )));
-                }
-                let pk = rsa::PublicKey::from_pkcs1_der(&raw)
-                    .map_err(|e| Error::InvalidKey(format!("RSA public key: {e}")))?;
-                let bits = pk.n().bit_width() as usize;
-                if bits < RSA_MIN_BITS {
-                    return Err(Error::InvalidKey(format!(
-                        "RSA-{bits} is too weak; at least {RSA_MIN_BITS} bits are required"
-                    )));
-                }
-                if bits > RSA_MAX_BITS {
-                    return Err(Error::InvalidKey(format!(
-                        "RSA-{bits} is larger than the {RSA_MAX_BITS}-bit maximum"
-                    )));
-                }
-                (KeyKind::Rsa { bits }, VerifyingKey::Rsa(Box::new(pk)))
-            }
-            other => {
+        let (kind, bits, key) = if *alg == OID_KEY_TYPE_EC_PUBLIC_KEY {
+            let curve = spki
+                .algorithm
+                .parameters
+                .as_ref()
+                .and_then(|p| p.as_oid().ok());
+            if curve.as_ref() != Some(&OID_EC_P256) {
                 return Err(Error::UnsupportedAlgorithm(format!(
-                    "public key algorithm {} (supported: P-256, Ed25519, RSA)",
-                    crate::signature::oid_name(other)
-                )))
+                    "EC key on curve {} (only P-256 is supported)",
+                    curve
+                        .as_ref()
+                        .map(|c| describe(c))
+                        .unwrap_or_else(|| "(none given)".into())
+                )));
             }
+            let vk = p256::ecdsa::VerifyingKey::from_sec1_bytes(&raw)
+                .map_err(|_| Error::InvalidKey("P-256 point is not on the curve".into()))?;
+            (KeyKind::P256, 256, VerifyingKey::P256(vk))
+        } else if *alg == OID_SIG_ED25519 {
+            if spki.algorithm.parameters.is_some() {
+                return Err(Error::InvalidKey(
+                    "Ed25519 key must not have parameters".into(),
+                ));
+            }
+            let bytes: [u8; 32] = raw
+                .as_slice()
+                .try_into()
+                .map_err(|_| Error::InvalidKey("Ed25519 key is not 32 bytes".into()))?;
+            let vk = ed25519_dalek::VerifyingKey::from_bytes(&bytes)
+                .map_err(|_| Error::InvalidKey("Ed25519 point is invalid".into()))?;
+            if vk.is_weak() {
+                return Err(Error::InvalidKey(
+                    "Ed25519 key is a weak (small-order) point".into(),
+                ));
+            }
+            (KeyKind::Ed25519, 256, VerifyingKey::Ed25519(vk))
+        } else if *alg == OID_PKCS1_RSAENCRYPTION {
+            use rsa::pkcs1::DecodeRsaPublicKey;
+            use rsa::traits::PublicKeyParts;
+            let modulus_guess = raw.len().saturating_mul(8);
+            if modulus_guess > RSA_MAX_BITS + 512 {
+                return Err(Error::InvalidKey(format!(
+                    "RSA key is larger than {RSA_MAX_BITS} bits"
+                )));
+            }
+            let pk = rsa::PublicKey::from_pkcs1_der(&raw)
+                .map_err(|e| Error::InvalidKey(format!("RSA public key: {e}")))?;
+            let bits = pk.n().bit_width() as usize;
+            if bits < RSA_MIN_BITS {
+                return Err(Error::InvalidKey(format!(
+                    "RSA-{bits} is too weak; at least {RSA_MIN_BITS} bits are required"
+                )));
+            }
+            if bits > RSA_MAX_BITS {
+                return Err(Error::InvalidKey(format!(
+                    "RSA-{bits} is larger than the {RSA_MAX_BITS}-bit maximum"
+                )));
+            }
+            (KeyKind::Rsa, bits, VerifyingKey::Rsa(Box::new(pk)))
+        } else {
+            return Err(Error::UnsupportedAlgorithm(format!(
+                "public key algorithm {} (supported: P-256, Ed25519, RSA)",
+                describe(alg)
+            )));
         };
         Ok(PublicKey {
             spki: spki.raw.to_vec(),
             raw,
             kind,
+            bits,
             key,
         })
     }
@@ -187,6 +176,20 @@ impl PublicKey {
     /// The key type.
     pub fn kind(&self) -> KeyKind {
         self.kind
+    }
+
+    /// The key size in bits: 256 for P-256 and Ed25519, the modulus size for RSA.
+    pub fn bits(&self) -> usize {
+        self.bits
+    }
+
+    /// A short human name: `P-256`, `Ed25519`, `RSA-2048`.
+    pub fn name(&self) -> String {
+        match self.kind {
+            KeyKind::P256 => "P-256".into(),
+            KeyKind::Ed25519 => "Ed25519".into(),
+            KeyKind::Rsa => format!("RSA-{}", self.bits),
+        }
     }
 
     /// SubjectPublicKeyInfo DER.
@@ -247,27 +250,23 @@ impl PublicKey {
     /// Verify a signature over `msg`: P-256 ECDSA-SHA256 as r‖s (WebCrypto) or DER, Ed25519,
     /// or RSA PKCS#1 v1.5 with SHA-256.
     pub fn verify(&self, msg: &[u8], sig: &[u8]) -> Result<()> {
-        use signature::Verifier;
-        let bad = || Error::BadSignature("message");
-        match &self.key {
-            VerifyingKey::P256(vk) => {
-                let s = if sig.len() == 64 {
-                    p256::ecdsa::Signature::from_slice(sig)
-                } else {
-                    p256::ecdsa::Signature::from_der(sig)
-                }
-                .map_err(|_| bad())?;
-                vk.verify(msg, &s).map_err(|_| bad())
+        use crate::signature::{verify, Scheme};
+        match self.kind {
+            KeyKind::P256 if sig.len() == 64 => {
+                // WebCrypto's r‖s: re-encode as DER and take the one verification path.
+                let s = p256::ecdsa::Signature::from_slice(sig)
+                    .map_err(|_| Error::BadSignature("message"))?;
+                verify(
+                    Scheme::EcdsaP256Sha256,
+                    self,
+                    msg,
+                    s.to_der().as_bytes(),
+                    "message",
+                )
             }
-            VerifyingKey::Ed25519(vk) => {
-                let s = ed25519_dalek::Signature::from_slice(sig).map_err(|_| bad())?;
-                vk.verify_strict(msg, &s).map_err(|_| bad())
-            }
-            VerifyingKey::Rsa(pk) => {
-                let vk = rsa::pkcs1v15::VerifyingKey::<sha2::Sha256>::new((**pk).clone());
-                let s = rsa::pkcs1v15::Signature::try_from(sig).map_err(|_| bad())?;
-                vk.verify(msg, &s).map_err(|_| bad())
-            }
+            KeyKind::P256 => verify(Scheme::EcdsaP256Sha256, self, msg, sig, "message"),
+            KeyKind::Ed25519 => verify(Scheme::Ed25519, self, msg, sig, "message"),
+            KeyKind::Rsa => verify(Scheme::RsaPkcs1Sha256, self, msg, sig, "message"),
         }
     }
 }
@@ -281,18 +280,8 @@ impl PublicKeyData for PublicKey {
         match self.kind {
             KeyKind::P256 => &rcgen::PKCS_ECDSA_P256_SHA256,
             KeyKind::Ed25519 => &rcgen::PKCS_ED25519,
-            KeyKind::Rsa { .. } => &rcgen::PKCS_RSA_SHA256,
+            KeyKind::Rsa => &rcgen::PKCS_RSA_SHA256,
         }
-    }
-}
-
-fn curve_name(oid: &str) -> &str {
-    match oid {
-        "1.3.132.0.34" => "P-384 (1.3.132.0.34)",
-        "1.3.132.0.35" => "P-521 (1.3.132.0.35)",
-        "1.3.132.0.10" => "secp256k1 (1.3.132.0.10)",
-        "" => "(none given)",
-        other => other,
     }
 }
 

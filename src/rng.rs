@@ -3,39 +3,17 @@
 
 use core::convert::Infallible;
 
-use rand_core::{TryCryptoRng, TryRng};
-use sha2::{Digest, Sha256};
-use zeroize::{Zeroize, ZeroizeOnDrop};
+use chacha20::ChaCha20Rng;
+use rand_core::{SeedableRng, TryCryptoRng, TryRng};
 
-/// SHA-256 in counter mode over a 32-byte seed: block i = SHA-256("wasm-pki rng" ‖ seed ‖ i).
+/// ChaCha20 keyed by a 32-byte seed (RustCrypto's `ChaCha20Rng`, zeroized on drop).
 /// As strong as the seed; never reuse a seed.
-#[derive(Zeroize, ZeroizeOnDrop)]
-pub struct SeedRng {
-    seed: [u8; 32],
-    counter: u64,
-    block: [u8; 32],
-    used: usize,
-}
+pub struct SeedRng(ChaCha20Rng);
 
 impl SeedRng {
     /// A generator over `seed`.
     pub fn from_seed(seed: [u8; 32]) -> Self {
-        SeedRng {
-            seed,
-            counter: 0,
-            block: [0; 32],
-            used: 32,
-        }
-    }
-
-    fn refill(&mut self) {
-        let mut h = Sha256::new();
-        h.update(b"wasm-pki rng");
-        h.update(self.seed);
-        h.update(self.counter.to_le_bytes());
-        self.block = h.finalize().into();
-        self.counter += 1;
-        self.used = 0;
+        SeedRng(ChaCha20Rng::from_seed(seed))
     }
 }
 
@@ -43,26 +21,15 @@ impl TryRng for SeedRng {
     type Error = Infallible;
 
     fn try_next_u32(&mut self) -> Result<u32, Infallible> {
-        let mut b = [0u8; 4];
-        self.try_fill_bytes(&mut b)?;
-        Ok(u32::from_le_bytes(b))
+        self.0.try_next_u32()
     }
 
     fn try_next_u64(&mut self) -> Result<u64, Infallible> {
-        let mut b = [0u8; 8];
-        self.try_fill_bytes(&mut b)?;
-        Ok(u64::from_le_bytes(b))
+        self.0.try_next_u64()
     }
 
     fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), Infallible> {
-        for byte in dst {
-            if self.used == 32 {
-                self.refill();
-            }
-            *byte = self.block[self.used];
-            self.used += 1;
-        }
-        Ok(())
+        self.0.try_fill_bytes(dst)
     }
 }
 
@@ -85,5 +52,13 @@ mod tests {
         assert_eq!(x, y);
         assert_ne!(x, z);
         assert_ne!(x[..32], x[32..64]);
+    }
+
+    #[test]
+    fn is_chacha20_rfc8439_keystream() {
+        // An all-zero key and nonce: the first ChaCha20 block (RFC 8439 A.1, test vector 1).
+        let mut out = [0u8; 8];
+        SeedRng::from_seed([0; 32]).fill_bytes(&mut out);
+        assert_eq!(out, [0x76, 0xb8, 0xe0, 0xad, 0xa0, 0xf1, 0x3d, 0x90]);
     }
 }

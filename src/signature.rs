@@ -1,95 +1,111 @@
-//! Signature verification for the algorithms the core accepts from outside.
+//! Signature verification for the algorithms the core accepts from outside: the one path every
+//! signature (CSR, certificate, CRL, a raw message) goes through.
 
 use signature::Verifier;
 use x509_parser::signature_algorithm::SignatureAlgorithm as XAlg;
 use x509_parser::x509::AlgorithmIdentifier;
 
 use crate::error::{Error, Result};
+use crate::oids::*;
 use crate::public_key::{PublicKey, VerifyingKey};
 
-const OID_ECDSA_SHA256: &str = "1.2.840.10045.4.3.2";
-const OID_RSA_SHA256: &str = "1.2.840.113549.1.1.11";
-const OID_RSA_PSS: &str = "1.2.840.113549.1.1.10";
-const OID_SHA256: &str = "2.16.840.1.101.3.4.2.1";
-const OID_MGF1: &str = "1.2.840.113549.1.1.8";
-
-/// A readable name for an algorithm OID, so errors say what was refused.
-pub(crate) fn oid_name(oid: &str) -> String {
-    let name = match oid {
-        "1.2.840.113549.1.1.1" => "rsaEncryption",
-        "1.2.840.113549.1.1.4" => "md5WithRSAEncryption",
-        "1.2.840.113549.1.1.5" => "sha1WithRSAEncryption",
-        "1.2.840.113549.1.1.10" => "RSASSA-PSS",
-        "1.2.840.113549.1.1.11" => "sha256WithRSAEncryption",
-        "1.2.840.113549.1.1.12" => "sha384WithRSAEncryption",
-        "1.2.840.113549.1.1.13" => "sha512WithRSAEncryption",
-        "1.2.840.10045.2.1" => "id-ecPublicKey",
-        "1.2.840.10045.4.1" => "ecdsa-with-SHA1",
-        "1.2.840.10045.4.3.2" => "ecdsa-with-SHA256",
-        "1.2.840.10045.4.3.3" => "ecdsa-with-SHA384",
-        "1.2.840.10045.4.3.4" => "ecdsa-with-SHA512",
-        "1.2.840.10040.4.1" => "DSA",
-        "1.2.840.10040.4.3" => "dsa-with-SHA1",
-        "2.16.840.1.101.3.4.3.2" => "dsa-with-SHA256",
-        "1.3.101.110" => "X25519",
-        "1.3.101.111" => "X448",
-        "1.3.101.112" => "Ed25519",
-        "1.3.101.113" => "Ed448",
-        "1.2.643.7.1.1.1.1" => "GOST R 34.10-2012",
-        _ => return format!("OID {oid}"),
-    };
-    format!("{name} ({oid})")
+/// A signature scheme the core verifies, with its parameters checked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Scheme {
+    /// ECDSA on P-256 with SHA-256; the signature is DER (as X.509 carries it).
+    EcdsaP256Sha256,
+    /// Ed25519 (strict verification: no malleable or small-order signatures).
+    Ed25519,
+    /// RSA PKCS#1 v1.5 with SHA-256.
+    RsaPkcs1Sha256,
+    /// RSASSA-PSS with SHA-256, MGF1-SHA-256 and this salt length.
+    RsaPssSha256 { salt_len: usize },
 }
 
-/// Verify `sig` over `msg` with `key` under the signature algorithm `alg`.
-/// `what` names the signed object for the error message.
+impl Scheme {
+    /// The scheme an X.509 AlgorithmIdentifier names, or a refusal that names it.
+    pub(crate) fn from_x509(alg: &AlgorithmIdentifier<'_>, what: &'static str) -> Result<Self> {
+        let oid = &alg.algorithm;
+        if *oid == OID_SIG_ECDSA_WITH_SHA256 {
+            if alg.parameters.is_some() {
+                return Err(Error::malformed(
+                    what,
+                    "ecdsa-with-SHA256 must not have parameters",
+                ));
+            }
+            Ok(Scheme::EcdsaP256Sha256)
+        } else if *oid == OID_SIG_ED25519 {
+            Ok(Scheme::Ed25519)
+        } else if *oid == OID_PKCS1_SHA256WITHRSA {
+            Ok(Scheme::RsaPkcs1Sha256)
+        } else if *oid == OID_PKCS1_RSASSAPSS {
+            Ok(Scheme::RsaPssSha256 {
+                salt_len: pss_salt_len(alg)?,
+            })
+        } else {
+            Err(Error::UnsupportedAlgorithm(format!(
+                "signature algorithm {} (supported: ecdsa-with-SHA256, Ed25519, sha256WithRSAEncryption, RSASSA-PSS with SHA-256)",
+                describe(oid)
+            )))
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Scheme::EcdsaP256Sha256 => "ecdsa-with-SHA256",
+            Scheme::Ed25519 => "Ed25519",
+            Scheme::RsaPkcs1Sha256 => "sha256WithRSAEncryption",
+            Scheme::RsaPssSha256 { .. } => "RSASSA-PSS",
+        }
+    }
+}
+
+/// Verify `sig` over `msg` with `key` under `scheme`. `what` names the signed object.
 pub(crate) fn verify(
+    scheme: Scheme,
+    key: &PublicKey,
+    msg: &[u8],
+    sig: &[u8],
+    what: &'static str,
+) -> Result<()> {
+    let bad = || Error::BadSignature(what);
+    match (scheme, &key.key) {
+        (Scheme::EcdsaP256Sha256, VerifyingKey::P256(vk)) => {
+            let s = p256::ecdsa::Signature::from_der(sig).map_err(|_| bad())?;
+            vk.verify(msg, &s).map_err(|_| bad())
+        }
+        (Scheme::Ed25519, VerifyingKey::Ed25519(vk)) => {
+            let s = ed25519_dalek::Signature::from_slice(sig).map_err(|_| bad())?;
+            vk.verify_strict(msg, &s).map_err(|_| bad())
+        }
+        (Scheme::RsaPkcs1Sha256, VerifyingKey::Rsa(pk)) => {
+            let vk = rsa::pkcs1v15::VerifyingKey::<sha2::Sha256>::new((**pk).clone());
+            let s = rsa::pkcs1v15::Signature::try_from(sig).map_err(|_| bad())?;
+            vk.verify(msg, &s).map_err(|_| bad())
+        }
+        (Scheme::RsaPssSha256 { salt_len }, VerifyingKey::Rsa(pk)) => {
+            let vk =
+                rsa::pss::VerifyingKey::<sha2::Sha256>::new_with_salt_len((**pk).clone(), salt_len);
+            let s = rsa::pss::Signature::try_from(sig).map_err(|_| bad())?;
+            vk.verify(msg, &s).map_err(|_| bad())
+        }
+        _ => Err(Error::AlgorithmMismatch(format!(
+            "{what} is signed with {} but the key is {}",
+            scheme.name(),
+            key.name()
+        ))),
+    }
+}
+
+/// Verify an X.509 signature (CSR, certificate, CRL): the algorithm identifier picks the scheme.
+pub(crate) fn verify_x509(
     alg: &AlgorithmIdentifier<'_>,
     key: &PublicKey,
     msg: &[u8],
     sig: &[u8],
     what: &'static str,
 ) -> Result<()> {
-    let oid = alg.algorithm.to_id_string();
-    let bad = || Error::BadSignature(what);
-    let mismatch = || {
-        Error::AlgorithmMismatch(format!(
-            "{what} is signed with {} but the key is {}",
-            oid_name(&oid),
-            key.kind().name()
-        ))
-    };
-    match (oid.as_str(), &key.key) {
-        (OID_ECDSA_SHA256, VerifyingKey::P256(vk)) => {
-            if alg.parameters.is_some() {
-                return Err(Error::malformed(what, "ecdsa-with-SHA256 must not have parameters"));
-            }
-            let s = p256::ecdsa::Signature::from_der(sig).map_err(|_| bad())?;
-            vk.verify(msg, &s).map_err(|_| bad())
-        }
-        (crate::public_key::OID_ED25519, VerifyingKey::Ed25519(vk)) => {
-            let s = ed25519_dalek::Signature::from_slice(sig).map_err(|_| bad())?;
-            vk.verify_strict(msg, &s).map_err(|_| bad())
-        }
-        (OID_RSA_SHA256, VerifyingKey::Rsa(pk)) => {
-            let vk = rsa::pkcs1v15::VerifyingKey::<sha2::Sha256>::new((**pk).clone());
-            let s = rsa::pkcs1v15::Signature::try_from(sig).map_err(|_| bad())?;
-            vk.verify(msg, &s).map_err(|_| bad())
-        }
-        (OID_RSA_PSS, VerifyingKey::Rsa(pk)) => {
-            let salt_len = pss_salt_len(alg)?;
-            let vk = rsa::pss::VerifyingKey::<sha2::Sha256>::new_with_salt_len((**pk).clone(), salt_len);
-            let s = rsa::pss::Signature::try_from(sig).map_err(|_| bad())?;
-            vk.verify(msg, &s).map_err(|_| bad())
-        }
-        (OID_ECDSA_SHA256 | crate::public_key::OID_ED25519 | OID_RSA_SHA256 | OID_RSA_PSS, _) => {
-            Err(mismatch())
-        }
-        _ => Err(Error::UnsupportedAlgorithm(format!(
-            "signature algorithm {} (supported: ecdsa-with-SHA256, Ed25519, sha256WithRSAEncryption, RSASSA-PSS with SHA-256)",
-            oid_name(&oid)
-        ))),
-    }
+    verify(Scheme::from_x509(alg, what)?, key, msg, sig, what)
 }
 
 /// Checks that RSASSA-PSS parameters name SHA-256 and MGF1-SHA-256, and returns the salt length.
@@ -108,14 +124,14 @@ fn pss_salt_len(alg: &AlgorithmIdentifier<'_>) -> Result<usize> {
             ))
         }
     };
-    let hash = params.hash_algorithm_oid().to_id_string();
-    if hash != OID_SHA256 {
-        return Err(unsupported(&format!("with hash {}", oid_name(&hash))));
+    let hash = params.hash_algorithm_oid();
+    if *hash != OID_NIST_HASH_SHA256 {
+        return Err(unsupported(&format!("with hash {}", describe(hash))));
     }
     let mgf = params
         .mask_gen_algorithm()
         .map_err(|_| Error::malformed("RSASSA-PSS parameters", "mask generation algorithm"))?;
-    if mgf.mgf.to_id_string() != OID_MGF1 || mgf.hash.to_id_string() != OID_SHA256 {
+    if mgf.mgf != OID_PKCS1_MGF1 || mgf.hash != OID_NIST_HASH_SHA256 {
         return Err(unsupported(
             "with a mask generation function other than MGF1-SHA-256",
         ));

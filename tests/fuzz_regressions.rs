@@ -1,6 +1,5 @@
 //! Replays the fuzz seed corpus and every input a fuzz run ever crashed on (fuzz/regressions/)
-//! through the fuzz targets' bodies: each must now be handled without a panic. The sandbox target
-//! needs `--features sandbox` (the test command runs it so).
+//! through the fuzz targets' bodies: each must now be handled without a panic.
 
 #[allow(dead_code)]
 #[path = "../fuzz/src/bodies.rs"]
@@ -45,7 +44,6 @@ fn policy_inputs() {
     assert!(replay("policy", bodies::policy) >= 3);
 }
 
-#[cfg(feature = "sandbox")]
 #[test]
 fn sandbox_inputs() {
     assert!(replay("sandbox_request", bodies::sandbox_request) >= 8);

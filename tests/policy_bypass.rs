@@ -69,13 +69,15 @@ fn requests_that_must_be_refused_are_refused_with_their_reason() {
         CertificateAuthority::new_root(&CaParams::new("Bypass Root"), now(), &mut rng()).unwrap();
     let key = KeyPair::generate(Algorithm::P256, &mut rng());
     // Names under example.com may be asked for; the token vouches for ok.example.com.
-    let dns_profile = Profile::allowing(vec![NamePattern::Dns(".example.com".into())]);
+    let dns_profile = Profile::allowing(vec![NamePattern::dns(".example.com").unwrap()]);
     // The subject is taken from the CSR, names under example.com.
-    let csr_subject = Profile {
+    let csr_subject = ProfileSpec {
         subject_from: SubjectSource::Csr,
-        ..dns_profile.clone()
-    };
-    let svid = Profile::spiffe("example.org", "/ns/prod/");
+        ..dns_profile.to_spec()
+    }
+    .build()
+    .unwrap();
+    let svid = Profile::spiffe("example.org", "/ns/prod/").unwrap();
     let id = "ok.example.com";
     let svid_id = "spiffe://example.org/ns/prod/sa/web";
     let plain = |f: &dyn Fn(&mut rcgen::CertificateParams)| {
@@ -402,10 +404,12 @@ fn requests_that_must_be_refused_are_refused_with_their_reason() {
             rcgen_csr(&KeyPair::generate(Algorithm::Ed25519, &mut rng()), |p| {
                 dns(p, id)
             }),
-            &Profile {
-                key_types: vec![KeyAlgorithm::P256],
-                ..dns_profile.clone()
-            },
+            &ProfileSpec {
+                key_types: vec![KeyKind::P256],
+                ..dns_profile.to_spec()
+            }
+            .build()
+            .unwrap(),
             id,
             "policy",
             "Ed25519 keys are not accepted",
@@ -429,10 +433,12 @@ fn requests_that_must_be_refused_are_refused_with_their_reason() {
                 "rsa2048",
                 &["-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048"],
             ),
-            &Profile {
+            &ProfileSpec {
                 rsa_min_bits: 3072,
-                ..dns_profile.clone()
-            },
+                ..dns_profile.to_spec()
+            }
+            .build()
+            .unwrap(),
             id,
             "policy",
             "at least 3072",

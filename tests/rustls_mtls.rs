@@ -19,10 +19,12 @@ fn issue(
     usage: Usage,
 ) -> (KeyPair, Certificate) {
     let (key, csr, opts) = common::request_for(alg, identity, None);
-    let profile = Profile {
+    let profile = ProfileSpec {
         usage,
-        ..Profile::default()
-    };
+        ..Profile::default().to_spec()
+    }
+    .build()
+    .unwrap();
     (
         key,
         ca.issue(&csr, &profile, &opts, now(), &mut rng())

@@ -27,31 +27,29 @@ pub fn key_import(data: &[u8]) {
     let _ = PublicKey::from_spki(data);
 }
 
-// Built with the sandbox: always in the fuzz crate (its default feature), with `--features sandbox`
-// in the core's regression test.
-#[cfg(feature = "sandbox")]
-static LOADED: LazyLock<()> = LazyLock::new(|| {
+/// A guest (the sandbox's request handler, as the module runs it) with a CA loaded.
+static GUEST: LazyLock<std::sync::Mutex<protocol::Guest>> = LazyLock::new(|| {
     let mut rng = SeedRng::from_seed([3; 32]);
     let now = OffsetDateTime::from_unix_timestamp(1_790_000_000).unwrap();
     let ca = CertificateAuthority::new_root(&CaParams::new("Fuzz CA"), now, &mut rng).unwrap();
-    let req = serde_json::json!({
-        "op": "loadCa",
-        "certPem": ca.certificate().to_pem(),
-        "keyPem": ca.key().to_pkcs8_pem().unwrap().as_str(),
+    let req = protocol::Request::LoadCa(protocol::LoadCa {
+        cert_pem: ca.certificate().to_pem(),
+        key_pem: ca.key().to_pkcs8_pem().unwrap().to_string(),
+        passphrase: None,
     });
-    let out = sandbox::handle(req.to_string().as_bytes());
+    let mut guest = protocol::Guest::default();
+    let out = guest.handle(&protocol::encode_request(&req).unwrap());
     assert!(
         out.starts_with(br#"{"ok""#),
         "{}",
         String::from_utf8_lossy(&out)
     );
+    std::sync::Mutex::new(guest)
 });
 
 /// The sandbox's request decoder and every operation behind it, with a CA loaded.
-#[cfg(feature = "sandbox")]
 pub fn sandbox_request(data: &[u8]) {
-    LazyLock::force(&LOADED);
-    let out = sandbox::handle(data);
+    let out = GUEST.lock().unwrap_or_else(|e| e.into_inner()).handle(data);
     let v: serde_json::Value = serde_json::from_slice(&out).expect("the response is JSON");
     let obj = v.as_object().expect("the response is an object");
     assert_eq!(obj.len(), 1, "{v}");

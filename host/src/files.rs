@@ -16,7 +16,7 @@ pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<()> {
     let tmp = dir.join(format!(
         ".{}.{}.tmp",
         path.file_name().unwrap_or_default().to_string_lossy(),
-        crate::sandbox::hex(&rnd)
+        wasm_pki::hex(&rnd)
     ));
     let result = (|| {
         let mut f = OpenOptions::new()

@@ -1,13 +1,10 @@
-//! The sandboxed signer: the wasm-pki module in wasmtime, a ledger, tokens, a policy and an HTTP API.
+//! The sandboxed signer, in layers as step-ca has them: [`api`] decodes HTTP and answers (the
+//! only place with status codes), [`authority`] authorizes and signs (token → profile → sandbox →
+//! ledger), [`db`] stores, [`sandbox`] runs the wasm-pki module in wasmtime. See ARCHITECTURE.md.
 #![deny(unsafe_code)]
 
-mod cache;
+pub mod api;
+pub mod authority;
+pub mod db;
 pub mod files;
-pub mod http;
-pub mod ledger;
-pub mod metrics;
-pub mod policy;
 pub mod sandbox;
-pub mod server;
-pub mod signer;
-pub mod tokens;

@@ -8,10 +8,11 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use wasm_pki::{Algorithm, CaParams, CertificateAuthority, KeyEncryption, OffsetDateTime};
 
-use wasm_pki_host::ledger::{Ledger, NewToken, SqliteLedger};
-use wasm_pki_host::policy::Policy;
-use wasm_pki_host::signer::{self, DataDir, Signer};
-use wasm_pki_host::{files, server, tokens};
+use wasm_pki_host::api;
+use wasm_pki_host::authority::policy::Policy;
+use wasm_pki_host::authority::{self, tokens, Authority, DataDir};
+use wasm_pki_host::db::{Ledger, NewToken, SqliteLedger};
+use wasm_pki_host::files;
 
 /// A certificate authority whose signing core runs inside a wasmtime sandbox.
 #[derive(Parser)]
@@ -169,9 +170,9 @@ fn load_policy(p: &Option<PathBuf>) -> Result<Policy> {
     }
 }
 
-fn open_signer(dir: &Path, rt: &Runtime, workers: usize) -> Result<Signer> {
+fn open_authority(dir: &Path, rt: &Runtime, workers: usize) -> Result<Authority> {
     let pass = read_passphrase(&rt.passphrase_file)?;
-    Signer::open(
+    Authority::open(
         dir,
         &module_path(rt),
         load_policy(&rt.policy)?,
@@ -200,7 +201,7 @@ fn run(cli: Cli) -> Result<()> {
                 .map(|n| n.get())
                 .unwrap_or(2);
             let workers = workers.unwrap_or(cores);
-            let signer = open_signer(&dir, &rt, workers)?;
+            let authority = open_authority(&dir, &rt, workers)?;
             // The page loads the npm package next to the module, unless the module is not the
             // package's (the server build): then this checkout's package.
             let pkg = module_path(&rt)
@@ -209,13 +210,13 @@ fn run(cli: Cli) -> Result<()> {
                 .filter(|p| p.join("web.js").is_file())
                 .map(Path::to_path_buf)
                 .unwrap_or_else(|| checkout().join("pkg"));
-            let app = Arc::new(server::App::new(
-                signer,
+            let app = Arc::new(api::App::new(
+                authority,
                 www.unwrap_or_else(|| checkout().join("www")),
                 pkg,
                 workers * 8,
             ));
-            server::serve(app, &listen, MAX_CONNECTIONS)
+            api::serve(app, &listen, MAX_CONNECTIONS)
         }
         Command::Token {
             command:
@@ -248,7 +249,7 @@ fn run(cli: Cli) -> Result<()> {
             }
             let ledger = SqliteLedger::open(&d.ledger())?;
             let (secret, hash, id) = tokens::generate()?;
-            let now = signer::now();
+            let now = authority::now();
             ledger.create_token(&NewToken {
                 hash: &hash,
                 id: &id,
@@ -272,12 +273,10 @@ fn run(cli: Cli) -> Result<()> {
             identity,
             rt,
         } => {
-            let signer = open_signer(&dir, &rt, 1)?;
+            let authority = open_authority(&dir, &rt, 1)?;
             let csr_pem = std::fs::read_to_string(&csr)
                 .with_context(|| format!("reading {}", csr.display()))?;
-            let signed = signer
-                .sign(&csr_pem, &profile, identity.as_deref(), "operator")
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            let signed = authority.sign_as_operator(&csr_pem, &profile, identity.as_deref())?;
             print!("{}", signed.certificate);
             Ok(())
         }
@@ -290,14 +289,14 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Revoke { dir, serial } => {
             let ledger = SqliteLedger::open(&DataDir(dir).ledger())?;
-            if !ledger.revoke(&serial, signer::now())? {
+            if !ledger.revoke(&serial, authority::now())? {
                 bail!("no unrevoked certificate with serial {serial}");
             }
             eprintln!("revoked {serial}");
             Ok(())
         }
         Command::Crl { dir, rt } => {
-            print!("{}", open_signer(&dir, &rt, 1)?.crl()?);
+            print!("{}", open_authority(&dir, &rt, 1)?.crl()?);
             Ok(())
         }
         Command::List { dir } => {
@@ -338,7 +337,7 @@ fn init(
     let pass = read_passphrase(passphrase_file)?;
     files::ensure_private_dir(dir)?;
     let mut rng = rand_core::UnwrapErr(getrandom::SysRng);
-    let now = OffsetDateTime::from_unix_timestamp(signer::now())?;
+    let now = OffsetDateTime::from_unix_timestamp(authority::now())?;
     let mut params = CaParams::new(name);
     params.algorithm = alg;
     let root = CertificateAuthority::new_root(&params, now, &mut rng)?;

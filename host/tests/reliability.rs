@@ -37,6 +37,9 @@ fn contains(hay: &[u8], needle: &[u8]) -> bool {
 
 #[test]
 fn tokens_that_must_not_sign_do_not() {
+    if common::no_module() {
+        return;
+    }
     let (tmp, dir) = new_ca("tokens", &["--algorithm", "ed25519"]);
     let d = dir.to_str().unwrap();
     let other = tmp.path("other");
@@ -225,6 +228,9 @@ fn flip_last(t: &str) -> String {
 /// Kill the server with SIGKILL in the middle of a load, three times, restarting it each time.
 #[test]
 fn sigkill_in_the_middle_of_a_load_loses_no_record() {
+    if common::no_module() {
+        return;
+    }
     let (tmp, dir) = new_ca("kill", &["--algorithm", "ed25519"]);
     let d = dir.to_str().unwrap();
     let key_sha = sha256_file(&dir.join("ca.key"));
@@ -326,6 +332,9 @@ fn sigkill_in_the_middle_of_a_load_loses_no_record() {
 
 #[test]
 fn secrets_at_rest() {
+    if common::no_module() {
+        return;
+    }
     let tmp = TempDir::new("secrets");
     let dir = tmp.path("ca");
     let d = dir.to_str().unwrap();
@@ -434,6 +443,9 @@ fn secrets_at_rest() {
 /// after the 10 s head deadline, and never slow anyone else down meanwhile.
 #[test]
 fn slow_and_idle_connections_are_cut_off_and_harm_nobody() {
+    if common::no_module() {
+        return;
+    }
     use std::io::{Read, Write};
     let (tmp, dir) = new_ca("slow", &["--algorithm", "ed25519"]);
     let server = Server::start(&dir, &[]);
@@ -484,6 +496,9 @@ fn slow_and_idle_connections_are_cut_off_and_harm_nobody() {
 /// and the server keeps serving.
 #[test]
 fn hostile_http_heads_get_clear_answers() {
+    if common::no_module() {
+        return;
+    }
     use std::io::{Read, Write};
     let (tmp, dir) = new_ca("http", &["--algorithm", "ed25519"]);
     let server = Server::start(&dir, &[]);

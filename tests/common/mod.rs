@@ -21,19 +21,16 @@ pub fn now() -> OffsetDateTime {
 }
 
 /// A fresh directory under the target dir's tmp, removed at drop.
-pub struct TempDir(pub PathBuf);
+/// A scratch directory (tempfile's, removed on drop); `.0` is its path.
+pub struct TempDir(pub PathBuf, tempfile::TempDir);
 
 impl TempDir {
     pub fn new(tag: &str) -> Self {
-        let mut bytes = [0u8; 8];
-        getrandom::fill(&mut bytes).unwrap();
-        let name = format!(
-            "wasm-pki-{tag}-{}",
-            bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
-        );
-        let p = std::env::temp_dir().join(name);
-        std::fs::create_dir_all(&p).unwrap();
-        TempDir(p)
+        let t = tempfile::Builder::new()
+            .prefix(&format!("wasm-pki-{tag}-"))
+            .tempdir()
+            .unwrap();
+        TempDir(t.path().to_path_buf(), t)
     }
     pub fn path(&self, name: &str) -> PathBuf {
         self.0.join(name)
@@ -42,12 +39,6 @@ impl TempDir {
         let p = self.path(name);
         std::fs::write(&p, data).unwrap();
         p
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 

@@ -59,7 +59,7 @@ for (const caAlg of ALGS) {
     for (const leafAlg of ALGS) {
       const key = pki.generateKey(leafAlg);
       const csr = pki.createCsr(key, { commonName: 'svc.example.com', dnsNames: ['svc.example.com'], ipAddresses: ['10.0.0.5'] });
-      const leafPem = ca.issue(csr, {});
+      const leafPem = ca.issue(csr, { acceptCsr: true });
       write('leaf.pem', leafPem);
       for (const purpose of ['sslserver', 'sslclient']) {
         assert.match(opensslOk(dir, ['verify', '-x509_strict', '-CAfile', 'ca.pem', '-purpose', purpose, 'leaf.pem']), /leaf\.pem: OK/);
@@ -88,14 +88,14 @@ test('profiles: identity, name rules, SPIFFE, lifetime', (t) => {
   const key = pki.generateKey('p256');
   const csr = pki.createCsr(key, { commonName: 'evil', dnsNames: ['a.example.com'] });
   // The issuer decides the subject.
-  const leaf = ca.issue(csr, { identity: 'a.example.com', subjectFrom: 'identity', names: { allow: [] }, lifetimeSecs: 600 });
+  const leaf = ca.issue(csr, { subjectFrom: 'identity', names: { allow: [] } }, { identity: 'a.example.com', lifetimeSecs: 600 });
   const d = pki.inspect(leaf);
   assert.equal(d.subject, 'CN=a.example.com');
   assert.equal(d.notAfter - d.notBefore, 600 + 60);
   // Outside the rules: refused, not trimmed.
   const wide = pki.createCsr(key, { commonName: 'x', dnsNames: ['a.example.com', 'evil.com'] });
   assert.throws(() => ca.issue(wide, { names: { allow: [{ type: 'dns', value: '.example.com' }] } }), (e) => e.code === 'policy' && /evil\.com/.test(e.message));
-  assert.throws(() => ca.issue(csr, { lifetimeSecs: 400 * 86400 }), (e) => e.code === 'policy');
+  assert.throws(() => ca.issue(csr, { acceptCsr: true }, { lifetimeSecs: 400 * 86400 }), (e) => e.code === 'policy');
   assert.throws(() => ca.issue(csr, { nmes: {} }), (e) => e.code === 'invalid_parameter' && /unknown field `nmes`/.test(e.message));
   // SPIFFE SVID.
   const svidCsr = pki.createCsr(key, { uris: ['spiffe://example.org/ns/prod/sa/web'] });
@@ -120,7 +120,7 @@ test('loadCa round trip with an encrypted key', () => {
   const ca = pki.createCa({ commonName: 'Load CA', algorithm: 'ed25519' });
   const again = pki.loadCa(ca.certificatePem(), ca.privateKeyPem('pw'), 'pw');
   const csr = pki.createCsr(pki.generateKey('p256'), { dnsNames: ['l.example.com'] });
-  pki.verifyChain([again.issue(csr, {}), ca.certificatePem()]);
+  pki.verifyChain([again.issue(csr, { acceptCsr: true }), ca.certificatePem()]);
 });
 
 test('WebCrypto: our keys import and sign; its keys import into us', async () => {

@@ -27,7 +27,7 @@ test('the packed tarball works with import, require and tsc', (t) => {
     import { generateKey, createCsr, createCa, inspect } from 'wasm-pki';
     const ca = createCa({ commonName: 'ESM CA' });
     const csr = createCsr(generateKey('ed25519'), { commonName: 'esm.example.com', dnsNames: ['esm.example.com'] });
-    console.log(inspect(ca.issue(csr, {})).names.dns[0]);
+    console.log(inspect(ca.issue(csr, { acceptCsr: true })).names.dns[0]);
   `);
   assert.equal(execFileSync('node', ['esm.mjs'], { cwd: app, encoding: 'utf8' }).trim(), 'esm.example.com');
 
@@ -55,7 +55,10 @@ test('the packed tarball works with import, require and tsc', (t) => {
     createCsr(key, { commonNme: 'typo' });
     // @ts-expect-error: usage must be one of the three
     const bad: Profile = { usage: 'both' };
-    export { n, bad };
+    // @ts-expect-error: the identity is what the caller vouches for, not part of the profile
+    const mixed: Profile = { identity: 'a.example.com' };
+    inspect(ca.issue(csr, { acceptCsr: true }, { identity: 'ts.example.com', lifetimeSecs: 60 }));
+    export { n, bad, mixed };
   `);
   writeFileSync(join(app, 'tsconfig.json'), JSON.stringify({ compilerOptions: { strict: true, noEmit: true, module: 'nodenext', moduleResolution: 'nodenext', target: 'es2022', skipLibCheck: false }, files: ['use.ts'] }));
   execFileSync(join(pkgDir, 'node_modules', '.bin', 'tsc'), ['-p', app], { cwd: app, stdio: 'pipe' });

@@ -18,27 +18,42 @@ pub fn module() -> PathBuf {
     }
 }
 
-pub struct TempDir(pub PathBuf);
+/// True (after one line saying what to run) when `path` has not been built, so that a plain
+/// `cargo test --workspace` passes on a fresh checkout. Under CI a missing module is a failure.
+pub fn missing(path: &Path, build: &str) -> bool {
+    if path.is_file() {
+        return false;
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "{} is missing under CI: {build}",
+        path.display()
+    );
+    eprintln!(
+        "skipped: {} is not built; run `{build}` first",
+        path.display()
+    );
+    true
+}
+
+/// [`missing`] for the npm package's module (the page's files come with it).
+pub fn no_module() -> bool {
+    missing(&module(), "scripts/build-pkg.sh")
+}
+
+/// A scratch directory (tempfile's, removed on drop); `.0` is its path.
+pub struct TempDir(pub PathBuf, tempfile::TempDir);
 
 impl TempDir {
     pub fn new(tag: &str) -> Self {
-        let mut b = [0u8; 8];
-        getrandom::fill(&mut b).unwrap();
-        let p = std::env::temp_dir().join(format!(
-            "wasm-pki-host-{tag}-{}",
-            b.iter().map(|x| format!("{x:02x}")).collect::<String>()
-        ));
-        std::fs::create_dir_all(&p).unwrap();
-        TempDir(p)
+        let t = tempfile::Builder::new()
+            .prefix(&format!("wasm-pki-host-{tag}-"))
+            .tempdir()
+            .unwrap();
+        TempDir(t.path().to_path_buf(), t)
     }
     pub fn path(&self, n: &str) -> PathBuf {
         self.0.join(n)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 

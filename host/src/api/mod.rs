@@ -1,4 +1,9 @@
-//! The HTTP API and the owner's page, on the small HTTP/1.1 server in `http.rs`.
+//! The API (`api/`, as step-ca's): decodes HTTP requests, calls the authority, and answers. The
+//! only code that knows status codes ([`status`]); it never touches the ledger or the sandbox.
+//! Served by the small HTTP/1.1 server in [`http`]; counters in [`metrics`].
+
+pub mod http;
+pub mod metrics;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -9,19 +14,72 @@ use anyhow::Result;
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::http::{Handler, Request, Response};
-use crate::ledger::TokenRefusal;
-use crate::metrics::Metrics;
-use crate::signer::{now, ApiError, Signer, MAX_CSR_BYTES};
-use crate::tokens;
+use crate::authority::{Authority, AuthorityError, MAX_CSR_BYTES};
+use http::{Handler, Request, Response};
+use metrics::Metrics;
 
 /// Largest request body read; bigger ones get 413 without being read.
 const MAX_BODY: usize = MAX_CSR_BYTES + 1024;
 
+/// A refusal as the API answers it: status, stable code, message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    /// HTTP status.
+    pub status: u16,
+    /// Stable code.
+    pub code: String,
+    /// Human message.
+    pub message: String,
+}
+
+impl ApiError {
+    /// Build one.
+    pub fn new(status: u16, code: &str, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            code: code.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// The status code for an authority's refusal: the one place that maps them.
+pub fn status(e: &AuthorityError) -> u16 {
+    match e {
+        AuthorityError::TooLarge { .. } => 413,
+        AuthorityError::BadToken(_) | AuthorityError::TokenExpired | AuthorityError::TokenUsed => {
+            401
+        }
+        AuthorityError::UnknownProfile(_) => 403,
+        AuthorityError::Refused(g) => match g.code.as_str() {
+            "policy" => 403,
+            "too_large" => 413,
+            "encoding" | "chain" => 500,
+            _ => 400,
+        },
+        AuthorityError::Busy => 503,
+        AuthorityError::SandboxTrap(_)
+        | AuthorityError::SandboxSetup(_)
+        | AuthorityError::SandboxReply(_)
+        | AuthorityError::Ledger(_)
+        | AuthorityError::Internal(_) => 500,
+    }
+}
+
+impl From<AuthorityError> for ApiError {
+    fn from(e: AuthorityError) -> Self {
+        ApiError {
+            status: status(&e),
+            code: e.code().to_string(),
+            message: e.message(),
+        }
+    }
+}
+
 /// The running server's state.
 pub struct App {
-    /// The signer.
-    pub signer: Signer,
+    /// The authority.
+    pub authority: Authority,
     /// Counters.
     pub metrics: Metrics,
     /// The page's files.
@@ -34,9 +92,9 @@ pub struct App {
 
 impl App {
     /// New app state; `max_inflight` signing requests may queue before 429.
-    pub fn new(signer: Signer, www: PathBuf, pkg: PathBuf, max_inflight: usize) -> Self {
+    pub fn new(authority: Authority, www: PathBuf, pkg: PathBuf, max_inflight: usize) -> Self {
         App {
-            signer,
+            authority,
             metrics: Metrics::default(),
             www,
             pkg,
@@ -88,10 +146,10 @@ pub fn serve(app: Arc<App>, listen: &str, max_connections: usize) -> Result<()> 
         .unwrap_or_else(|_| listen.to_string());
     println!(
         "wasm-pki signer: module sha256 {}",
-        app.signer.sandbox.module_sha256()
+        app.authority.sandbox.module_sha256()
     );
     println!("wasm-pki signer: listening on http://{addr}/ (open it to request a certificate)");
-    crate::http::serve(listener, max_connections, MAX_BODY, app)?;
+    http::serve(listener, max_connections, MAX_BODY, app)?;
     Ok(())
 }
 
@@ -134,13 +192,17 @@ fn handle(app: &App, rq: &Request) -> Response {
         ("GET", "/v1/info") => ("/v1/info", info(app)),
         ("GET", "/v1/ca") => (
             "/v1/ca",
-            text(200, "application/x-pem-file", app.signer.root_pem.clone()),
+            text(
+                200,
+                "application/x-pem-file",
+                app.authority.root_pem.clone(),
+            ),
         ),
         ("GET", "/v1/crl") => (
             "/v1/crl",
-            match app.signer.crl() {
+            match app.authority.crl() {
                 Ok(pem) => text(200, "application/x-pem-file", pem),
-                Err(e) => error_response(&ApiError::new(500, "crl", format!("{e:#}"))),
+                Err(e) => error_response(&ApiError::new(status(&e).max(500), "crl", e.message())),
             },
         ),
         ("GET", "/metrics") => (
@@ -149,7 +211,7 @@ fn handle(app: &App, rq: &Request) -> Response {
                 200,
                 "text/plain; version=0.0.4",
                 app.metrics
-                    .render(app.signer.sandbox.traps.load(Ordering::Relaxed)),
+                    .render(app.authority.sandbox.traps.load(Ordering::Relaxed)),
             ),
         ),
         ("GET", p) => ("static", static_file(app, p)),
@@ -170,10 +232,10 @@ fn info(app: &App) -> Resp {
     json_response(
         200,
         &json!({
-            "moduleSha256": app.signer.sandbox.module_sha256(),
+            "moduleSha256": app.authority.sandbox.module_sha256(),
             "wasmtime": env!("WASMTIME_VERSION"),
-            "ca": app.signer.ca_info,
-            "profiles": app.signer.policy.profiles.keys().collect::<Vec<_>>(),
+            "ca": app.authority.ca_info,
+            "profiles": app.authority.policy.profiles.keys().collect::<Vec<_>>(),
         }),
     )
 }
@@ -225,36 +287,8 @@ fn sign_inner(app: &App, rq: &Request) -> Result<serde_json::Value, ApiError> {
         })?;
     let body: SignBody = serde_json::from_slice(&rq.body)
         .map_err(|e| ApiError::new(400, "bad_request", format!("the body must be JSON {{\"csr\": \"-----BEGIN CERTIFICATE REQUEST-----...\"}}: {e}")))?;
-    if !tokens::well_formed(&token) {
-        return Err(ApiError::new(
-            401,
-            "bad_token",
-            "the token is not a wasm-pki enrolment token",
-        ));
-    }
-    let grant = app
-        .signer
-        .ledger
-        .consume_token(&tokens::hash(&token), now())
-        .map_err(|e| ApiError::new(500, "ledger", format!("{e:#}")))?
-        .map_err(|r| match r {
-            TokenRefusal::Unknown => ApiError::new(401, "bad_token", "unknown token"),
-            TokenRefusal::Expired => ApiError::new(401, "token_expired", "the token has expired"),
-            TokenRefusal::Used => ApiError::new(401, "token_used", "the token has been used up"),
-        })?;
-    match app.signer.sign(
-        &body.csr,
-        &grant.profile,
-        grant.identity.as_deref(),
-        &grant.id,
-    ) {
-        Ok(s) => Ok(serde_json::to_value(s).unwrap_or_default()),
-        Err(e) => {
-            // Nothing was issued or recorded: release the reserved use so the holder can retry.
-            let _ = app.signer.ledger.refund_token(&grant.id);
-            Err(e)
-        }
-    }
+    let signed = app.authority.sign_with_token(&token, &body.csr)?;
+    Ok(serde_json::to_value(signed).unwrap_or_default())
 }
 
 fn static_file(app: &App, path: &str) -> Resp {

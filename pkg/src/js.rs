@@ -1,12 +1,12 @@
-//! JavaScript bindings (feature `js`): the npm package's API. Entropy comes from WebCrypto through
-//! getrandom and time from `Date`; everything else is the core as it is.
+//! The JavaScript face of the module: the npm package's API (declared in `pkg/index.d.ts`).
+//! Entropy comes from WebCrypto through getrandom and time from `Date`; everything else is the
+//! core as it is.
 
 use js_sys::{Array, Date, Error as JsError, Reflect};
 use serde::{Deserialize, Serialize};
 use wasm_bindgen::prelude::*;
 
-use crate::policy::{NameRules, SubjectSource};
-use crate::{
+use wasm_pki::{
     Algorithm, CaParams, Certificate, CertificateAuthority, CsrRequest, Error, IssueOptions,
     KeyEncryption, KeyPair, OffsetDateTime, ParsedCsr, Profile, SanName, Subject,
 };
@@ -17,28 +17,41 @@ fn rng() -> Rng {
     rand_core::UnwrapErr(getrandom::SysRng)
 }
 
-fn now() -> Result<OffsetDateTime, JsValue> {
+fn now() -> Res<OffsetDateTime> {
     let secs = (Date::now() / 1000.0).floor() as i64;
     OffsetDateTime::from_unix_timestamp(secs)
         .map_err(|e| js_error("invalid_parameter", &e.to_string()))
 }
 
-/// A JS `Error` with a stable `code` property.
-fn js_error(code: &str, message: &str) -> JsValue {
-    let err = JsError::new(message);
-    let _ = Reflect::set(&err, &"code".into(), &code.into());
-    err.into()
+/// What every export throws: a JS `Error` with a stable `code` property (the core's
+/// [`Error::code`] set, which `tests/node` checks against `index.d.ts`).
+pub struct Failure(JsValue);
+
+/// Results of the exports.
+type Res<T> = Result<T, Failure>;
+
+impl From<Failure> for JsValue {
+    fn from(f: Failure) -> JsValue {
+        f.0
+    }
 }
 
-impl From<Error> for JsValue {
+impl From<Error> for Failure {
     fn from(e: Error) -> Self {
         js_error(e.code(), &e.to_string())
     }
 }
 
+/// A JS `Error` with a stable `code` property.
+fn js_error(code: &str, message: &str) -> Failure {
+    let err = JsError::new(message);
+    let _ = Reflect::set(&err, &"code".into(), &code.into());
+    Failure(err.into())
+}
+
 /// Requests and profiles go through JSON so that unknown fields (a typo in a policy) are refused:
 /// serde-wasm-bindgen would silently skip them.
-fn from_js<T: for<'de> Deserialize<'de>>(what: &str, v: JsValue) -> Result<T, JsValue> {
+fn from_js<T: for<'de> Deserialize<'de>>(what: &str, v: JsValue) -> Res<T> {
     let bad = |m: String| js_error("invalid_parameter", &format!("{what}: {m}"));
     if !v.is_object() || Array::is_array(&v) {
         return Err(bad("expected an object".into()));
@@ -47,13 +60,13 @@ fn from_js<T: for<'de> Deserialize<'de>>(what: &str, v: JsValue) -> Result<T, Js
         .map_err(|_| bad("not serialisable as JSON".into()))?
         .as_string()
         .unwrap_or_default();
-    if text.len() > crate::MAX_INPUT_BYTES {
+    if text.len() > wasm_pki::MAX_INPUT_BYTES {
         return Err(bad("too large".into()));
     }
     serde_json::from_str(&text).map_err(|e| bad(e.to_string()))
 }
 
-fn to_js<T: Serialize>(v: &T) -> Result<JsValue, JsValue> {
+fn to_js<T: Serialize>(v: &T) -> Res<JsValue> {
     v.serialize(&serde_wasm_bindgen::Serializer::json_compatible())
         .map_err(|e| js_error("encoding", &e.to_string()))
 }
@@ -63,7 +76,7 @@ fn passphrase_bytes(p: Option<String>) -> Option<Vec<u8>> {
 }
 
 /// PKCS#8 PEM of `key`, encrypted (scrypt, AES-256-CBC) when a non-empty passphrase is given.
-fn private_key_pem(key: &KeyPair, passphrase: Option<String>) -> Result<String, JsValue> {
+fn private_key_pem(key: &KeyPair, passphrase: Option<String>) -> Res<String> {
     match passphrase_bytes(passphrase) {
         Some(p) => Ok(key.to_encrypted_pkcs8_pem(&p, KeyEncryption::Scrypt, &mut rng())?),
         None => Ok(key.to_pkcs8_pem()?.to_string()),
@@ -92,13 +105,13 @@ impl Key {
 
     /// PKCS#8 PEM; encrypted (PBES2, scrypt, AES-256-CBC) when a passphrase is given.
     #[wasm_bindgen(js_name = privateKeyPem)]
-    pub fn private_key_pem(&self, passphrase: Option<String>) -> Result<String, JsValue> {
+    pub fn private_key_pem(&self, passphrase: Option<String>) -> Res<String> {
         private_key_pem(&self.inner, passphrase)
     }
 
     /// The public key as a JWK object.
     #[wasm_bindgen(js_name = publicKeyJwk)]
-    pub fn public_key_jwk(&self) -> Result<JsValue, JsValue> {
+    pub fn public_key_jwk(&self) -> Res<JsValue> {
         to_js(&self.inner.public_key().to_jwk())
     }
 
@@ -110,13 +123,13 @@ impl Key {
     /// SHA-256 of the SubjectPublicKeyInfo, hex.
     #[wasm_bindgen(js_name = fingerprint)]
     pub fn fingerprint(&self) -> String {
-        crate::pem::hex(&self.inner.public_key().fingerprint_sha256())
+        wasm_pki::hex(&self.inner.public_key().fingerprint_sha256())
     }
 }
 
 /// Generate a key: `'p256'` or `'ed25519'`.
 #[wasm_bindgen(js_name = generateKey)]
-pub fn generate_key(algorithm: &str) -> Result<Key, JsValue> {
+pub fn generate_key(algorithm: &str) -> Res<Key> {
     let alg: Algorithm = algorithm.parse()?;
     Ok(Key {
         inner: KeyPair::generate(alg, &mut rng()),
@@ -125,7 +138,7 @@ pub fn generate_key(algorithm: &str) -> Result<Key, JsValue> {
 
 /// Read a PKCS#8 PEM key (encrypted ones need the passphrase).
 #[wasm_bindgen(js_name = importKey)]
-pub fn import_key(pem: &str, passphrase: Option<String>) -> Result<Key, JsValue> {
+pub fn import_key(pem: &str, passphrase: Option<String>) -> Res<Key> {
     let p = passphrase_bytes(passphrase);
     Ok(Key {
         inner: KeyPair::from_pem(pem.as_bytes(), p.as_deref())?,
@@ -158,18 +171,14 @@ fn non_empty(s: Option<String>) -> Option<String> {
 /// Verify a signature (r‖s or DER for P-256, Ed25519, RSA PKCS#1 v1.5) with a public key PEM.
 /// Returns false for a signature that does not verify; throws for a malformed key.
 #[wasm_bindgen(js_name = verifySignature)]
-pub fn verify_signature(
-    public_key_pem: &str,
-    data: &[u8],
-    signature: &[u8],
-) -> Result<bool, JsValue> {
-    let key = crate::PublicKey::from_spki(public_key_pem.as_bytes())?;
+pub fn verify_signature(public_key_pem: &str, data: &[u8], signature: &[u8]) -> Res<bool> {
+    let key = wasm_pki::PublicKey::from_spki(public_key_pem.as_bytes())?;
     Ok(key.verify(data, signature).is_ok())
 }
 
 /// Build a CSR PEM for `key` from `{ commonName, organization?, dnsNames?, ipAddresses?, uris?, emails? }`.
 #[wasm_bindgen(js_name = createCsr)]
-pub fn create_csr(key: &Key, request: JsValue) -> Result<String, JsValue> {
+pub fn create_csr(key: &Key, request: JsValue) -> Res<String> {
     let r: JsCsrRequest = from_js("request", request)?;
     let mut names = Vec::new();
     for d in &r.dns_names {
@@ -204,8 +213,8 @@ pub fn create_csr(key: &Key, request: JsValue) -> Result<String, JsValue> {
 
 /// Describe a certificate or CSR (PEM) as a plain object.
 #[wasm_bindgen]
-pub fn inspect(pem: &str) -> Result<JsValue, JsValue> {
-    to_js(&crate::inspect(pem.as_bytes())?)
+pub fn inspect(pem: &str) -> Res<JsValue> {
+    to_js(&wasm_pki::inspect(pem.as_bytes())?)
 }
 
 #[derive(Deserialize)]
@@ -224,62 +233,37 @@ pub struct Ca {
     inner: CertificateAuthority,
 }
 
-/// A JS profile is the core's profile (same camelCase fields) with `{}` meaning: accept the
-/// CSR's subject and names as they are (the caller holds the CA key), default lifetime, a
-/// server+client leaf. Two extra fields say what the caller vouches for: `identity`, `lifetimeSecs`.
-/// Fields given replace those of [`Profile::accept_csr`]; unknown fields are refused.
-fn profile_from_js(value: JsValue) -> Result<(Profile, IssueOptions), JsValue> {
-    use serde_json::{Map, Value};
-    let bad = |m: String| js_error("invalid_parameter", &format!("profile: {m}"));
-    let mut given: Map<String, Value> = if value.is_undefined() || value.is_null() {
-        Map::new()
+/// The caller's part of an issue call, kept out of the profile as in Rust's [`IssueOptions`].
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct JsIssueOptions {
+    identity: Option<String>,
+    lifetime_secs: Option<u64>,
+}
+
+/// A JS profile is the core's profile, the same camelCase fields as JSON and TOML: `{}` is the
+/// default (a server+client leaf for `options.identity` only), and taking the CSR's subject and
+/// names as they are is the explicit `{ acceptCsr: true }`. Unknown fields are refused.
+fn profile_from_js(profile: JsValue, options: JsValue) -> Res<(Profile, IssueOptions)> {
+    let profile: Profile = if profile.is_undefined() || profile.is_null() {
+        Profile::default()
     } else {
-        from_js("profile", value)?
+        from_js("profile", profile)?
     };
-    let identity = match given.remove("identity") {
-        None | Some(Value::Null) => None,
-        Some(Value::String(s)) => Some(SanName::parse(&s)?),
-        Some(_) => return Err(bad("identity must be a string".into())),
+    let o: JsIssueOptions = if options.is_undefined() || options.is_null() {
+        JsIssueOptions {
+            identity: None,
+            lifetime_secs: None,
+        }
+    } else {
+        from_js("options", options)?
     };
-    let lifetime_secs = match given.remove("lifetimeSecs") {
-        None | Some(Value::Null) => None,
-        Some(v) => Some(
-            v.as_u64()
-                .ok_or_else(|| bad("lifetimeSecs must be a positive whole number".into()))?,
-        ),
-    };
-    let base = Profile::accept_csr();
-    let Ok(Value::Object(mut merged)) = serde_json::to_value(&base) else {
-        return Err(bad("internal: the base profile is not an object".into()));
-    };
-    if given.contains_key("spiffe") {
-        // An SVID profile takes names from the SPIFFE rule, and the issuer sets the subject.
-        merged.insert(
-            "names".into(),
-            serde_json::to_value(NameRules::default()).unwrap_or_default(),
-        );
-        merged.insert(
-            "subjectFrom".into(),
-            serde_json::to_value(SubjectSource::Identity).unwrap_or_default(),
-        );
-    }
-    if let (Some(max), false) = (
-        given.get("maxLifetimeSecs").and_then(Value::as_u64),
-        given.contains_key("defaultLifetimeSecs"),
-    ) {
-        merged.insert(
-            "defaultLifetimeSecs".into(),
-            base.default_lifetime_secs.min(max).into(),
-        );
-    }
-    merged.extend(given);
-    let profile: Profile =
-        serde_json::from_value(Value::Object(merged)).map_err(|e| bad(e.to_string()))?;
+    let identity = o.identity.as_deref().map(SanName::parse).transpose()?;
     Ok((
         profile,
         IssueOptions {
             identity,
-            lifetime_secs,
+            lifetime_secs: o.lifetime_secs,
         },
     ))
 }
@@ -294,13 +278,14 @@ impl Ca {
 
     /// The CA key as PKCS#8 PEM, encrypted when a passphrase is given.
     #[wasm_bindgen(js_name = privateKeyPem)]
-    pub fn private_key_pem(&self, passphrase: Option<String>) -> Result<String, JsValue> {
+    pub fn private_key_pem(&self, passphrase: Option<String>) -> Res<String> {
         private_key_pem(self.inner.key(), passphrase)
     }
 
-    /// Issue a leaf for a CSR (PEM) under `profile`; returns the certificate PEM.
-    pub fn issue(&self, csr_pem: &str, profile: JsValue) -> Result<String, JsValue> {
-        let (profile, opts) = profile_from_js(profile)?;
+    /// Issue a leaf for a CSR (PEM) under `profile`, for what `options` vouches for
+    /// (`{ identity?, lifetimeSecs? }`); returns the certificate PEM.
+    pub fn issue(&self, csr_pem: &str, profile: JsValue, options: JsValue) -> Res<String> {
+        let (profile, opts) = profile_from_js(profile, options)?;
         let csr = ParsedCsr::parse(csr_pem.as_bytes())?;
         let issued = self
             .inner
@@ -311,7 +296,7 @@ impl Ca {
 
 /// Create a self-signed root CA: `{ commonName, organization?, algorithm?, validityDays?, pathLen? }`.
 #[wasm_bindgen(js_name = createCa)]
-pub fn create_ca(options: JsValue) -> Result<Ca, JsValue> {
+pub fn create_ca(options: JsValue) -> Res<Ca> {
     let o: JsCaOptions = from_js("options", options)?;
     let mut p = CaParams::new(&o.common_name);
     p.subject.organization = non_empty(o.organization);
@@ -329,7 +314,7 @@ pub fn create_ca(options: JsValue) -> Result<Ca, JsValue> {
 
 /// Load a CA from its certificate PEM (optionally followed by its chain) and key PEM.
 #[wasm_bindgen(js_name = loadCa)]
-pub fn load_ca(cert_pem: &str, key_pem: &str, passphrase: Option<String>) -> Result<Ca, JsValue> {
+pub fn load_ca(cert_pem: &str, key_pem: &str, passphrase: Option<String>) -> Res<Ca> {
     let p = passphrase_bytes(passphrase);
     Ok(Ca {
         inner: CertificateAuthority::from_pem(
@@ -343,7 +328,7 @@ pub fn load_ca(cert_pem: &str, key_pem: &str, passphrase: Option<String>) -> Res
 /// Verify a chain (leaf first, trusted root last), given as an array of PEMs or one bundle,
 /// at `atTimeMs` (default now). Returns `{ subjects, validUntil }` or throws.
 #[wasm_bindgen(js_name = verifyChain)]
-pub fn verify_chain(pems: JsValue, at_time_ms: Option<f64>) -> Result<JsValue, JsValue> {
+pub fn verify_chain(pems: JsValue, at_time_ms: Option<f64>) -> Res<JsValue> {
     let mut certs = Vec::new();
     if let Some(s) = pems.as_string() {
         certs = Certificate::parse_all(s.as_bytes())?;
@@ -373,5 +358,5 @@ pub fn verify_chain(pems: JsValue, at_time_ms: Option<f64>) -> Result<JsValue, J
         }
         None => now()?.unix_timestamp(),
     };
-    to_js(&crate::verify_chain(&certs, at)?)
+    to_js(&wasm_pki::verify_chain(&certs, at)?)
 }

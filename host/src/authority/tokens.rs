@@ -13,7 +13,7 @@ pub fn generate() -> Result<(String, [u8; 32], String)> {
     getrandom::fill(raw.as_mut()).map_err(|e| anyhow::anyhow!("OS RNG: {e}"))?;
     let secret = format!("{PREFIX}{}", Base64UrlUnpadded::encode_string(raw.as_ref()));
     let hash = hash(&secret);
-    let id = crate::sandbox::hex(&hash[..8]);
+    let id = wasm_pki::hex(&hash[..8]);
     Ok((secret, hash, id))
 }
 
@@ -31,25 +31,23 @@ pub fn well_formed(secret: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
-/// Parse a duration such as `90s`, `15m`, `1h`, `7d`.
+/// Parse a token lifetime such as `90s`, `15m`, `1h`, `7d` or `1h 30m` (humantime's syntax; a
+/// bare number is seconds), between 1 s and 365 days.
 pub fn parse_ttl(s: &str) -> Result<i64> {
     let s = s.trim();
-    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-    let n: i64 = num
-        .parse()
-        .map_err(|_| anyhow::anyhow!("invalid duration \"{s}\" (use e.g. 90s, 15m, 1h, 7d)"))?;
-    let unit_secs: i64 = match unit {
-        "s" | "" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86_400,
-        _ => bail!("invalid duration unit in \"{s}\" (use s, m, h or d)"),
+    let secs = if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
+        s.parse::<u64>().unwrap_or(u64::MAX)
+    } else {
+        humantime::parse_duration(s)
+            .map_err(|e| {
+                anyhow::anyhow!("invalid duration \"{s}\" ({e}; use e.g. 90s, 15m, 1h, 7d)")
+            })?
+            .as_secs()
     };
-    let secs = n.checked_mul(unit_secs).unwrap_or(i64::MAX);
-    if secs <= 0 || secs > 366 * 86_400 {
-        bail!("token lifetime must be between 1 s and 366 days");
+    if secs == 0 || secs > 365 * 86_400 {
+        bail!("token lifetime must be between 1 s and 365 days");
     }
-    Ok(secs)
+    Ok(secs as i64)
 }
 
 #[cfg(test)]
@@ -81,6 +79,7 @@ mod tests {
         assert_eq!(parse_ttl("1h").unwrap(), 3600);
         assert_eq!(parse_ttl("90").unwrap(), 90);
         assert_eq!(parse_ttl("7d").unwrap(), 604_800);
+        assert_eq!(parse_ttl("1h 30m").unwrap(), 5400);
         for bad in [
             "",
             "h",

@@ -1,6 +1,9 @@
 //! The wasm-pki module inside wasmtime: one `Engine`, the module compiled once (and cached on
-//! disk), an `InstancePre`, and a pool of instances that each hold the CA. Every call runs under a
-//! memory cap and an epoch deadline; an instance that traps or hits a limit is dropped.
+//! disk, [`cache`]), an `InstancePre`, and a pool of instances that each hold the CA. Every call
+//! runs under a memory cap and an epoch deadline; an instance that traps or hits a limit is
+//! dropped. Requests and replies are the core's typed protocol (`wasm_pki::protocol`).
+
+mod cache;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -8,12 +11,14 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use anyhow::{anyhow, Context, Result};
-use serde_json::Value;
+use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
+use wasm_pki::protocol::{self, GuestError, LoadCa, Loaded, Request};
 use wasmtime::{
     Config, Engine, InstancePre, Linker, Memory, Module, Store, StoreLimits, StoreLimitsBuilder,
     TypedFunc,
 };
+use zeroize::Zeroizing;
 
 /// Memory one instance may grow to.
 pub const MEMORY_LIMIT: usize = 64 << 20;
@@ -31,6 +36,9 @@ pub enum CallError {
     Busy,
     /// The host could not set up an instance.
     Setup(anyhow::Error),
+    /// The guest answered something that is not the typed reply (a missing, renamed or unknown
+    /// field): nothing it said is used.
+    BadReply(String),
 }
 
 impl std::fmt::Display for CallError {
@@ -39,6 +47,9 @@ impl std::fmt::Display for CallError {
             CallError::Trap(m) => write!(f, "sandbox trapped: {m}"),
             CallError::Busy => f.write_str("all sandbox instances are busy"),
             CallError::Setup(e) => write!(f, "sandbox setup failed: {e:#}"),
+            CallError::BadReply(m) => {
+                write!(f, "the sandbox's reply does not follow the protocol: {m}")
+            }
         }
     }
 }
@@ -70,6 +81,14 @@ impl Worker {
         self.memory.read(&self.store, ptr, &mut out)?;
         Ok(out)
     }
+
+    /// Run the (encoded) CA-loading request in this instance.
+    fn load(&mut self, init: &[u8]) -> Result<Loaded> {
+        match protocol::decode_reply::<Loaded>(&self.call(init)?)? {
+            Ok(loaded) => Ok(loaded),
+            Err(e) => Err(anyhow!("loading the CA into the sandbox: {e}")),
+        }
+    }
 }
 
 /// The sandboxed signer.
@@ -78,7 +97,7 @@ pub struct Sandbox {
     pre: InstancePre<StoreLimits>,
     module_sha256: String,
     /// The request that loads the CA into each new instance (holds key material: never logged).
-    init: Mutex<Option<zeroize::Zeroizing<Vec<u8>>>>,
+    init: Mutex<Option<Zeroizing<Vec<u8>>>>,
     idle: Mutex<Vec<Worker>>,
     free: Condvar,
     live: AtomicU64,
@@ -97,11 +116,7 @@ impl Drop for Sandbox {
 /// SHA-256 (hex) of a file.
 pub fn file_sha256(path: &Path) -> Result<String> {
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    Ok(hex(&Sha256::digest(&bytes)))
-}
-
-pub(crate) fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
+    Ok(wasm_pki::hex(&Sha256::digest(&bytes)))
 }
 
 impl Sandbox {
@@ -109,7 +124,7 @@ impl Sandbox {
     pub fn new(wasm: &Path, cache_dir: &Path, size: usize) -> Result<Arc<Self>> {
         let bytes = std::fs::read(wasm)
             .with_context(|| format!("reading the module {}", wasm.display()))?;
-        let module_sha256 = hex(&Sha256::digest(&bytes));
+        let module_sha256 = wasm_pki::hex(&Sha256::digest(&bytes));
         let mut config = Config::new();
         config.epoch_interruption(true);
         // WASM_PKI_PERFMAP=1: write /tmp/perf-PID.map so `perf` names the module's functions.
@@ -190,34 +205,21 @@ impl Sandbox {
             memory,
         };
         if let Some(init) = self.init.lock().unwrap().as_ref() {
-            let out = w.call(init)?;
-            let v: Value = serde_json::from_slice(&out)?;
-            if let Some(e) = v.get("error") {
-                return Err(anyhow!("loading the CA into the sandbox: {}", e["message"]));
-            }
+            w.load(init)?;
         }
         Ok(w)
     }
 
     /// Load the CA into every instance made from now on (and check it loads). Drops idle ones.
-    pub fn load_ca(
-        &self,
-        cert_pem: &str,
-        key_pem: &str,
-        passphrase: Option<&str>,
-    ) -> Result<Value> {
-        let req = serde_json::to_vec(
-            &serde_json::json!({"op": "loadCa", "certPem": cert_pem, "keyPem": key_pem, "passphrase": passphrase}),
-        )?;
-        *self.init.lock().unwrap() = Some(zeroize::Zeroizing::new(req));
+    pub fn load_ca(&self, load: LoadCa) -> Result<Loaded> {
+        let req = protocol::encode_request(&Request::LoadCa(load))?;
+        *self.init.lock().unwrap() = Some(req);
         self.idle.lock().unwrap().clear();
         let mut w = self.new_worker()?;
-        let out: Value = serde_json::from_slice(&w.call(&serde_json::to_vec(
-            &serde_json::json!({"op": "inspect", "pem": cert_pem}),
-        )?)?)?;
+        let loaded = w.load(self.init.lock().unwrap().as_ref().expect("set above"))?;
         self.live.fetch_add(1, Ordering::SeqCst);
         self.release(w);
-        Ok(out)
+        Ok(loaded)
     }
 
     fn acquire(&self, wait: Duration) -> Result<Worker, CallError> {
@@ -254,15 +256,25 @@ impl Sandbox {
         self.free.notify_one();
     }
 
-    /// Send one JSON request; waits up to `wait` for a free instance.
-    pub fn call(&self, request: &Value, wait: Duration) -> Result<Value, CallError> {
-        let bytes = serde_json::to_vec(request).map_err(|e| CallError::Setup(e.into()))?;
+    /// Send one request and decode its typed reply `T`; waits up to `wait` for a free instance.
+    pub fn call<T: DeserializeOwned>(
+        &self,
+        request: &Request,
+        wait: Duration,
+    ) -> Result<Result<T, GuestError>, CallError> {
+        let bytes = protocol::encode_request(request).map_err(|e| CallError::Setup(e.into()))?;
+        let out = self.call_bytes(&bytes, wait)?;
+        protocol::decode_reply(&out).map_err(|e| CallError::BadReply(e.to_string()))
+    }
+
+    /// Send request bytes as they are (hostile-input tests, benchmarks) and return the reply's
+    /// bytes as the guest wrote them.
+    pub fn call_bytes(&self, request: &[u8], wait: Duration) -> Result<Vec<u8>, CallError> {
         let mut w = self.acquire(wait)?;
-        match w.call(&bytes) {
+        match w.call(request) {
             Ok(out) => {
                 self.release(w);
-                serde_json::from_slice(&out)
-                    .map_err(|e| CallError::Trap(format!("unreadable response: {e}")))
+                Ok(out)
             }
             Err(e) => {
                 // The guest heap may be broken after a trap: never reuse this instance.
@@ -279,7 +291,7 @@ fn load_module(engine: &Engine, bytes: &[u8], sha: &str, cache_dir: &Path) -> Re
     let key = format!("{sha}-wasmtime-{}.cwasm", env!("WASMTIME_VERSION"));
     let path: PathBuf = cache_dir.join(key);
     if path.exists() {
-        if let Ok(m) = crate::cache::deserialize(engine, &path) {
+        if let Ok(m) = cache::deserialize(engine, &path) {
             return Ok(m);
         }
     }

@@ -1,0 +1,100 @@
+//! Why the authority refused or failed: one enum, each variant with a stable code. No HTTP here;
+//! `api/` maps these to status codes.
+
+use wasm_pki::protocol::GuestError;
+
+use crate::sandbox::CallError;
+
+/// A refusal or failure of the authority.
+#[derive(Debug)]
+pub enum AuthorityError {
+    /// The CSR is larger than the host accepts.
+    TooLarge {
+        /// Its size.
+        size: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// Not a token of this CA (malformed or unknown).
+    BadToken(&'static str),
+    /// The token has expired.
+    TokenExpired,
+    /// The token's uses are spent.
+    TokenUsed,
+    /// The credential names a profile the policy lacks.
+    UnknownProfile(String),
+    /// The core refused the request (bad CSR, outside policy…): its code and message.
+    Refused(GuestError),
+    /// No sandbox instance became free in time.
+    Busy,
+    /// The sandbox stopped the request (trap, deadline, memory cap).
+    SandboxTrap(String),
+    /// A sandbox instance could not be set up.
+    SandboxSetup(String),
+    /// The sandbox answered outside the protocol.
+    SandboxReply(String),
+    /// The ledger failed; nothing was issued.
+    Ledger(String),
+    /// Anything else on the host (the OS RNG).
+    Internal(String),
+}
+
+impl AuthorityError {
+    /// The stable code clients see.
+    pub fn code(&self) -> &str {
+        match self {
+            AuthorityError::TooLarge { .. } => "too_large",
+            AuthorityError::BadToken(_) => "bad_token",
+            AuthorityError::TokenExpired => "token_expired",
+            AuthorityError::TokenUsed => "token_used",
+            AuthorityError::UnknownProfile(_) => "unknown_profile",
+            AuthorityError::Refused(e) => &e.code,
+            AuthorityError::Busy => "busy",
+            AuthorityError::SandboxTrap(_) => "sandbox_trap",
+            AuthorityError::SandboxSetup(_) => "sandbox_setup",
+            AuthorityError::SandboxReply(_) => "sandbox_reply",
+            AuthorityError::Ledger(_) => "ledger",
+            AuthorityError::Internal(_) => "internal",
+        }
+    }
+
+    /// The human message.
+    pub fn message(&self) -> String {
+        match self {
+            AuthorityError::TooLarge { size, limit } => {
+                format!("the CSR is {size} bytes; at most {limit} are accepted")
+            }
+            AuthorityError::BadToken(m) => (*m).to_string(),
+            AuthorityError::TokenExpired => "the token has expired".into(),
+            AuthorityError::TokenUsed => "the token has been used up".into(),
+            AuthorityError::UnknownProfile(p) => format!("profile \"{p}\" is not in the policy"),
+            AuthorityError::Refused(e) => e.message.clone(),
+            AuthorityError::Busy => "the signer is saturated; retry shortly".into(),
+            AuthorityError::SandboxTrap(m) => format!("the sandbox stopped this request: {m}"),
+            AuthorityError::SandboxSetup(m) | AuthorityError::Ledger(m) => m.clone(),
+            AuthorityError::SandboxReply(m) => {
+                format!("the sandbox's reply does not follow the protocol: {m}")
+            }
+            AuthorityError::Internal(m) => m.clone(),
+        }
+    }
+}
+
+impl std::fmt::Display for AuthorityError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({})", self.message(), self.code())
+    }
+}
+
+impl std::error::Error for AuthorityError {}
+
+impl From<CallError> for AuthorityError {
+    fn from(e: CallError) -> Self {
+        match e {
+            CallError::Busy => AuthorityError::Busy,
+            CallError::Trap(m) => AuthorityError::SandboxTrap(m),
+            CallError::Setup(e) => AuthorityError::SandboxSetup(format!("{e:#}")),
+            CallError::BadReply(m) => AuthorityError::SandboxReply(m),
+        }
+    }
+}

@@ -1,0 +1,354 @@
+//! The authority (`authority/`, as step-ca's): authorizes and signs. A credential (an enrolment
+//! token, or the operator at the CLI) names a profile and an identity; the profile comes from the
+//! policy; the CSR goes to the sandbox; the certificate is recorded in the ledger before anyone
+//! sees it. Token uses are reserved, spent with the record, or refunded here. It knows nothing of
+//! HTTP: its refusals are [`AuthorityError`]s, which the API maps to status codes.
+
+mod error;
+pub mod policy;
+pub mod tokens;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{bail, Context, Result};
+use serde::Serialize;
+use wasm_pki::protocol::{
+    self, CrlRequest, LoadCa, Loaded, Request, RevokedEntry, Seed, SignRequest,
+};
+
+pub use error::AuthorityError;
+
+use crate::db::{Ledger, Record, SqliteLedger, TokenRefusal};
+use crate::sandbox::{CallError, Sandbox};
+use policy::Policy;
+
+/// Largest CSR accepted (PEM text), checked before it enters the sandbox.
+pub const MAX_CSR_BYTES: usize = 16 * 1024;
+/// How long a request waits for a free sandbox instance before it is refused as busy.
+pub const SANDBOX_WAIT: Duration = Duration::from_secs(2);
+
+/// What a successful signing returns.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Signed {
+    /// Leaf PEM.
+    pub certificate: String,
+    /// Issuing CA and any intermediates above it, PEM each.
+    pub chain: Vec<String>,
+    /// The root CA PEM.
+    pub ca: String,
+    /// notAfter, Unix seconds.
+    pub not_after: i64,
+    /// When to renew, Unix seconds.
+    pub renew_after: i64,
+    /// Serial, hex.
+    pub serial: String,
+}
+
+/// Paths of a CA data directory.
+pub struct DataDir(pub PathBuf);
+
+impl DataDir {
+    /// Issuing CA certificate, followed by its chain.
+    pub fn ca_cert(&self) -> PathBuf {
+        self.0.join("ca.pem")
+    }
+    /// Issuing CA key.
+    pub fn ca_key(&self) -> PathBuf {
+        self.0.join("ca.key")
+    }
+    /// Root certificate (the trust anchor clients install).
+    pub fn root_cert(&self) -> PathBuf {
+        self.0.join("root.pem")
+    }
+    /// Root key (kept only when an intermediate issues; move it offline).
+    pub fn root_key(&self) -> PathBuf {
+        self.0.join("root.key")
+    }
+    /// The ledger.
+    pub fn ledger(&self) -> PathBuf {
+        self.0.join("ledger.sqlite")
+    }
+    /// Compiled-module cache.
+    pub fn module_cache(&self) -> PathBuf {
+        self.0.join("module-cache")
+    }
+}
+
+/// Unix seconds now.
+pub fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+fn seed() -> Result<Seed, AuthorityError> {
+    let mut s = Seed([0; 32]);
+    getrandom::fill(&mut s.0).map_err(|e| AuthorityError::Internal(format!("OS RNG: {e}")))?;
+    Ok(s)
+}
+
+/// Who vouches for a request, and so which profile and identity it gets.
+enum Credential<'a> {
+    /// A token's grant: its id (never the secret), profile and bound identity.
+    Token(&'a crate::db::Grant),
+    /// The operator at the CLI.
+    Operator {
+        profile: &'a str,
+        identity: Option<&'a str>,
+    },
+}
+
+/// A running certificate authority: sandbox, ledger and policy.
+pub struct Authority {
+    /// The sandbox pool.
+    pub sandbox: Arc<Sandbox>,
+    ledger: Arc<dyn Ledger>,
+    /// Profiles.
+    pub policy: Policy,
+    /// Root PEM.
+    pub root_pem: String,
+    /// Issuing CA PEM and its chain, as blocks.
+    pub chain: Vec<String>,
+    /// The issuing CA as the sandbox loaded it.
+    pub ca_info: Loaded,
+}
+
+impl Authority {
+    /// Open the CA in `dir` with the module at `module`, loading the CA into the sandbox.
+    pub fn open(
+        dir: &Path,
+        module: &Path,
+        policy: Policy,
+        passphrase: Option<&str>,
+        workers: usize,
+    ) -> Result<Self> {
+        let d = DataDir(dir.to_path_buf());
+        if !d.ca_cert().exists() {
+            bail!(
+                "no CA in {} (run `wasm-pki init --dir {}` first)",
+                dir.display(),
+                dir.display()
+            );
+        }
+        let cert_pem = std::fs::read_to_string(d.ca_cert())
+            .with_context(|| format!("reading {}", d.ca_cert().display()))?;
+        let key_pem = crate::files::read_secret(&d.ca_key())?;
+        if key_pem.contains("ENCRYPTED PRIVATE KEY") && passphrase.is_none() {
+            bail!(
+                "the CA key is encrypted: give --passphrase-file (or set WASM_PKI_PASSPHRASE_FILE)"
+            );
+        }
+        let root_pem = std::fs::read_to_string(d.root_cert()).unwrap_or_else(|_| cert_pem.clone());
+        let chain = wasm_pki::Certificate::parse_all(cert_pem.as_bytes())
+            .with_context(|| format!("reading {}", d.ca_cert().display()))?
+            .iter()
+            .map(wasm_pki::Certificate::to_pem)
+            .collect();
+        let sandbox = Sandbox::new(module, &d.module_cache(), workers)?;
+        let ca_info = sandbox
+            .load_ca(LoadCa {
+                cert_pem,
+                key_pem,
+                passphrase: passphrase.map(String::from),
+            })
+            .context("the sandbox could not load the CA")?;
+        let ledger = Arc::new(SqliteLedger::open(&d.ledger())?);
+        Ok(Authority {
+            sandbox,
+            ledger,
+            policy,
+            root_pem,
+            chain,
+            ca_info,
+        })
+    }
+
+    /// Issue for an enrolment token: the token names the profile and the identity; a use is
+    /// reserved first, spent with the record, and refunded when nothing was issued.
+    pub fn sign_with_token(&self, token: &str, csr_pem: &str) -> Result<Signed, AuthorityError> {
+        if !tokens::well_formed(token) {
+            return Err(AuthorityError::BadToken(
+                "the token is not a wasm-pki enrolment token",
+            ));
+        }
+        let grant = self
+            .ledger
+            .consume_token(&tokens::hash(token), now())
+            .map_err(|e| AuthorityError::Ledger(format!("{e:#}")))?
+            .map_err(|r| match r {
+                TokenRefusal::Unknown => AuthorityError::BadToken("unknown token"),
+                TokenRefusal::Expired => AuthorityError::TokenExpired,
+                TokenRefusal::Used => AuthorityError::TokenUsed,
+            })?;
+        let result = self.sign(csr_pem, Credential::Token(&grant));
+        if result.is_err() {
+            // Nothing was issued or recorded: release the reserved use so the holder can retry.
+            let _ = self.ledger.refund_token(&grant.id);
+        }
+        result
+    }
+
+    /// Issue on the operator's word (the CLI's `sign`): no token, the given profile and identity.
+    pub fn sign_as_operator(
+        &self,
+        csr_pem: &str,
+        profile: &str,
+        identity: Option<&str>,
+    ) -> Result<Signed, AuthorityError> {
+        self.sign(csr_pem, Credential::Operator { profile, identity })
+    }
+
+    fn sign(&self, csr_pem: &str, who: Credential<'_>) -> Result<Signed, AuthorityError> {
+        let (token_id, profile_name, identity) = match who {
+            Credential::Token(g) => (g.id.as_str(), g.profile.as_str(), g.identity.as_deref()),
+            Credential::Operator { profile, identity } => ("operator", profile, identity),
+        };
+        if csr_pem.len() > MAX_CSR_BYTES {
+            return Err(AuthorityError::TooLarge {
+                size: csr_pem.len(),
+                limit: MAX_CSR_BYTES,
+            });
+        }
+        let profile = self
+            .policy
+            .profiles
+            .get(profile_name)
+            .ok_or_else(|| AuthorityError::UnknownProfile(profile_name.to_string()))?;
+        let request = Request::Sign(Box::new(SignRequest {
+            csr_pem: csr_pem.to_string(),
+            profile: profile.clone(),
+            identity: identity.map(String::from),
+            lifetime_secs: None,
+            now: now(),
+            seed: seed()?,
+            renew_fraction: None,
+        }));
+        let bytes = protocol::encode_request(&request)
+            .map_err(|e| AuthorityError::Internal(e.to_string()))?;
+        let reply = self.sandbox.call_bytes(&bytes, SANDBOX_WAIT)?;
+        finish(
+            self.ledger.as_ref(),
+            &reply,
+            token_id,
+            profile_name,
+            &self.chain,
+            &self.root_pem,
+        )
+    }
+
+    /// A fresh CRL (PEM) listing every revoked certificate.
+    pub fn crl(&self) -> Result<String, AuthorityError> {
+        let ledger = |e: anyhow::Error| AuthorityError::Ledger(format!("{e:#}"));
+        let revoked = self
+            .ledger
+            .revoked()
+            .map_err(ledger)?
+            .into_iter()
+            .map(|(serial, revoked_at)| RevokedEntry { serial, revoked_at })
+            .collect();
+        let number = self.ledger.next_crl_number().map_err(ledger)?;
+        let request = Request::Crl(CrlRequest {
+            revoked,
+            now: now(),
+            next_update_secs: 86_400,
+            number,
+        });
+        self.sandbox
+            .call::<String>(&request, SANDBOX_WAIT)?
+            .map_err(AuthorityError::Refused)
+    }
+}
+
+/// Decode the guest's reply to a sign request and record the certificate; only a recorded
+/// certificate is returned. A reply that is not exactly the protocol's `Signed` is refused, and
+/// nothing is recorded.
+fn finish(
+    ledger: &dyn Ledger,
+    reply: &[u8],
+    token_id: &str,
+    profile: &str,
+    chain: &[String],
+    root_pem: &str,
+) -> Result<Signed, AuthorityError> {
+    let signed = protocol::decode_reply::<protocol::Signed>(reply)
+        .map_err(|e| AuthorityError::from(CallError::BadReply(e.to_string())))?
+        .map_err(AuthorityError::Refused)?;
+    let record = Record {
+        serial: signed.serial,
+        subject: signed.subject,
+        names: signed.names,
+        not_before: signed.not_before,
+        not_after: signed.not_after,
+        fingerprint: signed.fingerprint,
+        token_id: token_id.to_string(),
+        profile: profile.to_string(),
+        issued_at: now(),
+        revoked_at: None,
+        pem: signed.certificate,
+    };
+    // Recorded before anyone sees the certificate: no record, no certificate.
+    ledger.record(&record).map_err(|e| {
+        AuthorityError::Ledger(format!(
+            "the certificate could not be recorded, so it is not returned: {e:#}"
+        ))
+    })?;
+    Ok(Signed {
+        certificate: record.pem,
+        chain: chain.to_vec(),
+        ca: root_pem.to_string(),
+        not_after: record.not_after,
+        renew_after: signed.renew_after,
+        serial: record.serial,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn signed_json() -> serde_json::Value {
+        serde_json::json!({"ok": {
+            "certificate": "-----BEGIN CERTIFICATE-----\nMA==\n-----END CERTIFICATE-----\n",
+            "chain": [], "serial": "0a", "subject": "CN=x", "names": ["DNS:x"],
+            "notBefore": 1, "notAfter": 2, "renewAfter": 2, "fingerprint": "ab"
+        }})
+    }
+
+    #[test]
+    fn a_reply_with_a_missing_or_renamed_field_fails_and_records_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = SqliteLedger::open(&dir.path().join("ledger.sqlite")).unwrap();
+        let mut missing = signed_json();
+        missing["ok"].as_object_mut().unwrap().remove("serial");
+        let mut renamed = signed_json();
+        let v = renamed["ok"]
+            .as_object_mut()
+            .unwrap()
+            .remove("notAfter")
+            .unwrap();
+        renamed["ok"]["not_after"] = v;
+        for bad in [missing, renamed] {
+            let err =
+                finish(&ledger, bad.to_string().as_bytes(), "t", "default", &[], "").unwrap_err();
+            assert_eq!(err.code(), "sandbox_reply", "{err}");
+            assert!(err.to_string().contains("protocol"), "{err}");
+        }
+        assert!(ledger.list().unwrap().is_empty());
+        // The control: the same reply, whole, is recorded and returned.
+        let ok = finish(
+            &ledger,
+            signed_json().to_string().as_bytes(),
+            "t",
+            "default",
+            &[],
+            "",
+        )
+        .unwrap();
+        assert_eq!(ok.serial, "0a");
+        assert_eq!(ledger.list().unwrap().len(), 1);
+    }
+}

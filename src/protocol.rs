@@ -1,0 +1,466 @@
+//! The sandbox protocol: the typed messages the wasmtime host and the guest (the `.wasm` module)
+//! exchange, as JSON, and the guest's side of it ([`Guest`]). Both ends use these types, so a
+//! renamed or missing field is an error in either direction, never a default.
+//!
+//! The guest needs no import: the host passes the time and a fresh 256-bit seed in every request,
+//! and the CA stays loaded in the instance between calls. No I/O here; the exports that move
+//! bytes in and out of wasm memory are in `pkg/src/guest.rs`.
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
+
+use crate::crl::Revoked;
+use crate::{
+    crl_pem, CertificateAuthority, Error, IssueOptions, OffsetDateTime, ParsedCsr, Profile,
+    SanName, SeedRng,
+};
+
+/// Largest request the guest accepts; the host caps inputs before they get here.
+pub const MAX_REQUEST_BYTES: usize = 256 * 1024;
+
+/// A request from the host to the guest.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "camelCase")]
+pub enum Request {
+    /// Load the CA into this instance; answered with [`Loaded`].
+    LoadCa(LoadCa),
+    /// Issue a certificate for an untrusted CSR under a profile; answered with [`Signed`].
+    Sign(Box<SignRequest>),
+    /// Sign a CRL; answered with the CRL PEM.
+    Crl(CrlRequest),
+    /// Describe a certificate or CSR; answered with [`crate::Description`].
+    Inspect(InspectRequest),
+    /// Test builds of the module only: never returns, to prove the host's deadline.
+    Spin,
+    /// Test builds of the module only: allocates `bytes`, to prove the host's memory cap.
+    Grow(GrowRequest),
+}
+
+/// Load the CA: certificate PEM (possibly followed by its chain) and its key. Zeroized on drop;
+/// its `Debug` shows no key material.
+#[derive(Serialize, Deserialize, Zeroize, ZeroizeOnDrop)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LoadCa {
+    /// The CA certificate and its chain, PEM.
+    pub cert_pem: String,
+    /// The CA key, PKCS#8 PEM (encrypted or not).
+    pub key_pem: String,
+    /// The key's passphrase, when it is encrypted.
+    pub passphrase: Option<String>,
+}
+
+impl core::fmt::Debug for LoadCa {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("LoadCa").finish_non_exhaustive()
+    }
+}
+
+/// A 256-bit seed for the guest's CSPRNG, hex on the wire, zeroized on drop.
+#[derive(Clone, Zeroize, ZeroizeOnDrop)]
+pub struct Seed(pub [u8; 32]);
+
+impl core::fmt::Debug for Seed {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("Seed(..)")
+    }
+}
+
+impl Serialize for Seed {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&Zeroizing::new(crate::hex(&self.0)))
+    }
+}
+
+impl<'de> Deserialize<'de> for Seed {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = Zeroizing::new(String::deserialize(d)?);
+        let bytes =
+            Zeroizing::new(crate::unhex("seed", &text, 32).map_err(serde::de::Error::custom)?);
+        let seed: [u8; 32] = bytes
+            .as_slice()
+            .try_into()
+            .map_err(|_| serde::de::Error::custom("seed must be 64 hex digits"))?;
+        Ok(Seed(seed))
+    }
+}
+
+/// Issue a certificate for `csr_pem` under `profile`.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SignRequest {
+    /// The untrusted CSR, PEM or DER-in-PEM as it came.
+    pub csr_pem: String,
+    /// The profile, already valid on the host; checked again as it is decoded.
+    pub profile: Profile,
+    /// The identity the credential vouches for.
+    pub identity: Option<String>,
+    /// Requested lifetime in seconds; the profile's default when absent.
+    pub lifetime_secs: Option<u64>,
+    /// The host's clock, Unix seconds.
+    pub now: i64,
+    /// Fresh entropy from the host's OS RNG.
+    pub seed: Seed,
+    /// When to renew, as a fraction of the lifetime (default ½).
+    pub renew_fraction: Option<f64>,
+}
+
+/// Sign a CRL listing `revoked`.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CrlRequest {
+    /// Revoked certificates.
+    pub revoked: Vec<RevokedEntry>,
+    /// The host's clock, Unix seconds.
+    pub now: i64,
+    /// nextUpdate = now + this.
+    pub next_update_secs: u64,
+    /// The CRL number (monotonic, kept by the ledger).
+    pub number: u64,
+}
+
+/// One revoked certificate in a [`CrlRequest`].
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RevokedEntry {
+    /// Serial, hex.
+    pub serial: String,
+    /// Revocation time, Unix seconds.
+    pub revoked_at: i64,
+}
+
+/// Describe a certificate or CSR.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InspectRequest {
+    /// PEM text.
+    pub pem: String,
+}
+
+/// Test hook: allocate this many bytes.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GrowRequest {
+    /// Bytes to allocate.
+    pub bytes: usize,
+}
+
+/// The guest's answer: `{"ok": T}` or `{"error": {code, message}}`.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase", deny_unknown_fields)]
+pub enum Reply<T> {
+    /// Success.
+    Ok(T),
+    /// A refusal or failure, with [`Error::code`] and its message.
+    Error(GuestError),
+}
+
+/// An error as the guest reports it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GuestError {
+    /// [`Error::code`] of the core error.
+    pub code: String,
+    /// Its message.
+    pub message: String,
+}
+
+impl core::fmt::Display for GuestError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "{} ({})", self.message, self.code)
+    }
+}
+
+/// What [`Request::LoadCa`] returns.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Loaded {
+    /// The CA's subject DN.
+    pub subject: String,
+    /// The CA's notAfter, Unix seconds.
+    pub not_after: i64,
+    /// SHA-256 of the CA certificate, hex.
+    pub fingerprint: String,
+}
+
+/// What [`Request::Sign`] returns.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Signed {
+    /// The leaf, PEM.
+    pub certificate: String,
+    /// The issuing CA and its chain, PEM each.
+    pub chain: Vec<String>,
+    /// Serial, hex.
+    pub serial: String,
+    /// Subject DN text.
+    pub subject: String,
+    /// SANs as text (`DNS:…`).
+    pub names: Vec<String>,
+    /// notBefore, Unix seconds.
+    pub not_before: i64,
+    /// notAfter, Unix seconds.
+    pub not_after: i64,
+    /// When to renew, Unix seconds.
+    pub renew_after: i64,
+    /// SHA-256 of the certificate DER, hex.
+    pub fingerprint: String,
+}
+
+/// Encode a request for the guest.
+pub fn encode_request(r: &Request) -> Result<Zeroizing<Vec<u8>>, Error> {
+    serde_json::to_vec(r)
+        .map(Zeroizing::new)
+        .map_err(|e| Error::InvalidParameter(format!("sandbox request: {e}")))
+}
+
+/// Decode the guest's reply to a request that answers `T`. A reply with a missing, renamed or
+/// unknown field is an error, not a default.
+pub fn decode_reply<T: DeserializeOwned>(bytes: &[u8]) -> Result<Result<T, GuestError>, Error> {
+    match serde_json::from_slice::<Reply<T>>(bytes) {
+        Ok(Reply::Ok(v)) => Ok(Ok(v)),
+        Ok(Reply::Error(e)) => Ok(Err(e)),
+        Err(e) => Err(Error::InvalidParameter(format!(
+            "unreadable sandbox reply: {e}"
+        ))),
+    }
+}
+
+/// Decode a request (guest side); the error comes back already encoded as a reply.
+pub fn decode_request(bytes: &[u8]) -> Result<Request, Vec<u8>> {
+    if bytes.len() > MAX_REQUEST_BYTES {
+        return Err(encode::<()>(Err(Error::TooLarge {
+            what: "sandbox request",
+            size: bytes.len(),
+            limit: MAX_REQUEST_BYTES,
+        })));
+    }
+    serde_json::from_slice(bytes).map_err(|e| {
+        encode::<()>(Err(Error::InvalidParameter(format!(
+            "sandbox request: {e}"
+        ))))
+    })
+}
+
+/// Encode a reply (guest side).
+pub fn encode<T: Serialize>(r: Result<T, Error>) -> Vec<u8> {
+    let body = match r {
+        Ok(v) => serde_json::to_vec(&Reply::Ok(v)),
+        Err(e) => serde_json::to_vec(&Reply::<()>::Error(GuestError {
+            code: e.code().to_string(),
+            message: e.to_string(),
+        })),
+    };
+    body.unwrap_or_else(|_| {
+        br#"{"error":{"code":"encoding","message":"response encoding failed"}}"#.to_vec()
+    })
+}
+
+fn time(now: i64) -> Result<OffsetDateTime, Error> {
+    OffsetDateTime::from_unix_timestamp(now)
+        .map_err(|e| Error::InvalidParameter(format!("now: {e}")))
+}
+
+/// The guest's state: the CA, loaded once per instance.
+#[derive(Default)]
+pub struct Guest {
+    ca: Option<CertificateAuthority>,
+}
+
+impl Guest {
+    /// Handle raw request bytes; the reply is JSON (`{"ok": …}` or `{"error": …}`).
+    /// Test hooks (`spin`, `grow`) are refused here: only the module's test build runs them.
+    pub fn handle(&mut self, request: &[u8]) -> Vec<u8> {
+        match decode_request(request) {
+            Ok(req) => self.handle_request(req),
+            Err(reply) => reply,
+        }
+    }
+
+    /// Handle a decoded request.
+    pub fn handle_request(&mut self, req: Request) -> Vec<u8> {
+        match req {
+            Request::LoadCa(l) => encode(self.load_ca(&l)),
+            Request::Sign(s) => encode(self.sign(*s)),
+            Request::Crl(c) => encode(self.crl(&c)),
+            Request::Inspect(i) => encode(crate::inspect(i.pem.as_bytes())),
+            Request::Spin | Request::Grow(_) => encode::<()>(Err(Error::InvalidParameter(
+                "test hooks exist only in the module's test build".into(),
+            ))),
+        }
+    }
+
+    fn ca(&self) -> Result<&CertificateAuthority, Error> {
+        self.ca.as_ref().ok_or_else(|| {
+            Error::InvalidParameter("no CA is loaded in this sandbox instance".into())
+        })
+    }
+
+    fn load_ca(&mut self, l: &LoadCa) -> Result<Loaded, Error> {
+        let ca = CertificateAuthority::from_pem(
+            l.cert_pem.as_bytes(),
+            l.key_pem.as_bytes(),
+            l.passphrase.as_deref().map(str::as_bytes),
+        )?;
+        let loaded = Loaded {
+            subject: crate::inspect::describe_certificate(ca.certificate())?.subject,
+            not_after: ca.certificate().not_after(),
+            fingerprint: ca.certificate().fingerprint_sha256(),
+        };
+        self.ca = Some(ca);
+        Ok(loaded)
+    }
+
+    fn sign(&self, s: SignRequest) -> Result<Signed, Error> {
+        let now = time(s.now)?;
+        let mut rng = SeedRng::from_seed(s.seed.0);
+        let csr = ParsedCsr::parse(s.csr_pem.as_bytes())?;
+        let identity = s.identity.as_deref().map(SanName::parse).transpose()?;
+        let ca = self.ca()?;
+        let opts = IssueOptions {
+            identity,
+            lifetime_secs: s.lifetime_secs,
+        };
+        let issued = ca.issue(&csr, &s.profile, &opts, now, &mut rng)?;
+        let c = &issued.certificate;
+        let mut chain = vec![ca.certificate().to_pem()];
+        chain.extend(ca.chain().iter().map(|c| c.to_pem()));
+        Ok(Signed {
+            certificate: c.to_pem(),
+            chain,
+            serial: c.serial_hex(),
+            subject: issued.subject.to_string(),
+            names: issued.names.iter().map(ToString::to_string).collect(),
+            not_before: c.not_before(),
+            not_after: c.not_after(),
+            renew_after: c.renew_after(s.renew_fraction.unwrap_or(0.5))?,
+            fingerprint: c.fingerprint_sha256(),
+        })
+    }
+
+    fn crl(&self, c: &CrlRequest) -> Result<String, Error> {
+        let revoked = c
+            .revoked
+            .iter()
+            .map(|r| {
+                Ok(Revoked {
+                    serial: crate::unhex("serial", &r.serial, 32)?,
+                    revoked_at: r.revoked_at,
+                })
+            })
+            .collect::<Result<Vec<_>, Error>>()?;
+        let now = time(c.now)?;
+        let ca = self.ca()?;
+        Ok(crl_pem(&ca.crl(
+            &revoked,
+            now,
+            c.next_update_secs,
+            c.number,
+        )?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn call(g: &mut Guest, json: serde_json::Value) -> serde_json::Value {
+        serde_json::from_slice(&g.handle(json.to_string().as_bytes())).unwrap()
+    }
+
+    #[test]
+    fn protocol_round_trip_and_errors() {
+        let mut g = Guest::default();
+        let mut rng = SeedRng::from_seed([9; 32]);
+        let now = OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap();
+        let ca = CertificateAuthority::new_root(&crate::CaParams::new("Sandbox CA"), now, &mut rng)
+            .unwrap();
+
+        let r = call(
+            &mut g,
+            serde_json::json!({"op": "loadCa", "certPem": ca.certificate().to_pem(), "keyPem": ca.key().to_pkcs8_pem().unwrap().as_str(), "passphrase": null}),
+        );
+        assert_eq!(r["ok"]["subject"], "CN=Sandbox CA", "{r}");
+        let key = crate::KeyPair::generate(crate::Algorithm::P256, &mut rng);
+        let csr = crate::CsrRequest {
+            subject: crate::Subject::default(),
+            names: vec![SanName::dns("s.example.com").unwrap()],
+        }
+        .sign(&key)
+        .unwrap();
+        let req = |seed: &str| serde_json::json!({"op": "sign", "csrPem": csr.to_pem(), "profile": {}, "identity": "s.example.com", "lifetimeSecs": null, "now": 1_800_000_000, "seed": seed, "renewFraction": null});
+        let a = call(&mut g, req(&"11".repeat(32)));
+        assert_eq!(a["ok"]["serial"].as_str().unwrap().len(), 40, "{a}");
+        let b = call(&mut g, req(&"22".repeat(32)));
+        assert_eq!(a["ok"]["names"][0], "DNS:s.example.com", "{a}");
+        assert_ne!(a["ok"]["serial"], b["ok"]["serial"]);
+        assert_eq!(
+            a["ok"]["renewAfter"],
+            a["ok"]["notBefore"].as_i64().unwrap() + 43_230
+        );
+        let crl = call(
+            &mut g,
+            serde_json::json!({"op": "crl", "revoked": [{"serial": a["ok"]["serial"], "revokedAt": 1_800_000_100}], "now": 1_800_000_200, "nextUpdateSecs": 3600, "number": 1}),
+        );
+        assert!(
+            crl["ok"]
+                .as_str()
+                .unwrap()
+                .starts_with("-----BEGIN X509 CRL-----"),
+            "{crl}"
+        );
+        for bad in [
+            serde_json::json!({"op": "nope"}),
+            serde_json::json!({"op": "sign", "csrPem": csr.to_pem(), "profile": {"bogus": 1}, "now": 0, "seed": "00".repeat(32)}),
+            serde_json::json!({"op": "sign", "csrPem": csr.to_pem(), "profile": {}, "now": 0, "seed": "zz"}),
+            serde_json::json!({"op": "sign", "csrPem": csr.to_pem(), "profile": {}, "now": 0, "seed": "é".repeat(32)}),
+            serde_json::json!({"op": "crl", "revoked": [{"serial": "aéb", "revokedAt": 0}], "now": 0, "nextUpdateSecs": 1, "number": 1}),
+            serde_json::json!({"op": "spin"}),
+        ] {
+            assert_eq!(call(&mut g, bad)["error"]["code"], "invalid_parameter");
+        }
+        let v: serde_json::Value = serde_json::from_slice(&g.handle(b"{not json")).unwrap();
+        assert_eq!(v["error"]["code"], "invalid_parameter");
+        let v: serde_json::Value =
+            serde_json::from_slice(&g.handle(&vec![b' '; MAX_REQUEST_BYTES + 1])).unwrap();
+        assert_eq!(v["error"]["code"], "too_large");
+    }
+
+    #[test]
+    fn typed_ends_agree_and_replies_with_missing_or_renamed_fields_are_errors() {
+        let mut g = Guest::default();
+        let mut rng = SeedRng::from_seed([3; 32]);
+        let now = OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap();
+        let ca = CertificateAuthority::new_root(&crate::CaParams::new("Typed CA"), now, &mut rng)
+            .unwrap();
+        let load = Request::LoadCa(LoadCa {
+            cert_pem: ca.certificate().to_pem(),
+            key_pem: ca.key().to_pkcs8_pem().unwrap().to_string(),
+            passphrase: None,
+        });
+        assert!(!format!("{load:?}").contains("PRIVATE"));
+        let loaded: Loaded = decode_reply(&g.handle(&encode_request(&load).unwrap()))
+            .unwrap()
+            .unwrap();
+        assert_eq!(loaded.subject, "CN=Typed CA");
+        let good = br#"{"ok":{"subject":"CN=x","notAfter":1,"fingerprint":"ab"}}"#;
+        assert!(decode_reply::<Loaded>(good).unwrap().is_ok());
+        for bad in [
+            &br#"{"ok":{"subject":"CN=x","notAfter":1}}"#[..],
+            br#"{"ok":{"subject":"CN=x","not_after":1,"fingerprint":"ab"}}"#,
+            br#"{"ok":{"subject":"CN=x","notAfter":1,"fingerprint":"ab","extra":1}}"#,
+            br#"{"ok":{"subject":"CN=x","notAfter":"1","fingerprint":"ab"}}"#,
+            br#"{"fine":{}}"#,
+            br#"{"error":{"code":"x"}}"#,
+            b"",
+        ] {
+            assert!(
+                decode_reply::<Loaded>(bad).is_err(),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+        let refused = decode_reply::<Signed>(br#"{"error":{"code":"policy","message":"no"}}"#);
+        assert_eq!(refused.unwrap().unwrap_err().code, "policy");
+    }
+}
