@@ -35,6 +35,9 @@ pub fn well_formed(secret: &str) -> bool {
 /// bare number is seconds), between 1 s and 365 days.
 pub fn parse_ttl(s: &str) -> Result<i64> {
     let s = s.trim();
+    if s.contains('.') {
+        bail!("invalid duration \"{s}\": use whole units, e.g. 90m rather than 1.5h");
+    }
     let secs = if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
         s.parse::<u64>().unwrap_or(u64::MAX)
     } else {
