@@ -136,7 +136,11 @@ mod tests {
     #[test]
     fn codes_lists_every_code_once() {
         let all = [
-            Error::TooLarge { what: "x", size: 1, limit: 0 },
+            Error::TooLarge {
+                what: "x",
+                size: 1,
+                limit: 0,
+            },
             Error::Pem(String::new()),
             Error::malformed("x", ""),
             Error::UnsupportedAlgorithm(String::new()),

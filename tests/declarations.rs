@@ -11,13 +11,20 @@ fn declarations() -> String {
 
 /// The text between `start` and the first `end` after it.
 fn between<'a>(text: &'a str, start: &str, end: &str) -> &'a str {
-    let from = text.find(start).unwrap_or_else(|| panic!("no {start:?} in index.d.ts")) + start.len();
+    let from = text
+        .find(start)
+        .unwrap_or_else(|| panic!("no {start:?} in index.d.ts"))
+        + start.len();
     let len = text[from..].find(end).unwrap();
     &text[from..from + len]
 }
 
 fn quoted(text: &str) -> Vec<String> {
-    text.split('\'').skip(1).step_by(2).map(String::from).collect()
+    text.split('\'')
+        .skip(1)
+        .step_by(2)
+        .map(String::from)
+        .collect()
 }
 
 #[test]
@@ -80,7 +87,8 @@ fn every_declared_profile_field_is_read_by_the_core() {
     assert!(accepted(r#"{"identity": null}"#).is_err());
     let names = between(&body, "names?: {", "};");
     for f in fields(names) {
-        accepted(&format!(r#"{{"names": {{"{f}": null}}}}"#)).unwrap_or_else(|e| panic!("names.{f}: {e}"));
+        accepted(&format!(r#"{{"names": {{"{f}": null}}}}"#))
+            .unwrap_or_else(|e| panic!("names.{f}: {e}"));
     }
     let spiffe = between(&body, "spiffe?: {", "};");
     for f in fields(spiffe) {
