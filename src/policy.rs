@@ -692,13 +692,19 @@ impl NamePattern {
 
     /// An IP address or CIDR block.
     pub fn ip(p: &str) -> Result<Self> {
-        let net = match p.parse::<IpNet>() {
-            Ok(n) => n,
-            Err(_) => p.parse::<IpAddr>().map(IpNet::from).map_err(|_| {
-                Error::InvalidParameter(format!(
-                    "profile name pattern: \"{p}\" is not an IP address or CIDR block"
-                ))
-            })?,
+        // std's address parser (already in the module) and ipnet's checked constructor.
+        let bad = || {
+            Error::InvalidParameter(format!(
+                "profile name pattern: \"{p}\" is not an IP address or CIDR block"
+            ))
+        };
+        let net = match p.split_once('/') {
+            Some((addr, len)) => {
+                let addr: IpAddr = addr.parse().map_err(|_| bad())?;
+                let len: u8 = len.parse().map_err(|_| bad())?;
+                IpNet::new(addr, len).map_err(|_| bad())?
+            }
+            None => IpNet::from(p.parse::<IpAddr>().map_err(|_| bad())?),
         };
         Ok(NamePattern::Ip(net))
     }
