@@ -46,6 +46,7 @@ pub struct CertificateAuthority {
     key: KeyPair,
     params: CertificateParams,
     chain: Vec<Certificate>,
+    urls: crate::PublicUrls,
 }
 
 impl core::fmt::Debug for CertificateAuthority {
@@ -125,6 +126,7 @@ impl CertificateAuthority {
             key,
             params,
             chain: Vec::new(),
+            urls: crate::PublicUrls::default(),
         })
     }
 
@@ -155,6 +157,7 @@ impl CertificateAuthority {
             key,
             params,
             chain,
+            urls: crate::PublicUrls::default(),
         })
     }
 
@@ -221,6 +224,7 @@ impl CertificateAuthority {
             key,
             params,
             chain,
+            urls: crate::PublicUrls::default(),
         })
     }
 
@@ -230,6 +234,13 @@ impl CertificateAuthority {
         let key = KeyPair::from_pem(key_pem, passphrase)?;
         let cert = certs.remove(0);
         Self::load(cert, key, certs)
+    }
+
+    /// Publish `urls` in every certificate issued from now on (CRL DP and AIA caIssuers).
+    pub fn set_public_urls(&mut self, urls: crate::PublicUrls) -> Result<()> {
+        urls.validate()?;
+        self.urls = urls;
+        Ok(())
     }
 
     /// The CA certificate.
@@ -310,6 +321,8 @@ impl CertificateAuthority {
         params.use_authority_key_identifier_extension = true;
         params.key_identifier_method = KeyIdMethod::PreSpecified(key.key_identifier());
         params.serial_number = Some(random_serial(rng));
+        params.crl_distribution_points = self.urls.crl_distribution_points();
+        params.custom_extensions.extend(self.urls.aia_extension());
         params.not_before =
             (now - Duration::seconds(profile.backdate_secs as i64)).max(self.not_before());
         params.not_after =

@@ -19,6 +19,7 @@ pub mod public_key;
 pub mod rng;
 mod signature;
 pub mod spiffe;
+pub mod urls;
 
 pub use ca::{CaParams, CertificateAuthority, Issued};
 pub use certificate::{renew_after, Certificate};
@@ -38,3 +39,4 @@ pub use public_key::{Jwk, KeyKind, PublicKey};
 pub use rng::SeedRng;
 pub use spiffe::SpiffeId;
 pub use time::OffsetDateTime;
+pub use urls::PublicUrls;

@@ -48,6 +48,10 @@ pub struct LoadCa {
     pub key_pem: String,
     /// The key's passphrase, when it is encrypted.
     pub passphrase: Option<String>,
+    /// Where the CA publishes its CRL and certificate (put into every leaf); none when absent.
+    #[zeroize(skip)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_urls: Option<crate::PublicUrls>,
 }
 
 impl core::fmt::Debug for LoadCa {
@@ -297,11 +301,14 @@ impl Guest {
     }
 
     fn load_ca(&mut self, l: &LoadCa) -> Result<Loaded, Error> {
-        let ca = CertificateAuthority::from_pem(
+        let mut ca = CertificateAuthority::from_pem(
             l.cert_pem.as_bytes(),
             l.key_pem.as_bytes(),
             l.passphrase.as_deref().map(str::as_bytes),
         )?;
+        if let Some(urls) = &l.public_urls {
+            ca.set_public_urls(urls.clone())?;
+        }
         let loaded = Loaded {
             subject: crate::inspect::describe_certificate(ca.certificate())?.subject,
             not_after: ca.certificate().not_after(),
@@ -437,6 +444,7 @@ mod tests {
             cert_pem: ca.certificate().to_pem(),
             key_pem: ca.key().to_pkcs8_pem().unwrap().to_string(),
             passphrase: None,
+            public_urls: None,
         });
         assert!(!format!("{load:?}").contains("PRIVATE"));
         let loaded: Loaded = decode_reply(&g.handle(&encode_request(&load).unwrap()))

@@ -36,6 +36,7 @@ static GUEST: LazyLock<std::sync::Mutex<protocol::Guest>> = LazyLock::new(|| {
         cert_pem: ca.certificate().to_pem(),
         key_pem: ca.key().to_pkcs8_pem().unwrap().to_string(),
         passphrase: None,
+        public_urls: None,
     });
     let mut guest = protocol::Guest::default();
     let out = guest.handle(&protocol::encode_request(&req).unwrap());

@@ -82,6 +82,7 @@ fn main() {
                     cert_pem: ca.certificate().to_pem(),
                     key_pem: ca.key().to_pkcs8_pem().unwrap().to_string(),
                     passphrase: None,
+                    public_urls: None,
                 })
                 .unwrap();
             let sandboxed = |n: usize| {

@@ -33,6 +33,10 @@ struct Runtime {
     /// Policy file (TOML) with named profiles; the built-in `default` is always there.
     #[arg(long)]
     policy: Option<PathBuf>,
+    /// Base URL the CA is reachable at (repeatable): every issued certificate then carries a
+    /// CRL Distribution Point (BASE/v1/crl.der) and AIA caIssuers (BASE/v1/ca.der).
+    #[arg(long = "public-url")]
+    public_urls: Vec<String>,
 }
 
 #[derive(Subcommand)]
@@ -178,6 +182,7 @@ fn open_authority(dir: &Path, rt: &Runtime, workers: usize) -> Result<Authority>
         load_policy(&rt.policy)?,
         pass.as_ref().map(|p| p.as_str()),
         workers,
+        &rt.public_urls,
     )
 }
 

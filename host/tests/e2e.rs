@@ -323,3 +323,148 @@ fn operator_cli_signs_inspects_and_refuses_clearly() {
     }
     assert!(cli_ok(&["token", "create", "--help"]).contains("--identity"));
 }
+
+/// With `--public-url`, every leaf carries a CRL Distribution Point and AIA caIssuers; the URLs
+/// serve DER with RFC 5280's media types, and `openssl verify -crl_check` with the CRL fetched
+/// from the certificate's own URL accepts a live certificate and refuses it once revoked.
+/// Without the flag, nothing is added.
+#[test]
+fn published_crl_and_issuer_urls_are_in_leaves_and_serve_der() {
+    if common::no_module() {
+        return;
+    }
+    let tmp = TempDir::new("urls");
+    let dir = tmp.path("ca");
+    let d = dir.to_str().unwrap();
+    cli_ok(&["init", "--dir", d, "--name", "URL CA", "--intermediate"]);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let base = format!("http://{listen}/");
+    let server = Server::start(&dir, &["--listen", &listen, "--public-url", &base]);
+    let addr = server.addr.clone();
+    let t = &tmp.0;
+    openssl_ok(
+        t,
+        &[
+            "genpkey",
+            "-algorithm",
+            "EC",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-out",
+            "k.pem",
+        ],
+    );
+    openssl_ok(
+        t,
+        &[
+            "req",
+            "-new",
+            "-key",
+            "k.pem",
+            "-subj",
+            "/CN=u.example.com",
+            "-out",
+            "r.pem",
+        ],
+    );
+    let csr = std::fs::read_to_string(tmp.path("r.pem")).unwrap();
+    let tok = token(&dir, &["--identity", "u.example.com"]);
+    let r = sign(&addr, &tok, &csr);
+    assert_eq!(r.status, 200, "{}", r.body);
+    let v = r.json();
+    std::fs::write(tmp.path("leaf.pem"), v["certificate"].as_str().unwrap()).unwrap();
+    std::fs::write(tmp.path("int.pem"), v["chain"][0].as_str().unwrap()).unwrap();
+    std::fs::write(tmp.path("root.pem"), v["ca"].as_str().unwrap()).unwrap();
+    let text = openssl_ok(t, &["x509", "-in", "leaf.pem", "-noout", "-text"]);
+    let crl_url = format!("http://{listen}/v1/crl.der");
+    let ca_url = format!("http://{listen}/v1/ca.der");
+    assert!(text.contains("X509v3 CRL Distribution Points"), "{text}");
+    assert!(text.contains(&format!("URI:{crl_url}")), "{text}");
+    assert!(
+        text.contains(&format!("CA Issuers - URI:{ca_url}")),
+        "{text}"
+    );
+
+    // AIA caIssuers: the issuing CA (the intermediate) in DER.
+    let (status, ctype, der) = get_bytes(&addr, "/v1/ca.der");
+    assert_eq!((status, ctype.as_str()), (200, "application/pkix-cert"));
+    std::fs::write(tmp.path("issuer.der"), &der).unwrap();
+    let issuer = openssl_ok(
+        t,
+        &[
+            "x509",
+            "-inform",
+            "DER",
+            "-in",
+            "issuer.der",
+            "-noout",
+            "-subject",
+        ],
+    );
+    assert!(issuer.contains("URL CA Intermediate"), "{issuer}");
+
+    // The CRL, fetched from the URL the certificate names.
+    let fetch_crl = || {
+        let path = crl_url.split(&listen).nth(1).unwrap();
+        let (status, ctype, der) = get_bytes(&addr, path);
+        assert_eq!((status, ctype.as_str()), (200, "application/pkix-crl"));
+        std::fs::write(tmp.path("crl.der"), &der).unwrap();
+        openssl_ok(
+            t,
+            &["crl", "-inform", "DER", "-in", "crl.der", "-out", "crl.pem"],
+        );
+    };
+    let verify = || {
+        std::process::Command::new("openssl")
+            .args([
+                "verify",
+                "-crl_check",
+                "-CAfile",
+                "root.pem",
+                "-untrusted",
+                "int.pem",
+            ])
+            .args(["-CRLfile", "crl.pem", "leaf.pem"])
+            .current_dir(t)
+            .output()
+            .unwrap()
+    };
+    fetch_crl();
+    let ok = verify();
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let serial = v["serial"].as_str().unwrap();
+    cli_ok(&["revoke", "--dir", d, "--serial", serial]);
+    fetch_crl();
+    let refused = verify();
+    let out = String::from_utf8_lossy(&refused.stdout).to_string()
+        + &String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "{out}");
+    assert!(out.contains("certificate revoked"), "{out}");
+
+    // Without --public-url (the operator's CLI here), leaves carry neither extension.
+    let plain = cli_ok(&[
+        "sign",
+        "--dir",
+        d,
+        "--csr",
+        tmp.path("r.pem").to_str().unwrap(),
+        "--identity",
+        "u.example.com",
+    ]);
+    std::fs::write(tmp.path("plain.pem"), plain).unwrap();
+    let text = openssl_ok(t, &["x509", "-in", "plain.pem", "-noout", "-text"]);
+    assert!(
+        !text.contains("CRL Distribution") && !text.contains("Authority Information Access"),
+        "{text}"
+    );
+    drop(server);
+}

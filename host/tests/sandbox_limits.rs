@@ -60,6 +60,7 @@ fn loaded_sandbox(tag: &str, size: usize) -> (Arc<Sandbox>, PathBuf, OffsetDateT
             cert_pem: ca.certificate().to_pem(),
             key_pem: ca.key().to_pkcs8_pem().unwrap().to_string(),
             passphrase: None,
+            public_urls: None,
         })
         .unwrap();
     assert_eq!(loaded.subject, "CN=Limits CA", "{loaded:?}");

@@ -198,6 +198,23 @@ fn handle(app: &App, rq: &Request) -> Response {
                 app.authority.root_pem.clone(),
             ),
         ),
+        // DER forms, where certificates' CRL DP and AIA caIssuers point (RFC 5280 4.2.1.13,
+        // 4.2.2.1: application/pkix-crl and application/pkix-cert).
+        ("GET", "/v1/crl.der") => (
+            "/v1/crl.der",
+            match app.authority.crl_der() {
+                Ok(der) => text(200, "application/pkix-crl", der),
+                Err(e) => error_response(&ApiError::new(status(&e).max(500), "crl", e.message())),
+            },
+        ),
+        ("GET", "/v1/ca.der") => (
+            "/v1/ca.der",
+            text(
+                200,
+                "application/pkix-cert",
+                app.authority.issuer_der.clone(),
+            ),
+        ),
         ("GET", "/v1/crl") => (
             "/v1/crl",
             match app.authority.crl() {

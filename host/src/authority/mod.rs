@@ -115,16 +115,21 @@ pub struct Authority {
     pub chain: Vec<String>,
     /// The issuing CA as the sandbox loaded it.
     pub ca_info: Loaded,
+    /// The issuing CA certificate, DER (what AIA caIssuers points at).
+    pub issuer_der: Vec<u8>,
 }
 
 impl Authority {
     /// Open the CA in `dir` with the module at `module`, loading the CA into the sandbox.
+    /// `public_urls` are the base URLs (e.g. `http://ca.example.com:8443`) the CA is reachable at:
+    /// leaves then point at `BASE/v1/crl.der` (CRL DP) and `BASE/v1/ca.der` (AIA caIssuers).
     pub fn open(
         dir: &Path,
         module: &Path,
         policy: Policy,
         passphrase: Option<&str>,
         workers: usize,
+        public_urls: &[String],
     ) -> Result<Self> {
         let d = DataDir(dir.to_path_buf());
         if !d.ca_cert().exists() {
@@ -143,17 +148,17 @@ impl Authority {
             );
         }
         let root_pem = std::fs::read_to_string(d.root_cert()).unwrap_or_else(|_| cert_pem.clone());
-        let chain = wasm_pki::Certificate::parse_all(cert_pem.as_bytes())
-            .with_context(|| format!("reading {}", d.ca_cert().display()))?
-            .iter()
-            .map(wasm_pki::Certificate::to_pem)
-            .collect();
+        let certs = wasm_pki::Certificate::parse_all(cert_pem.as_bytes())
+            .with_context(|| format!("reading {}", d.ca_cert().display()))?;
+        let issuer_der = certs[0].der().to_vec();
+        let chain = certs.iter().map(wasm_pki::Certificate::to_pem).collect();
         let sandbox = Sandbox::new(module, &d.module_cache(), workers)?;
         let ca_info = sandbox
             .load_ca(LoadCa {
                 cert_pem,
                 key_pem,
                 passphrase: passphrase.map(String::from),
+                public_urls: published(public_urls),
             })
             .context("the sandbox could not load the CA")?;
         let ledger = Arc::new(SqliteLedger::open(&d.ledger())?);
@@ -164,6 +169,7 @@ impl Authority {
             root_pem,
             chain,
             ca_info,
+            issuer_der,
         })
     }
 
@@ -261,6 +267,33 @@ impl Authority {
             .call::<String>(&request, SANDBOX_WAIT)?
             .map_err(AuthorityError::Refused)
     }
+}
+
+impl Authority {
+    /// A fresh CRL in DER, as a CRL Distribution Point serves it.
+    pub fn crl_der(&self) -> Result<Vec<u8>, AuthorityError> {
+        let pem = self.crl()?;
+        pem_rfc7468::decode_vec(pem.as_bytes())
+            .map(|(_, der)| der)
+            .map_err(|e| AuthorityError::Internal(format!("the sandbox's CRL is not PEM: {e}")))
+    }
+}
+
+/// Where leaves point, for the base URLs the CA is reachable at.
+fn published(bases: &[String]) -> Option<wasm_pki::PublicUrls> {
+    if bases.is_empty() {
+        return None;
+    }
+    let at = |path: &str| {
+        bases
+            .iter()
+            .map(|b| format!("{}{path}", b.trim_end_matches('/')))
+            .collect()
+    };
+    Some(wasm_pki::PublicUrls {
+        crl: at("/v1/crl.der"),
+        ca_issuers: at("/v1/ca.der"),
+    })
 }
 
 /// Decode the guest's reply to a sign request and record the certificate; only a recorded

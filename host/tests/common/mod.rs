@@ -143,6 +143,31 @@ pub fn http(
     Ok(Resp { status, body })
 }
 
+/// GET `path` and return the status, the Content-Type and the body as bytes (DER answers).
+pub fn get_bytes(addr: &str, path: &str) -> (u16, String, Vec<u8>) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    let end = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    let head = String::from_utf8_lossy(&raw[..end]).into_owned();
+    let status = head.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let ctype = head
+        .lines()
+        .find_map(|l| {
+            l.split_once(':')
+                .filter(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+                .map(|(_, v)| v.trim().to_string())
+        })
+        .unwrap_or_default();
+    (status, ctype, raw[end + 4..].to_vec())
+}
+
 pub fn sign(addr: &str, token: &str, csr_pem: &str) -> Resp {
     let body = serde_json::json!({ "csr": csr_pem }).to_string();
     http(
@@ -171,13 +196,10 @@ impl Server {
 
     /// Start with `stdin` written to the server's standard input (then closed).
     pub fn start_with_stdin(dir: &Path, extra: &[&str], stdin: Option<&str>) -> Server {
-        let mut args = vec![
-            "serve",
-            "--dir",
-            dir.to_str().unwrap(),
-            "--listen",
-            "127.0.0.1:0",
-        ];
+        let mut args = vec!["serve", "--dir", dir.to_str().unwrap()];
+        if !extra.contains(&"--listen") {
+            args.extend_from_slice(&["--listen", "127.0.0.1:0"]);
+        }
         args.extend_from_slice(extra);
         let mut child = Command::new(BIN)
             .args(&args)
