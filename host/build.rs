@@ -1,7 +1,12 @@
-// Exposes the wasmtime version (from Cargo.lock) to key the compiled-module cache.
+// Exposes the wasmtime version (from Cargo.lock) to key the compiled-module cache, and embeds the
+// page and the npm package (JS and .wasm) into the binary when pkg/dist has been built
+// (scripts/build-pkg.sh). A release build without it fails with what to run; a debug build
+// (a contributor's `cargo test`) builds without it and then needs --module.
+use std::path::Path;
+
 fn main() {
-    let lock = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../Cargo.lock"))
-        .unwrap_or_default();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let lock = std::fs::read_to_string(root.join("Cargo.lock")).unwrap_or_default();
     let mut version = "unknown".to_string();
     let mut lines = lock.lines();
     while let Some(l) = lines.next() {
@@ -17,4 +22,23 @@ fn main() {
     }
     println!("cargo:rustc-env=WASMTIME_VERSION={version}");
     println!("cargo:rerun-if-changed=../Cargo.lock");
+
+    println!("cargo:rustc-check-cfg=cfg(embedded_package)");
+    let dist = root.join("pkg/dist");
+    for f in [
+        "pkg/dist/wasm_pki_bg.wasm",
+        "pkg/dist/wasm_pki.js",
+        "pkg/web.js",
+        "www",
+    ] {
+        println!("cargo:rerun-if-changed=../{f}");
+    }
+    let built = dist.join("wasm_pki_bg.wasm").is_file() && dist.join("wasm_pki.js").is_file();
+    if built {
+        println!("cargo:rustc-cfg=embedded_package");
+    } else if std::env::var("PROFILE").as_deref() == Ok("release") {
+        panic!("pkg/dist/wasm_pki_bg.wasm is missing: run scripts/build-pkg.sh before a release build of the signer (the binary embeds the npm package and its module)");
+    } else {
+        println!("cargo:warning=pkg/dist is not built: this debug signer embeds no module (run scripts/build-pkg.sh, or pass --module)");
+    }
 }

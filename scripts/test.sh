@@ -48,6 +48,10 @@ step "npm package (wasm-bindgen, wasm-opt), the server build and the test-only s
 bash scripts/build-pkg.sh --test-hooks --server
 export WASM_PKI_TEST_MODULE="$CARGO_TARGET_DIR/wasm-pki-test-module/wasm_pki_bg.wasm"
 
+step "the signer's release binary (it embeds the page and the npm package)"
+cargo build --release -p wasm-pki-host
+export WASM_PKI_RELEASE_BIN="$CARGO_TARGET_DIR/release/wasm-pki"
+
 rm -f tests/out/figures.txt
 step "Rust tests (core: unit, openssl, rustls mTLS, hostile input; host: sandbox limits, end to end)"
 # The soak (host/tests/soak.rs) runs two minutes past the throughput limit here.

@@ -76,7 +76,7 @@ fn main() {
             t.elapsed().as_secs_f64() * 1e6 / n as f64
         };
         for (label, module) in &modules {
-            let sandbox = Sandbox::new(module, &cache, 1).unwrap();
+            let sandbox = Sandbox::from_file(module, &cache, 1).unwrap();
             sandbox
                 .load_ca(LoadCa {
                     cert_pem: ca.certificate().to_pem(),

@@ -4,6 +4,7 @@
 #![deny(unsafe_code)]
 
 pub mod api;
+pub mod assets;
 pub mod authority;
 pub mod db;
 pub mod files;

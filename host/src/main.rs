@@ -8,11 +8,11 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use wasm_pki::{Algorithm, CaParams, CertificateAuthority, KeyEncryption, OffsetDateTime};
 
-use wasm_pki_host::api;
 use wasm_pki_host::authority::policy::Policy;
 use wasm_pki_host::authority::{self, tokens, Authority, DataDir};
 use wasm_pki_host::db::{Ledger, NewToken, SqliteLedger};
 use wasm_pki_host::files;
+use wasm_pki_host::{api, assets};
 
 /// A certificate authority whose signing core runs inside a wasmtime sandbox.
 #[derive(Parser)]
@@ -24,7 +24,7 @@ struct Cli {
 
 #[derive(clap::Args)]
 struct Runtime {
-    /// The wasm module (the npm package's file); default: pkg/dist/wasm_pki_bg.wasm of this checkout.
+    /// The wasm module to run; default: the npm package's module built into this binary.
     #[arg(long, env = "WASM_PKI_MODULE")]
     module: Option<PathBuf>,
     /// File holding the CA key's passphrase (never written anywhere).
@@ -67,7 +67,7 @@ enum Command {
         /// Sandbox instances (default: the number of cores).
         #[arg(long)]
         workers: Option<usize>,
-        /// Page files (default: www/ of this checkout).
+        /// Page files from this folder (default: the page built into this binary).
         #[arg(long)]
         www: Option<PathBuf>,
     },
@@ -143,18 +143,8 @@ fn main() {
     }
 }
 
-fn checkout() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
 /// Open connections served at once (a thread each); more get 503 at once.
 const MAX_CONNECTIONS: usize = 1024;
-
-fn module_path(rt: &Runtime) -> PathBuf {
-    rt.module
-        .clone()
-        .unwrap_or_else(|| checkout().join("pkg/dist/wasm_pki_bg.wasm"))
-}
 
 fn read_passphrase(path: &Option<PathBuf>) -> Result<Option<zeroize::Zeroizing<String>>> {
     let Some(p) = path else { return Ok(None) };
@@ -178,7 +168,7 @@ fn open_authority(dir: &Path, rt: &Runtime, workers: usize) -> Result<Authority>
     let pass = read_passphrase(&rt.passphrase_file)?;
     Authority::open(
         dir,
-        &module_path(rt),
+        &assets::module_bytes(rt.module.as_deref())?,
         load_policy(&rt.policy)?,
         pass.as_ref().map(|p| p.as_str()),
         workers,
@@ -207,18 +197,20 @@ fn run(cli: Cli) -> Result<()> {
                 .unwrap_or(2);
             let workers = workers.unwrap_or(cores);
             let authority = open_authority(&dir, &rt, workers)?;
-            // The page loads the npm package next to the module, unless the module is not the
-            // package's (the server build): then this checkout's package.
-            let pkg = module_path(&rt)
-                .parent()
+            // The page loads the npm package next to a --module that sits in one (a built
+            // pkg/dist); otherwise the embedded package (also when the module is the server build,
+            // which browsers cannot load).
+            let pkg = rt
+                .module
+                .as_deref()
+                .and_then(Path::parent)
+                .filter(|d| d.join("wasm_pki.js").is_file())
                 .and_then(Path::parent)
                 .filter(|p| p.join("web.js").is_file())
-                .map(Path::to_path_buf)
-                .unwrap_or_else(|| checkout().join("pkg"));
+                .map(Path::to_path_buf);
             let app = Arc::new(api::App::new(
                 authority,
-                www.unwrap_or_else(|| checkout().join("www")),
-                pkg,
+                assets::Assets { www, pkg },
                 workers * 8,
             ));
             api::serve(app, &listen, MAX_CONNECTIONS)

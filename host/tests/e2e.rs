@@ -2,6 +2,8 @@
 
 mod common;
 
+use std::path::PathBuf;
+
 use common::*;
 use sha2::Digest;
 
@@ -467,4 +469,77 @@ fn published_crl_and_issuer_urls_are_in_leaves_and_serve_der() {
         "{text}"
     );
     drop(server);
+}
+
+/// The binary alone: copied into an empty folder with no checkout beside it and no module given,
+/// it creates a CA, serves, and hands out the page, the package's JS and the module it runs (the
+/// npm package's file, byte for byte). The test command points WASM_PKI_RELEASE_BIN at the release
+/// build; without it, this test's own build is used.
+#[test]
+fn the_binary_alone_serves_the_page_and_its_module() {
+    if common::no_module() {
+        return;
+    }
+    let bin = std::env::var_os("WASM_PKI_RELEASE_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(BIN));
+    let tmp = TempDir::new("alone");
+    let copy = tmp.path("wasm-pki");
+    std::fs::copy(&bin, &copy).unwrap();
+    let run = |args: &[&str]| {
+        let mut c = std::process::Command::new(&copy);
+        c.args(args)
+            .current_dir(&tmp.0)
+            .env_remove("WASM_PKI_MODULE")
+            .env_remove("CARGO_MANIFEST_DIR");
+        c
+    };
+    let init = run(&["init", "--dir", "ca"]).output().unwrap();
+    assert!(
+        init.status.success(),
+        "{}",
+        String::from_utf8_lossy(&init.stderr)
+    );
+    let mut child = run(&["serve", "--dir", "ca", "--listen", "127.0.0.1:0"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut addr = String::new();
+    for line in std::io::BufRead::lines(stdout).map_while(Result::ok) {
+        if let Some(rest) = line.split("listening on http://").nth(1) {
+            addr = rest.split('/').next().unwrap().to_string();
+            break;
+        }
+    }
+    assert!(!addr.is_empty(), "the copied binary did not start");
+    let module = std::fs::read(module()).unwrap();
+    for (path, ctype) in [
+        ("/", "text/html; charset=utf-8"),
+        ("/app.js", "text/javascript"),
+        ("/pkg/web.js", "text/javascript"),
+        ("/pkg/dist/wasm_pki.js", "text/javascript"),
+        ("/pkg/dist/wasm_pki_bg.wasm", "application/wasm"),
+    ] {
+        let (status, got, body) = get_bytes(&addr, path);
+        assert_eq!((status, got.as_str()), (200, ctype), "{path}");
+        assert!(!body.is_empty(), "{path}");
+        if path.ends_with(".wasm") {
+            assert!(
+                body == module,
+                "the served module is the npm package's file"
+            );
+        }
+    }
+    let info = http(&addr, "GET", "/v1/info", &[], b"").unwrap().json();
+    let sha: String = sha2::Sha256::digest(&module)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(
+        info["moduleSha256"], sha,
+        "it runs the npm package's module"
+    );
+    let _ = child.kill();
+    let _ = child.wait();
 }

@@ -51,7 +51,7 @@ fn call(
 /// cache folder and the time it was made.
 fn loaded_sandbox(tag: &str, size: usize) -> (Arc<Sandbox>, PathBuf, OffsetDateTime) {
     let cache = std::env::temp_dir().join(format!("wasm-pki-cache-{tag}-{}", std::process::id()));
-    let sandbox = Sandbox::new(&test_module(), &cache, size).unwrap();
+    let sandbox = Sandbox::from_file(&test_module(), &cache, size).unwrap();
     let mut rng = rand_core::UnwrapErr(getrandom::SysRng);
     let now = OffsetDateTime::from_unix_timestamp(wasm_pki_host::authority::now()).unwrap();
     let ca = CertificateAuthority::new_root(&CaParams::new("Limits CA"), now, &mut rng).unwrap();
@@ -131,7 +131,7 @@ fn the_shipped_module_has_no_hostile_hooks() {
         return;
     }
     let cache = std::env::temp_dir().join(format!("wasm-pki-cache-ship-{}", std::process::id()));
-    let sandbox = Sandbox::new(&module, &cache, 1).unwrap();
+    let sandbox = Sandbox::from_file(&module, &cache, 1).unwrap();
     let v = call(&sandbox, &json!({"op": "spin"}), Duration::from_secs(5)).unwrap();
     assert_eq!(v["error"]["code"], "invalid_parameter", "{v}");
     let _ = std::fs::remove_dir_all(cache);

@@ -5,7 +5,6 @@
 pub mod http;
 pub mod metrics;
 
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
@@ -82,22 +81,19 @@ pub struct App {
     pub authority: Authority,
     /// Counters.
     pub metrics: Metrics,
-    /// The page's files.
-    pub www: PathBuf,
-    /// The npm package folder (its `web.js` and `dist/`).
-    pub pkg: PathBuf,
+    /// The page and the npm package it loads.
+    pub assets: crate::assets::Assets,
     inflight: AtomicUsize,
     max_inflight: usize,
 }
 
 impl App {
     /// New app state; `max_inflight` signing requests may queue before 429.
-    pub fn new(authority: Authority, www: PathBuf, pkg: PathBuf, max_inflight: usize) -> Self {
+    pub fn new(authority: Authority, assets: crate::assets::Assets, max_inflight: usize) -> Self {
         App {
             authority,
             metrics: Metrics::default(),
-            www,
-            pkg,
+            assets,
             inflight: AtomicUsize::new(0),
             max_inflight,
         }
@@ -309,23 +305,24 @@ fn sign_inner(app: &App, rq: &Request) -> Result<serde_json::Value, ApiError> {
 }
 
 fn static_file(app: &App, path: &str) -> Resp {
-    let (base, rel) = match path {
-        "/" | "/index.html" => (&app.www, "index.html"),
-        "/app.js" | "/style.css" => (&app.www, &path[1..]),
+    let not_found = || {
+        error_response(&ApiError::new(
+            404,
+            "not_found",
+            format!("{path} is not here"),
+        ))
+    };
+    let (data, rel) = match path {
+        "/" | "/index.html" => (app.assets.page("index.html"), "index.html"),
+        "/app.js" | "/style.css" => (app.assets.page(&path[1..]), &path[1..]),
         p if p == "/pkg/web.js"
             || (p.starts_with("/pkg/dist/")
                 && !p[10..].contains(['/', '\\'])
                 && !p[10..].starts_with('.')) =>
         {
-            (&app.pkg, &p[5..])
+            (app.assets.package(&p[5..]), &p[5..])
         }
-        _ => {
-            return error_response(&ApiError::new(
-                404,
-                "not_found",
-                format!("{path} is not here"),
-            ))
-        }
+        _ => return not_found(),
     };
     let ctype = match rel.rsplit('.').next() {
         Some("html") => "text/html; charset=utf-8",
@@ -334,11 +331,11 @@ fn static_file(app: &App, path: &str) -> Resp {
         Some("wasm") => "application/wasm",
         _ => "application/octet-stream",
     };
-    match std::fs::read(base.join(rel)) {
-        Ok(data) => text(200, ctype, data)
+    match data {
+        Some(data) => text(200, ctype, data.into_owned())
             // The page may talk only to this origin: a CSP that also keeps the key from leaving.
             .with_header("Content-Security-Policy", "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'")
             .with_header("X-Content-Type-Options", "nosniff"),
-        Err(_) => error_response(&ApiError::new(404, "not_found", format!("{path} is not here"))),
+        None => not_found(),
     }
 }

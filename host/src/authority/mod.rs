@@ -120,12 +120,12 @@ pub struct Authority {
 }
 
 impl Authority {
-    /// Open the CA in `dir` with the module at `module`, loading the CA into the sandbox.
+    /// Open the CA in `dir` with the module `module`, loading the CA into the sandbox.
     /// `public_urls` are the base URLs (e.g. `http://ca.example.com:8443`) the CA is reachable at:
     /// leaves then point at `BASE/v1/crl.der` (CRL DP) and `BASE/v1/ca.der` (AIA caIssuers).
     pub fn open(
         dir: &Path,
-        module: &Path,
+        module: &[u8],
         policy: Policy,
         passphrase: Option<&str>,
         workers: usize,

@@ -120,11 +120,17 @@ pub fn file_sha256(path: &Path) -> Result<String> {
 }
 
 impl Sandbox {
-    /// Load (or compile and cache under `cache_dir`) the module at `wasm` and make a pool of `size`.
-    pub fn new(wasm: &Path, cache_dir: &Path, size: usize) -> Result<Arc<Self>> {
+    /// Load (or compile and cache under `cache_dir`) the module file at `wasm`; see [`Sandbox::new`].
+    pub fn from_file(wasm: &Path, cache_dir: &Path, size: usize) -> Result<Arc<Self>> {
         let bytes = std::fs::read(wasm)
             .with_context(|| format!("reading the module {}", wasm.display()))?;
-        let module_sha256 = wasm_pki::hex(&Sha256::digest(&bytes));
+        Self::new(&bytes, cache_dir, size)
+    }
+
+    /// Compile (or load from the cache under `cache_dir`) the module `bytes` and make a pool of
+    /// `size` instances.
+    pub fn new(bytes: &[u8], cache_dir: &Path, size: usize) -> Result<Arc<Self>> {
+        let module_sha256 = wasm_pki::hex(&Sha256::digest(bytes));
         let mut config = Config::new();
         config.epoch_interruption(true);
         // WASM_PKI_PERFMAP=1: write /tmp/perf-PID.map so `perf` names the module's functions.
@@ -139,7 +145,7 @@ impl Sandbox {
             // Used only by the server build of the module (see scripts/build-pkg.sh --server).
             .wasm_wide_arithmetic(true);
         let engine = Engine::new(&config)?;
-        let module = load_module(&engine, &bytes, &module_sha256, cache_dir)?;
+        let module = load_module(&engine, bytes, &module_sha256, cache_dir)?;
         let mut linker = Linker::new(&engine);
         // The JS imports of the npm build are never reached on the sandbox path: make them traps.
         linker.define_unknown_imports_as_traps(&module)?;
