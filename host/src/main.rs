@@ -70,6 +70,10 @@ enum Command {
         /// Page files from this folder (default: the page built into this binary).
         #[arg(long)]
         www: Option<PathBuf>,
+        /// One log line per request on stderr (method, route, status, latency, token id, serial
+        /// or refusal code; never a token): `text`, `json`, or `off`.
+        #[arg(long, value_enum, default_value_t = LogFormat::Text, env = "WASM_PKI_LOG_FORMAT")]
+        log_format: LogFormat,
     },
     /// Enrolment tokens.
     Token {
@@ -111,6 +115,29 @@ enum Command {
         #[arg(long)]
         dir: PathBuf,
     },
+}
+
+/// How `serve` logs.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+    /// No request log.
+    Off,
+}
+
+fn init_logs(format: LogFormat) {
+    let builder = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .with_max_level(tracing::Level::INFO);
+    match format {
+        LogFormat::Text => builder.with_ansi(false).init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+        LogFormat::Off => {}
+    }
 }
 
 #[derive(Subcommand)]
@@ -191,7 +218,9 @@ fn run(cli: Cli) -> Result<()> {
             rt,
             workers,
             www,
+            log_format,
         } => {
+            init_logs(log_format);
             let cores = std::thread::available_parallelism()
                 .map(|n| n.get())
                 .unwrap_or(2);

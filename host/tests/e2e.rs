@@ -543,3 +543,101 @@ fn the_binary_alone_serves_the_page_and_its_module() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+/// One log line per request (JSON here) with the token's public id, never the token; the issued
+/// serial or the refusal code; OpenMetrics from /metrics; /readyz follows the ledger's state.
+#[test]
+fn request_logs_metrics_and_readiness() {
+    if common::no_module() {
+        return;
+    }
+    let tmp = TempDir::new("logs");
+    let dir = tmp.path("ca");
+    let d = dir.to_str().unwrap();
+    cli_ok(&["init", "--dir", d, "--name", "Log CA"]);
+    let log = tmp.path("serve.log");
+    let mut child = std::process::Command::new(BIN)
+        .args([
+            "serve",
+            "--dir",
+            d,
+            "--listen",
+            "127.0.0.1:0",
+            "--log-format",
+            "json",
+        ])
+        .env("WASM_PKI_MODULE", module())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut addr = String::new();
+    for line in std::io::BufRead::lines(stdout).map_while(Result::ok) {
+        if let Some(rest) = line.split("listening on http://").nth(1) {
+            addr = rest.split('/').next().unwrap().to_string();
+            break;
+        }
+    }
+    let ready = http(&addr, "GET", "/readyz", &[], b"").unwrap();
+    assert_eq!((ready.status, ready.body.as_str()), (200, "ready\n"));
+    let (ok, out, err) = cli(&["token", "create", "--dir", d, "--identity", "l.example.com"]);
+    assert!(ok, "{err}");
+    let secret = out.lines().last().unwrap().trim().to_string();
+    let id = err
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .trim_end_matches(':')
+        .to_string();
+    let csr = openssl_csr(&tmp.0, "l", P256, "/CN=l.example.com", None);
+    let first = sign(&addr, &secret, &csr);
+    assert_eq!(first.status, 200, "{}", first.body);
+    let serial = first.json()["serial"].as_str().unwrap().to_string();
+    assert_eq!(sign(&addr, &secret, &csr).status, 401);
+    let (status, ctype, body) = get_bytes(&addr, "/metrics");
+    assert_eq!(status, 200);
+    assert!(ctype.starts_with("application/openmetrics-text"), "{ctype}");
+    let metrics = String::from_utf8(body).unwrap();
+    assert!(
+        metrics.contains(r#"wasm_pki_requests_total{route="/readyz",status="200"} 1"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"wasm_pki_refused_total{reason="token_used"} 1"#),
+        "{metrics}"
+    );
+
+    // A ledger that cannot take writes (another process holds it exclusively): not ready.
+    let db = rusqlite::Connection::open(dir.join("ledger.sqlite")).unwrap();
+    db.execute_batch("BEGIN EXCLUSIVE;").unwrap();
+    let busy = http(&addr, "GET", "/readyz", &[], b"").unwrap();
+    assert_eq!(busy.status, 503, "{}", busy.body);
+    db.execute_batch("ROLLBACK;").unwrap();
+    assert_eq!(http(&addr, "GET", "/readyz", &[], b"").unwrap().status, 200);
+
+    let _ = child.kill();
+    let _ = child.wait();
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(!text.contains(&secret), "a token reached the log");
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .filter(|v: &serde_json::Value| v["message"] == "request")
+        .collect();
+    let signs: Vec<&serde_json::Value> =
+        lines.iter().filter(|v| v["route"] == "/v1/sign").collect();
+    assert_eq!(signs.len(), 2, "{text}");
+    assert_eq!(signs[0]["status"], 200);
+    assert_eq!(signs[0]["token_id"], id.as_str());
+    assert_eq!(signs[0]["serial"], serial.as_str());
+    assert_eq!(signs[1]["status"], 401);
+    assert_eq!(signs[1]["code"], "token_used");
+    assert_eq!(signs[1]["token_id"], id.as_str());
+    assert!(signs
+        .iter()
+        .all(|v| v["method"] == "POST" && v["latency_ms"].is_number()));
+    assert!(lines
+        .iter()
+        .any(|v| v["route"] == "/readyz" && v["status"] == 503));
+}

@@ -1,102 +1,178 @@
-//! Prometheus counters and a latency histogram, rendered as text for `/metrics`.
+//! Prometheus metrics through `prometheus-client` (OpenMetrics text, escaped label values):
+//! requests by route and status, issued certificates, refusals by reason, sandbox traps, and the
+//! signing latency histogram.
 
-use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
 
 /// Upper bounds of the signing latency buckets, in seconds.
 const BUCKETS: [f64; 12] = [
     0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
 ];
 
-/// The server's counters.
-#[derive(Default)]
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    route: String,
+    status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: String,
+}
+
+/// The server's metrics.
 pub struct Metrics {
-    requests: Mutex<BTreeMap<(String, u16), u64>>,
-    refused: Mutex<BTreeMap<String, u64>>,
-    /// Certificates issued and recorded.
-    pub issued: AtomicU64,
-    buckets: [AtomicU64; BUCKETS.len()],
-    count: AtomicU64,
-    sum_micros: AtomicU64,
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    refused: Family<ReasonLabels, Counter>,
+    issued: Counter,
+    traps: Counter,
+    /// The sandbox's trap count at the last scrape (the sandbox keeps the total).
+    traps_seen: Mutex<u64>,
+    sign_seconds: Histogram,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::default();
+        let requests = Family::<RequestLabels, Counter>::default();
+        let refused = Family::<ReasonLabels, Counter>::default();
+        let issued = Counter::default();
+        let traps = Counter::default();
+        let sign_seconds = Histogram::new(BUCKETS);
+        registry.register(
+            "wasm_pki_requests",
+            "HTTP requests by route and status",
+            requests.clone(),
+        );
+        registry.register(
+            "wasm_pki_issued",
+            "Certificates issued and recorded",
+            issued.clone(),
+        );
+        registry.register(
+            "wasm_pki_refused",
+            "Signing requests refused, by reason",
+            refused.clone(),
+        );
+        registry.register(
+            "wasm_pki_sandbox_traps",
+            "Sandbox instances dropped after a trap or limit",
+            traps.clone(),
+        );
+        registry.register(
+            "wasm_pki_sign_seconds",
+            "Latency of POST /v1/sign",
+            sign_seconds.clone(),
+        );
+        Metrics {
+            registry,
+            requests,
+            refused,
+            issued,
+            traps,
+            traps_seen: Mutex::new(0),
+            sign_seconds,
+        }
+    }
+}
+
+/// A reason label as it is counted: stable codes pass; anything else (a code from a misbehaving
+/// guest) is counted as `other`, so label cardinality stays bounded.
+fn reason_label(reason: &str) -> String {
+    let ok = !reason.is_empty()
+        && reason.len() <= 40
+        && reason.bytes().all(|b| b.is_ascii_lowercase() || b == b'_');
+    if ok { reason } else { "other" }.to_string()
 }
 
 impl Metrics {
     /// Count a finished request by route and status.
     pub fn request(&self, route: &str, status: u16) {
-        *self
-            .requests
-            .lock()
-            .unwrap()
-            .entry((route.to_string(), status))
-            .or_default() += 1;
+        self.requests
+            .get_or_create(&RequestLabels {
+                route: route.to_string(),
+                status,
+            })
+            .inc();
     }
 
     /// Count a refused signing request by reason (error code).
     pub fn refused(&self, reason: &str) {
-        *self
-            .refused
-            .lock()
-            .unwrap()
-            .entry(reason.to_string())
-            .or_default() += 1;
+        self.refused
+            .get_or_create(&ReasonLabels {
+                reason: reason_label(reason),
+            })
+            .inc();
+    }
+
+    /// Count an issued (and recorded) certificate.
+    pub fn issued(&self) {
+        self.issued.inc();
     }
 
     /// Observe one signing latency.
     pub fn observe(&self, secs: f64) {
-        for (i, b) in BUCKETS.iter().enumerate() {
-            if secs <= *b {
-                self.buckets[i].fetch_add(1, Ordering::Relaxed);
-            }
-        }
-        self.count.fetch_add(1, Ordering::Relaxed);
-        self.sum_micros
-            .fetch_add((secs * 1e6) as u64, Ordering::Relaxed);
+        self.sign_seconds.observe(secs);
     }
 
-    /// Total requests counted so far (all routes and statuses).
-    pub fn total_requests(&self) -> u64 {
-        self.requests.lock().unwrap().values().sum()
-    }
-
-    /// The Prometheus text exposition.
+    /// The OpenMetrics text exposition; `traps` is the sandbox's running total.
     pub fn render(&self, traps: u64) -> String {
-        let mut s = String::new();
-        s.push_str("# HELP wasm_pki_requests_total HTTP requests by route and status.\n# TYPE wasm_pki_requests_total counter\n");
-        for ((route, status), n) in self.requests.lock().unwrap().iter() {
-            s.push_str(&format!(
-                "wasm_pki_requests_total{{route=\"{route}\",status=\"{status}\"}} {n}\n"
-            ));
+        let mut seen = self.traps_seen.lock().unwrap_or_else(|e| e.into_inner());
+        if traps > *seen {
+            self.traps.inc_by(traps - *seen);
+            *seen = traps;
         }
-        s.push_str("# HELP wasm_pki_issued_total Certificates issued and recorded.\n# TYPE wasm_pki_issued_total counter\n");
-        s.push_str(&format!(
-            "wasm_pki_issued_total {}\n",
-            self.issued.load(Ordering::Relaxed)
-        ));
-        s.push_str("# HELP wasm_pki_refused_total Signing requests refused, by reason.\n# TYPE wasm_pki_refused_total counter\n");
-        for (reason, n) in self.refused.lock().unwrap().iter() {
-            s.push_str(&format!(
-                "wasm_pki_refused_total{{reason=\"{reason}\"}} {n}\n"
-            ));
+        drop(seen);
+        let mut out = String::new();
+        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+            out = "# EOF\n".into();
         }
-        s.push_str("# HELP wasm_pki_sandbox_traps_total Sandbox instances dropped after a trap or limit.\n# TYPE wasm_pki_sandbox_traps_total counter\n");
-        s.push_str(&format!("wasm_pki_sandbox_traps_total {traps}\n"));
-        s.push_str("# HELP wasm_pki_sign_seconds Latency of POST /v1/sign.\n# TYPE wasm_pki_sign_seconds histogram\n");
-        for (i, b) in BUCKETS.iter().enumerate() {
-            s.push_str(&format!(
-                "wasm_pki_sign_seconds_bucket{{le=\"{b}\"}} {}\n",
-                self.buckets[i].load(Ordering::Relaxed)
-            ));
-        }
-        let count = self.count.load(Ordering::Relaxed);
-        s.push_str(&format!(
-            "wasm_pki_sign_seconds_bucket{{le=\"+Inf\"}} {count}\n"
-        ));
-        s.push_str(&format!(
-            "wasm_pki_sign_seconds_sum {}\n",
-            self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6
-        ));
-        s.push_str(&format!("wasm_pki_sign_seconds_count {count}\n"));
-        s
+        out
+    }
+}
+
+/// The media type of [`Metrics::render`].
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_escape_and_bound_labels() {
+        let m = Metrics::default();
+        m.request("/v1/sign", 200);
+        m.request("/v1/sign", 200);
+        m.request("r\"oute\\\n", 404);
+        m.refused("policy");
+        m.refused("evil\"} 1\nwasm_pki_issued_total 99");
+        m.issued();
+        m.observe(0.003);
+        let text = m.render(2);
+        assert!(
+            text.contains(r#"wasm_pki_requests_total{route="/v1/sign",status="200"} 2"#),
+            "{text}"
+        );
+        assert!(text.contains(r#"route="r\"oute\\\n""#), "{text}");
+        assert!(
+            text.contains(r#"wasm_pki_refused_total{reason="policy"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"wasm_pki_refused_total{reason="other"} 1"#),
+            "{text}"
+        );
+        assert!(text.contains("wasm_pki_issued_total 1\n"), "{text}");
+        assert!(!text.contains("wasm_pki_issued_total 99"), "{text}");
+        assert!(text.contains("wasm_pki_sandbox_traps_total 2"), "{text}");
+        assert!(text.contains("wasm_pki_sign_seconds_count 1"), "{text}");
+        assert!(text.ends_with("# EOF\n"));
     }
 }

@@ -180,11 +180,22 @@ fn listener(listen: &str) -> Result<std::net::TcpListener> {
     Ok(socket.into())
 }
 
+/// What one request did, for its log line: never the token, only its public id.
+#[derive(Default)]
+struct Outcome {
+    token_id: Option<String>,
+    serial: Option<String>,
+    code: Option<String>,
+}
+
 fn handle(app: &App, rq: &Request) -> Response {
+    let started = Instant::now();
     let (method, path) = (rq.method.as_str(), rq.path.as_str());
+    let mut outcome = Outcome::default();
     let (route, resp) = match (method, path) {
-        ("POST", "/v1/sign") => ("/v1/sign", sign(app, rq)),
+        ("POST", "/v1/sign") => ("/v1/sign", sign(app, rq, &mut outcome)),
         ("GET", "/healthz") => ("/healthz", text(200, "text/plain", "ok\n")),
+        ("GET", "/readyz") => ("/readyz", ready(app)),
         ("GET", "/v1/info") => ("/v1/info", info(app)),
         ("GET", "/v1/ca") => (
             "/v1/ca",
@@ -222,7 +233,7 @@ fn handle(app: &App, rq: &Request) -> Response {
             "/metrics",
             text(
                 200,
-                "text/plain; version=0.0.4",
+                metrics::CONTENT_TYPE,
                 app.metrics
                     .render(app.authority.sandbox.traps.load(Ordering::Relaxed)),
             ),
@@ -238,7 +249,26 @@ fn handle(app: &App, rq: &Request) -> Response {
         ),
     };
     app.metrics.request(route, resp.status);
+    tracing::info!(
+        method,
+        route,
+        status = resp.status,
+        latency_ms = started.elapsed().as_secs_f64() * 1e3,
+        token_id = outcome.token_id.as_deref(),
+        serial = outcome.serial.as_deref(),
+        code = outcome.code.as_deref(),
+        "request"
+    );
     resp
+}
+
+/// Ready to sign: the CA is loaded in a sandbox instance that answers, and the ledger takes writes.
+fn ready(app: &App) -> Resp {
+    match app.authority.ready() {
+        Ok(()) => text(200, "text/plain", "ready\n"),
+        Err(e) => error_response(&ApiError::new(503, "not_ready", e.to_string()))
+            .with_header("Retry-After", "1"),
+    }
 }
 
 fn info(app: &App) -> Resp {
@@ -253,34 +283,41 @@ fn info(app: &App) -> Resp {
     )
 }
 
-fn sign(app: &App, rq: &Request) -> Resp {
+fn sign(app: &App, rq: &Request, outcome: &mut Outcome) -> Resp {
     let started = Instant::now();
     // Shed load before doing any work: a bounded queue answers 429 at once.
     if app.inflight.fetch_add(1, Ordering::SeqCst) >= app.max_inflight {
         app.inflight.fetch_sub(1, Ordering::SeqCst);
         app.metrics.refused("overloaded");
+        outcome.code = Some("overloaded".into());
         return error_response(&ApiError::new(
             429,
             "overloaded",
             "too many signing requests in flight; retry shortly",
         ));
     }
-    let result = sign_inner(app, rq);
+    let result = sign_inner(app, rq, outcome);
     app.inflight.fetch_sub(1, Ordering::SeqCst);
     app.metrics.observe(started.elapsed().as_secs_f64());
     match result {
-        Ok(v) => {
-            app.metrics.issued.fetch_add(1, Ordering::Relaxed);
-            json_response(200, &v)
+        Ok(signed) => {
+            app.metrics.issued();
+            outcome.serial = Some(signed.serial.clone());
+            json_response(200, &serde_json::to_value(signed).unwrap_or_default())
         }
         Err(e) => {
             app.metrics.refused(&e.code);
+            outcome.code = Some(e.code.clone());
             error_response(&e)
         }
     }
 }
 
-fn sign_inner(app: &App, rq: &Request) -> Result<serde_json::Value, ApiError> {
+fn sign_inner(
+    app: &App,
+    rq: &Request,
+    outcome: &mut Outcome,
+) -> Result<crate::authority::Signed, ApiError> {
     if rq.body_too_large {
         return Err(ApiError::new(
             413,
@@ -300,8 +337,8 @@ fn sign_inner(app: &App, rq: &Request) -> Result<serde_json::Value, ApiError> {
         })?;
     let body: SignBody = serde_json::from_slice(&rq.body)
         .map_err(|e| ApiError::new(400, "bad_request", format!("the body must be JSON {{\"csr\": \"-----BEGIN CERTIFICATE REQUEST-----...\"}}: {e}")))?;
-    let signed = app.authority.sign_with_token(&token, &body.csr)?;
-    Ok(serde_json::to_value(signed).unwrap_or_default())
+    outcome.token_id = crate::authority::tokens::public_id(&token);
+    Ok(app.authority.sign_with_token(&token, &body.csr)?)
 }
 
 fn static_file(app: &App, path: &str) -> Resp {

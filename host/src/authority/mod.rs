@@ -246,6 +246,23 @@ impl Authority {
         )
     }
 
+    /// Whether this authority can sign now: a sandbox instance answers with the CA loaded, and
+    /// the ledger takes a write lock.
+    pub fn ready(&self) -> Result<()> {
+        self.ledger.check_writable()?;
+        let req = Request::Inspect(protocol::InspectRequest {
+            pem: self.chain[0].clone(),
+        });
+        match self
+            .sandbox
+            .call::<serde_json::Value>(&req, Duration::from_secs(1))
+        {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => bail!("the sandbox refused a health check: {e}"),
+            Err(e) => bail!("{e}"),
+        }
+    }
+
     /// A fresh CRL (PEM) listing every revoked certificate.
     pub fn crl(&self) -> Result<String, AuthorityError> {
         let ledger = |e: anyhow::Error| AuthorityError::Ledger(format!("{e:#}"));

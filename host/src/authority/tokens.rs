@@ -17,6 +17,12 @@ pub fn generate() -> Result<(String, [u8; 32], String)> {
     Ok((secret, hash, id))
 }
 
+/// The public id of a presented token (as `token create` prints it and the ledger records it),
+/// for logs; `None` when it is not a well-formed token.
+pub fn public_id(secret: &str) -> Option<String> {
+    well_formed(secret).then(|| wasm_pki::hex(&hash(secret)[..8]))
+}
+
 /// The stored form of a token.
 pub fn hash(secret: &str) -> [u8; 32] {
     Sha256::digest(secret.as_bytes()).into()
@@ -64,6 +70,8 @@ mod tests {
         assert_ne!(a, b);
         assert_ne!(ida, idb);
         assert!(well_formed(&a));
+        assert_eq!(public_id(&a).as_deref(), Some(ida.as_str()));
+        assert_eq!(public_id("wpk_short"), None);
         assert_eq!(hash(&a), ha);
         for bad in [
             "",

@@ -95,6 +95,8 @@ pub trait Ledger: Send + Sync {
     fn list(&self) -> Result<Vec<Record>>;
     /// Serials and revocation times of revoked certificates.
     fn revoked(&self) -> Result<Vec<(String, i64)>>;
+    /// Checks that the ledger takes writes now (for readiness probes); writes nothing.
+    fn check_writable(&self) -> Result<()>;
     /// The next CRL number (monotonic).
     fn next_crl_number(&self) -> Result<u64>;
 }

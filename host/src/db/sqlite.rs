@@ -245,6 +245,13 @@ impl Ledger for SqliteLedger {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    fn check_writable(&self) -> Result<()> {
+        let conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
+        // Takes the write lock (fails on a read-only or locked database), then lets it go.
+        conn.execute_batch("BEGIN IMMEDIATE; ROLLBACK;")
+            .context("the ledger does not take writes")
+    }
+
     fn next_crl_number(&self) -> Result<u64> {
         let conn = self.conn.lock().unwrap();
         let n: i64 = conn.query_row(

@@ -200,6 +200,10 @@ impl Server {
         if !extra.contains(&"--listen") {
             args.extend_from_slice(&["--listen", "127.0.0.1:0"]);
         }
+        // Load tests would flood the test output with one line per request.
+        if !extra.contains(&"--log-format") {
+            args.extend_from_slice(&["--log-format", "off"]);
+        }
         args.extend_from_slice(extra);
         let mut child = Command::new(BIN)
             .args(&args)
