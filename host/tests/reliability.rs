@@ -577,6 +577,45 @@ fn hostile_http_heads_get_clear_answers() {
             b"POST /v1/sign HTTP/1.1\r\nContent-Length: 100\r\n\r\n{}".to_vec(),
             "",
         ),
+        // Request smuggling material: framing two parsers could read differently.
+        (
+            "Content-Length with a sign",
+            b"POST /v1/sign HTTP/1.1\r\nContent-Length: +5\r\n\r\nhello".to_vec(),
+            "HTTP/1.1 400",
+        ),
+        (
+            "two different Content-Lengths",
+            b"POST /v1/sign HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 50\r\n\r\nhello"
+                .to_vec(),
+            "HTTP/1.1 400",
+        ),
+        (
+            "Content-Length with Transfer-Encoding",
+            b"POST /v1/sign HTTP/1.1\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
+                .to_vec(),
+            "HTTP/1.1 400",
+        ),
+        (
+            "white space before the colon",
+            b"POST /v1/sign HTTP/1.1\r\nContent-Length : 5\r\n\r\nhello".to_vec(),
+            "HTTP/1.1 400",
+        ),
+        (
+            "obs-fold line",
+            b"GET /healthz HTTP/1.1\r\nX-A: a\r\n  folded\r\n\r\n".to_vec(),
+            "HTTP/1.1 400",
+        ),
+        (
+            "bare LF request line",
+            b"GET /healthz HTTP/1.1\nHost: x\r\n\r\n".to_vec(),
+            "HTTP/1.1 400",
+        ),
+        (
+            "Transfer-Encoding: chunked, identity",
+            b"POST /v1/sign HTTP/1.1\r\nTransfer-Encoding: chunked, identity\r\n\r\n0\r\n\r\n"
+                .to_vec(),
+            "HTTP/1.1 400",
+        ),
         (
             "unknown method",
             b"BREW /healthz HTTP/1.1\r\n\r\n".to_vec(),

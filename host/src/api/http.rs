@@ -262,6 +262,11 @@ fn read_body(
     Ok(())
 }
 
+/// RFC 9110 5.6.2 token characters.
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
 fn read_head(reader: &mut BufReader<TcpStream>, writer: &mut TcpStream, max_body: usize) -> Head {
     // The whole head must arrive within IDLE of waiting for it (this is also the keep-alive
     // idle timeout), the body within IDLE after that.
@@ -283,7 +288,10 @@ fn read_head(reader: &mut BufReader<TcpStream>, writer: &mut TcpStream, max_body
         let Ok(text) = String::from_utf8(line) else {
             return Head::Bad(400, "the request head is not UTF-8");
         };
-        let text = text.trim_end_matches(['\r', '\n']).to_string();
+        // A bare LF ends lines for some parsers and not others: request smuggling material.
+        let Some(text) = text.strip_suffix("\r\n").map(String::from) else {
+            return Head::Bad(400, "request head lines must end in CRLF");
+        };
         if text.is_empty() {
             if lines.is_empty() {
                 continue; // a stray CRLF between requests
@@ -304,10 +312,17 @@ fn read_head(reader: &mut BufReader<TcpStream>, writer: &mut TcpStream, max_body
     }
     let mut headers = Vec::new();
     for l in &lines[1..] {
+        if l.starts_with([' ', '\t']) {
+            return Head::Bad(400, "obsolete line folding is not accepted");
+        }
         let Some((k, v)) = l.split_once(':') else {
             return Head::Bad(400, "malformed header");
         };
-        headers.push((k.trim().to_string(), v.trim().to_string()));
+        // RFC 9112 5.1: no white space between the name and the colon; names are tokens.
+        if k.is_empty() || !k.bytes().all(is_tchar) {
+            return Head::Bad(400, "malformed header name");
+        }
+        headers.push((k.to_string(), v.trim_matches([' ', '\t']).to_string()));
     }
     let mut rq = Request {
         method: method.to_string(),
@@ -316,13 +331,31 @@ fn read_head(reader: &mut BufReader<TcpStream>, writer: &mut TcpStream, max_body
         body: Vec::new(),
         body_too_large: false,
     };
-    if rq.header("Transfer-Encoding").is_some() {
-        return Head::Bad(411, "send the body with a Content-Length");
+    // Framing that two parsers could read differently is refused outright (RFC 9112 6.3).
+    let values = |name: &str| -> Vec<&str> {
+        rq.headers
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+            .collect()
+    };
+    let (lengths, codings) = (values("Content-Length"), values("Transfer-Encoding"));
+    if !codings.is_empty() {
+        if !lengths.is_empty() {
+            return Head::Bad(400, "Content-Length and Transfer-Encoding together");
+        }
+        if codings.len() == 1 && codings[0].eq_ignore_ascii_case("chunked") {
+            return Head::Bad(411, "send the body with a Content-Length");
+        }
+        return Head::Bad(400, "unsupported Transfer-Encoding");
     }
-    let len = match rq.header("Content-Length").map(|v| v.parse::<usize>()) {
-        None => 0,
-        Some(Ok(n)) => n,
-        Some(Err(_)) => return Head::Bad(400, "bad Content-Length"),
+    let len = match lengths.as_slice() {
+        [] => 0,
+        [v] if !v.is_empty() && v.len() <= 18 && v.bytes().all(|b| b.is_ascii_digit()) => {
+            v.parse::<usize>().unwrap_or(usize::MAX)
+        }
+        [_] => return Head::Bad(400, "bad Content-Length"),
+        _ => return Head::Bad(400, "more than one Content-Length"),
     };
     let connection = rq.header("Connection").unwrap_or("").to_ascii_lowercase();
     let keep_alive = if version == "HTTP/1.0" {
