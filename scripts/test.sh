@@ -65,7 +65,8 @@ step "Node tests (npm API, openssl, X509Certificate, WebCrypto, npm pack)"
 node --test tests/node/ 2>&1 | tee -a "$log"
 
 step "owner page in Chromium against wasm-pki serve (playwright-core)"
-export WASM_PKI_BIN="$CARGO_TARGET_DIR/debug/wasm-pki"
+# The release binary, which embeds the page and the npm package built above.
+export WASM_PKI_BIN="$WASM_PKI_RELEASE_BIN"
 node --test tests/browser/ 2>&1 | tee -a "$log"
 
 step "fuzzing: cargo-fuzz, ${WASM_PKI_FUZZ_SECS:-60} s per target (scripts/fuzz.sh)"

@@ -225,6 +225,106 @@ fn flip_last(t: &str) -> String {
     s
 }
 
+/// SIGTERM in the middle of a load: the signer stops taking requests, answers the ones in
+/// flight, and exits 0 well within its grace period; every certificate a client received is in
+/// the ledger, and every client request got a whole answer (200, or 503 "shutting down") or a
+/// refused connection, never a cut-off answer.
+#[test]
+fn sigterm_under_load_drains_and_loses_nothing() {
+    if common::no_module() {
+        return;
+    }
+    let (tmp, dir) = new_ca("term", &["--algorithm", "ed25519"]);
+    let d = dir.to_str().unwrap();
+    let tok = token(
+        &dir,
+        &["--identity", "term.example.com", "--uses", "1000000"],
+    );
+    let csr = openssl_csr(&tmp.0, "term", ED25519, "/CN=term.example.com", None);
+    let mut server = Server::start(&dir, &[]);
+    let stop = Arc::new(AtomicBool::new(false));
+    let clients: Vec<_> = (0..8)
+        .map(|_| {
+            let (addr, tok, csr, stop) =
+                (server.addr.clone(), tok.clone(), csr.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let (mut got, mut cut) = (Vec::new(), 0);
+                let body = serde_json::json!({ "csr": csr }).to_string();
+                let auth = format!("Bearer {tok}");
+                while !stop.load(Ordering::Relaxed) {
+                    let headers = [("Authorization", auth.as_str())];
+                    match http(&addr, "POST", "/v1/sign", &headers, body.as_bytes()) {
+                        Ok(r) if r.status == 200 => {
+                            got.push(r.json()["serial"].as_str().unwrap().to_string())
+                        }
+                        Ok(r) if r.status == 503 => {
+                            assert!(r.body.contains("shutting_down"), "{}", r.body)
+                        }
+                        Ok(r) if r.status == 0 => cut += 1,
+                        Ok(r) => panic!("{} {}", r.status, r.body),
+                        Err(_) => break, // no longer listening
+                    }
+                }
+                (got, cut)
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(1500));
+    let pid = server.child.id().to_string();
+    let sent = std::time::Instant::now();
+    assert!(std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let status = loop {
+        if let Some(st) = server.child.try_wait().unwrap() {
+            break st;
+        }
+        assert!(
+            sent.elapsed() < Duration::from_secs(12),
+            "the signer did not stop within its bound"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let took = sent.elapsed();
+    stop.store(true, Ordering::Relaxed);
+    let mut received = Vec::new();
+    let mut cut = 0;
+    for c in clients {
+        let (got, n) = c.join().unwrap();
+        received.extend(got);
+        cut += n;
+    }
+    assert!(status.success(), "exit status {status:?}");
+    assert_eq!(cut, 0, "answers cut off by the shutdown");
+    assert!(
+        received.len() > 20,
+        "only {} certificates before the signal",
+        received.len()
+    );
+    let list = cli_ok(&["list", "--dir", d]);
+    let ledger: HashSet<&str> = list
+        .lines()
+        .map(|l| l.split('\t').next().unwrap())
+        .collect();
+    let lost: Vec<_> = received
+        .iter()
+        .filter(|s| !ledger.contains(s.as_str()))
+        .collect();
+    assert!(
+        lost.is_empty(),
+        "{} received certificates are not in the ledger",
+        lost.len()
+    );
+    let summary = format!(
+        "sigterm: stopped {took:?} after the signal (exit 0), {} certificates received, all in the ledger, 0 answers cut",
+        received.len()
+    );
+    println!("{summary}");
+    figures(&summary);
+}
+
 /// Kill the server with SIGKILL in the middle of a load, three times, restarting it each time.
 #[test]
 fn sigkill_in_the_middle_of_a_load_loses_no_record() {

@@ -108,16 +108,48 @@ pub trait Handler: Send + Sync + 'static {
     fn rejected(&self);
 }
 
-/// Accept connections until the listener fails; each gets a thread while fewer than
-/// `max_connections` are open, the others a 503 at once.
+/// Asks a running [`serve`] to stop: no new connections or requests; it returns once the
+/// requests in flight are answered, or after the grace period.
+#[derive(Clone, Default)]
+pub struct Shutdown {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    /// Requests being handled or answered now.
+    busy: Arc<AtomicUsize>,
+}
+
+impl Shutdown {
+    /// Start stopping; `wake` is the listener's address, connected to once so that the blocked
+    /// accept returns.
+    pub fn trigger(&self, wake: std::net::SocketAddr) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect_timeout(&wake, Duration::from_secs(1));
+    }
+
+    fn stopping(&self) -> bool {
+        self.stop.load(Ordering::SeqCst)
+    }
+}
+
+/// Accept connections until `shutdown` is triggered; each gets a thread while fewer than
+/// `max_connections` are open, the others a 503 at once. After the trigger, returns when every
+/// request in flight has been answered, or after `grace`.
 pub fn serve<H: Handler>(
     listener: TcpListener,
     max_connections: usize,
     max_body: usize,
     handler: Arc<H>,
+    shutdown: Shutdown,
+    grace: Duration,
 ) -> std::io::Result<()> {
     let open = Arc::new(AtomicUsize::new(0));
     loop {
+        if shutdown.stopping() {
+            let deadline = Instant::now() + grace;
+            while shutdown.busy.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            return Ok(());
+        }
         let (stream, _) = match listener.accept() {
             Ok(s) => s,
             // Out of descriptors or an aborted handshake: keep serving the others.
@@ -141,11 +173,17 @@ pub fn serve<H: Handler>(
             .write_to(&mut s, true);
             continue;
         }
-        let (open, handler) = (open.clone(), handler.clone());
+        if shutdown.stopping() {
+            // The wake-up connection, or a client that came with it: told, not cut off.
+            let mut s = stream;
+            let _ = shutting_down().write_to(&mut s, true);
+            continue;
+        }
+        let (open, handler, shutdown) = (open.clone(), handler.clone(), shutdown.clone());
         let spawned = std::thread::Builder::new()
             .name("http-conn".into())
             .spawn(move || {
-                connection(stream, max_body, &*handler);
+                connection(stream, max_body, &*handler, &shutdown);
                 open.fetch_sub(1, Ordering::SeqCst);
             });
         if spawned.is_err() {
@@ -155,13 +193,23 @@ pub fn serve<H: Handler>(
     }
 }
 
+/// The answer to a request that arrives while the server stops.
+fn shutting_down() -> Response {
+    Response::new(
+        503,
+        "application/json",
+        r#"{"error":{"code":"shutting_down","message":"the signer is stopping; retry on another"}}"#,
+    )
+    .with_header("Retry-After", "1")
+}
+
 enum Head {
     Request(Request, bool),
     Closed,
     Bad(u16, &'static str),
 }
 
-fn connection(stream: TcpStream, max_body: usize, handler: &dyn Handler) {
+fn connection(stream: TcpStream, max_body: usize, handler: &dyn Handler, shutdown: &Shutdown) {
     let Ok(read_half) = stream.try_clone() else {
         return;
     };
@@ -177,10 +225,19 @@ fn connection(stream: TcpStream, max_body: usize, handler: &dyn Handler) {
                 return;
             }
         };
+        // Counted from here until the answer is written, so that a shutdown waits for it.
+        shutdown.busy.fetch_add(1, Ordering::SeqCst);
+        if shutdown.stopping() {
+            shutdown.busy.fetch_sub(1, Ordering::SeqCst);
+            let _ = shutting_down().write_to(&mut writer, true);
+            return;
+        }
         // An oversized body was not read: read_head already made keep_alive false.
-        let close = !keep_alive;
         let resp = handler.handle(&rq);
-        if resp.write_to(&mut writer, close).is_err() {
+        let close = !keep_alive || shutdown.stopping();
+        let written = resp.write_to(&mut writer, close);
+        shutdown.busy.fetch_sub(1, Ordering::SeqCst);
+        if written.is_err() {
             return;
         }
         if rq.body_too_large {

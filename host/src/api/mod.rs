@@ -145,9 +145,38 @@ pub fn serve(app: Arc<App>, listen: &str, max_connections: usize) -> Result<()> 
         app.authority.sandbox.module_sha256()
     );
     println!("wasm-pki signer: listening on http://{addr}/ (open it to request a certificate)");
-    http::serve(listener, max_connections, MAX_BODY, app)?;
+    // SIGTERM or SIGINT: stop taking requests, answer the ones in flight (each answer already
+    // waits for its ledger record), then return.
+    let shutdown = http::Shutdown::default();
+    let wake = listener.local_addr()?;
+    let mut signals = signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGINT,
+    ])?;
+    let trigger = shutdown.clone();
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            if let Some(sig) = signals.forever().next() {
+                tracing::info!(signal = sig, "stopping: no new requests");
+                eprintln!("wasm-pki signer: signal {sig}, finishing the requests in flight");
+                trigger.trigger(wake);
+            }
+        })?;
+    http::serve(
+        listener,
+        max_connections,
+        MAX_BODY,
+        app,
+        shutdown,
+        SHUTDOWN_GRACE,
+    )?;
+    eprintln!("wasm-pki signer: stopped");
     Ok(())
 }
+
+/// How long a stopping signer waits for the requests in flight.
+pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl Handler for App {
     fn handle(&self, rq: &Request) -> Response {
