@@ -5,7 +5,10 @@
 use std::path::Path;
 
 fn main() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    // At run time, not env!(): the compiled build script is shared by every checkout that uses
+    // the same target directory, and must look at the checkout being built.
+    let manifest = std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
+    let root = Path::new(&manifest).join("..");
     let lock = std::fs::read_to_string(root.join("Cargo.lock")).unwrap_or_default();
     let mut version = "unknown".to_string();
     let mut lines = lock.lines();
