@@ -504,15 +504,7 @@ fn the_binary_alone_serves_the_page_and_its_module() {
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let stdout = std::io::BufReader::new(child.stdout.take().unwrap());
-    let mut addr = String::new();
-    for line in std::io::BufRead::lines(stdout).map_while(Result::ok) {
-        if let Some(rest) = line.split("listening on http://").nth(1) {
-            addr = rest.split('/').next().unwrap().to_string();
-            break;
-        }
-    }
-    assert!(!addr.is_empty(), "the copied binary did not start");
+    let addr = listening_addr(&mut child);
     // The npm package's file, also when this run checks another module (the server build).
     let npm_module = Path::new(env!("CARGO_MANIFEST_DIR")).join("../pkg/dist/wasm_pki_bg.wasm");
     let module = std::fs::read(npm_module).unwrap();
@@ -573,14 +565,7 @@ fn request_logs_metrics_and_readiness() {
         .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
         .unwrap();
-    let stdout = std::io::BufReader::new(child.stdout.take().unwrap());
-    let mut addr = String::new();
-    for line in std::io::BufRead::lines(stdout).map_while(Result::ok) {
-        if let Some(rest) = line.split("listening on http://").nth(1) {
-            addr = rest.split('/').next().unwrap().to_string();
-            break;
-        }
-    }
+    let addr = listening_addr(&mut child);
     let ready = http(&addr, "GET", "/readyz", &[], b"").unwrap();
     assert_eq!((ready.status, ready.body.as_str()), (200, "ready\n"));
     let (ok, out, err) = cli(&["token", "create", "--dir", d, "--identity", "l.example.com"]);

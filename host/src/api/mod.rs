@@ -240,7 +240,7 @@ fn handle(app: &App, rq: &Request) -> Response {
             "/v1/crl.der",
             match app.authority.crl_der() {
                 Ok(der) => text(200, "application/pkix-crl", der),
-                Err(e) => error_response(&ApiError::new(status(&e).max(500), "crl", e.message())),
+                Err(e) => crl_failed(&e),
             },
         ),
         ("GET", "/v1/ca.der") => (
@@ -255,7 +255,7 @@ fn handle(app: &App, rq: &Request) -> Response {
             "/v1/crl",
             match app.authority.crl() {
                 Ok(pem) => text(200, "application/x-pem-file", pem),
-                Err(e) => error_response(&ApiError::new(status(&e).max(500), "crl", e.message())),
+                Err(e) => crl_failed(&e),
             },
         ),
         ("GET", "/metrics") => (
@@ -289,6 +289,11 @@ fn handle(app: &App, rq: &Request) -> Response {
         "request"
     );
     resp
+}
+
+/// A CRL could not be made: never the client's fault (503 when the sandbox is busy, else 500).
+fn crl_failed(e: &AuthorityError) -> Resp {
+    error_response(&ApiError::new(status(e).max(500), "crl", e.message()))
 }
 
 /// Ready to sign: the CA is loaded in a sandbox instance that answers, and the ledger takes writes.

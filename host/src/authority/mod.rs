@@ -263,6 +263,14 @@ impl Authority {
         }
     }
 
+    /// A fresh CRL in DER, as a CRL Distribution Point serves it.
+    pub fn crl_der(&self) -> Result<Vec<u8>, AuthorityError> {
+        let pem = self.crl()?;
+        pem_rfc7468::decode_vec(pem.as_bytes())
+            .map(|(_, der)| der)
+            .map_err(|e| AuthorityError::Internal(format!("the sandbox's CRL is not PEM: {e}")))
+    }
+
     /// A fresh CRL (PEM) listing every revoked certificate.
     pub fn crl(&self) -> Result<String, AuthorityError> {
         let ledger = |e: anyhow::Error| AuthorityError::Ledger(format!("{e:#}"));
@@ -283,16 +291,6 @@ impl Authority {
         self.sandbox
             .call::<String>(&request, SANDBOX_WAIT)?
             .map_err(AuthorityError::Refused)
-    }
-}
-
-impl Authority {
-    /// A fresh CRL in DER, as a CRL Distribution Point serves it.
-    pub fn crl_der(&self) -> Result<Vec<u8>, AuthorityError> {
-        let pem = self.crl()?;
-        pem_rfc7468::decode_vec(pem.as_bytes())
-            .map(|(_, der)| der)
-            .map_err(|e| AuthorityError::Internal(format!("the sandbox's CRL is not PEM: {e}")))
     }
 }
 

@@ -13,14 +13,19 @@ pub fn generate() -> Result<(String, [u8; 32], String)> {
     getrandom::fill(raw.as_mut()).map_err(|e| anyhow::anyhow!("OS RNG: {e}"))?;
     let secret = format!("{PREFIX}{}", Base64UrlUnpadded::encode_string(raw.as_ref()));
     let hash = hash(&secret);
-    let id = wasm_pki::hex(&hash[..8]);
+    let id = id_of(&hash);
     Ok((secret, hash, id))
 }
 
 /// The public id of a presented token (as `token create` prints it and the ledger records it),
 /// for logs; `None` when it is not a well-formed token.
 pub fn public_id(secret: &str) -> Option<String> {
-    well_formed(secret).then(|| wasm_pki::hex(&hash(secret)[..8]))
+    well_formed(secret).then(|| id_of(&hash(secret)))
+}
+
+/// The public id of a token: the first 64 bits of its stored hash, hex.
+fn id_of(hash: &[u8; 32]) -> String {
+    wasm_pki::hex(&hash[..8])
 }
 
 /// The stored form of a token.

@@ -189,6 +189,22 @@ pub struct Server {
     pub addr: String,
 }
 
+/// The address a `wasm-pki serve` child (stdout piped) says it listens on; its stdout keeps
+/// being drained so that the child never blocks on it.
+pub fn listening_addr(child: &mut Child) -> String {
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(rest) = line.split("listening on http://").nth(1) {
+                let _ = tx.send(rest.split('/').next().unwrap_or_default().to_string());
+            }
+        }
+    });
+    rx.recv_timeout(Duration::from_secs(60))
+        .expect("server did not start")
+}
+
 impl Server {
     pub fn start(dir: &Path, extra: &[&str]) -> Server {
         Self::start_with_stdin(dir, extra, None)
@@ -221,18 +237,7 @@ impl Server {
             let mut pipe = child.stdin.take().unwrap();
             pipe.write_all(text.as_bytes()).unwrap();
         }
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(rest) = line.split("listening on http://").nth(1) {
-                    let _ = tx.send(rest.split('/').next().unwrap_or_default().to_string());
-                }
-            }
-        });
-        let addr = rx
-            .recv_timeout(Duration::from_secs(60))
-            .expect("server did not start");
+        let addr = listening_addr(&mut child);
         let deadline = Instant::now() + Duration::from_secs(10);
         while http(&addr, "GET", "/healthz", &[], b"")
             .map(|r| r.status)
