@@ -9,3 +9,4 @@ pub mod authority;
 pub mod db;
 pub mod files;
 pub mod sandbox;
+pub mod tls;

@@ -74,6 +74,8 @@ enum Command {
         /// or refusal code; never a token): `text`, `json`, or `off`.
         #[arg(long, value_enum, default_value_t = LogFormat::Text, env = "WASM_PKI_LOG_FORMAT")]
         log_format: LogFormat,
+        #[command(flatten)]
+        tls: TlsArgs,
     },
     /// Enrolment tokens.
     Token {
@@ -115,6 +117,28 @@ enum Command {
         #[arg(long)]
         dir: PathBuf,
     },
+}
+
+/// How `serve` speaks TLS.
+#[derive(clap::Args)]
+struct TlsArgs {
+    /// A name the signer is reachable at, for its own certificate (repeatable; DNS name or IP).
+    /// Default: the listen host and `localhost`.
+    #[arg(long = "name")]
+    names: Vec<String>,
+    /// Lifetime of the certificate the signer issues itself (renewed at two thirds of it).
+    #[arg(long, default_value = "24h", value_parser = humantime::parse_duration)]
+    tls_lifetime: std::time::Duration,
+    /// Serve this certificate chain (PEM) instead of one issued by this CA.
+    #[arg(long, requires = "tls_key", conflicts_with_all = ["plain_http", "names"])]
+    tls_cert: Option<PathBuf>,
+    /// The key (PEM, PKCS#8/PKCS#1/SEC1) of --tls-cert.
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Serve plain HTTP, for use behind a TLS-terminating proxy only: tokens and certificates
+    /// then cross the network in clear up to that proxy.
+    #[arg(long)]
+    plain_http: bool,
 }
 
 /// How `serve` logs.
@@ -173,6 +197,96 @@ fn main() {
 /// Open connections served at once (a thread each); more get 503 at once.
 const MAX_CONNECTIONS: usize = 1024;
 
+/// The listener's transport, and the host name to print in its address: plain (`--plain-http`),
+/// the operator's files, or a certificate this CA issues itself and renews.
+fn listener_tls(
+    app: &Arc<api::App>,
+    listen: &str,
+    addr: std::net::SocketAddr,
+    tls: &TlsArgs,
+) -> Result<(api::server::Transport, String)> {
+    use wasm_pki::SanName;
+    let ip = addr.ip();
+    let shown = |ip: std::net::IpAddr| -> String {
+        if ip.is_unspecified() {
+            "localhost".into()
+        } else if ip.is_ipv6() {
+            format!("[{ip}]")
+        } else {
+            ip.to_string()
+        }
+    };
+    if tls.plain_http {
+        return Ok((api::server::Transport::Plain, shown(ip)));
+    }
+    let cert = match (&tls.tls_cert, &tls.tls_key) {
+        (Some(c), Some(k)) => wasm_pki_host::tls::from_files(c, k)?,
+        _ => {
+            let mut names: Vec<String> = tls.names.clone();
+            if names.is_empty() {
+                // The host as written in --listen (a name stays a name), else the address.
+                let host = listen.rsplit_once(':').map(|(h, _)| h).unwrap_or(listen);
+                let host = host.trim_start_matches('[').trim_end_matches(']');
+                if ip.is_unspecified() {
+                    names.extend(["localhost", "127.0.0.1", "::1"].map(String::from));
+                } else {
+                    names.push(host.to_string());
+                    names.push("localhost".into());
+                }
+            }
+            let mut sans = Vec::new();
+            for n in &names {
+                let san = SanName::parse(n)
+                    .with_context(|| format!("--name {n}: not a DNS name or an IP address"))?;
+                if !matches!(san, SanName::Dns(_) | SanName::Ip(_)) {
+                    bail!("--name {n}: not a DNS name or an IP address");
+                }
+                if !sans.contains(&san) {
+                    sans.push(san);
+                }
+            }
+            let (app, lifetime) = (app.clone(), tls.tls_lifetime);
+            wasm_pki_host::tls::self_renewing(move || {
+                let c = app.authority.issue_listener_cert(&sans, lifetime)?;
+                let now = authority::now();
+                let renew_at = now + (c.not_after - now).max(0) * 2 / 3;
+                Ok(wasm_pki_host::tls::Issued {
+                    chain: c.chain.into_iter().map(Into::into).collect(),
+                    key: rustls_pki_types::PrivateKeyDer::Pkcs8(c.key_pkcs8.to_vec().into()),
+                    serial: c.serial,
+                    renew_at: std::time::UNIX_EPOCH
+                        + std::time::Duration::from_secs(renew_at.max(0) as u64),
+                })
+            })?
+        }
+    };
+    let config = wasm_pki_host::tls::server_config(cert, &app.authority.root_pem)?;
+    let host = match tls.names.first() {
+        Some(n) if n.contains(':') => format!("[{n}]"),
+        Some(n) => n.clone(),
+        None => shown(ip),
+    };
+    Ok((
+        api::server::Transport::Tls(tokio_rustls::TlsAcceptor::from(config)),
+        host,
+    ))
+}
+
+/// SHA-256 of the first certificate in `pem`.
+fn root_fingerprint(pem: &str) -> Result<String> {
+    let certs = wasm_pki::Certificate::parse_all(pem.as_bytes())?;
+    Ok(certs[0].fingerprint_sha256())
+}
+
+/// `abcd…` as `AB:CD:…`, as openssl and browsers show fingerprints.
+fn colon_hex(hex: &str) -> String {
+    hex.as_bytes()
+        .chunks(2)
+        .map(|c| String::from_utf8_lossy(c).to_uppercase())
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
 fn read_passphrase(path: &Option<PathBuf>) -> Result<Option<zeroize::Zeroizing<String>>> {
     let Some(p) = path else { return Ok(None) };
     let text = std::fs::read_to_string(p)
@@ -219,6 +333,7 @@ fn run(cli: Cli) -> Result<()> {
             workers,
             www,
             log_format,
+            tls,
         } => {
             init_logs(log_format);
             let cores = std::thread::available_parallelism()
@@ -242,7 +357,31 @@ fn run(cli: Cli) -> Result<()> {
                 assets::Assets { www, pkg },
                 workers * 8,
             ));
-            api::serve(app, &listen, MAX_CONNECTIONS)
+            let listener = api::bind(&listen)?;
+            let addr = listener.local_addr()?;
+            let (transport, host) = listener_tls(&app, &listen, addr, &tls)?;
+            let ca = DataDir(dir.clone()).root_cert();
+            println!(
+                "wasm-pki signer: module sha256 {}",
+                app.authority.sandbox.module_sha256()
+            );
+            println!(
+                "wasm-pki signer: CA {} sha256 fingerprint {}",
+                ca.display(),
+                colon_hex(&root_fingerprint(&app.authority.root_pem)?)
+            );
+            let scheme = if tls.plain_http { "http" } else { "https" };
+            let base = format!("{scheme}://{host}:{}", addr.port());
+            println!("wasm-pki signer: listening on {base}/ (open it to request a certificate)");
+            if tls.plain_http {
+                eprintln!("warning: --plain-http: this signer speaks plain HTTP; enrolment tokens and certificates cross the network in clear unless a TLS-terminating proxy is in front");
+            } else {
+                println!(
+                    "wasm-pki signer: try  curl --cacert {} {base}/v1/info",
+                    ca.display()
+                );
+            }
+            api::serve(app, listener, transport, MAX_CONNECTIONS)
         }
         Command::Token {
             command:

@@ -81,7 +81,7 @@ fn sign_flow_with_openssl_csrs_tokens_and_restart() {
     }
 
     // A SAN outside policy: 403, nothing recorded, and the token use is given back.
-    let before = cli_ok(&["list", "--dir", d]).lines().count();
+    let before = issued(&dir).lines().count();
     let tok = token(&dir, &["--identity", "ok.example.com"]);
     let evil = openssl_csr(
         &tmp.0,
@@ -97,7 +97,7 @@ fn sign_flow_with_openssl_csrs_tokens_and_restart() {
         .unwrap()
         .contains("evil.com"));
     assert_eq!(
-        cli_ok(&["list", "--dir", d]).lines().count(),
+        issued(&dir).lines().count(),
         before,
         "a refused request was recorded"
     );
@@ -207,7 +207,7 @@ fn sign_flow_with_openssl_csrs_tokens_and_restart() {
         "second use of a 2-use token after restart"
     );
     assert_eq!(sign(&server2.addr, &multi, &m).status, 401);
-    let list = cli_ok(&["list", "--dir", d]);
+    let list = common::issued(&dir);
     assert_eq!(list.lines().count(), 6, "{list}");
     assert!(
         list.contains(&format!("{serial}\t")) && list.contains("revoked="),
@@ -345,7 +345,7 @@ fn published_crl_and_issuer_urls_are_in_leaves_and_serve_der() {
         .unwrap()
         .port();
     let listen = format!("127.0.0.1:{port}");
-    let base = format!("http://{listen}/");
+    let base = format!("https://{listen}/");
     let server = Server::start(&dir, &["--listen", &listen, "--public-url", &base]);
     let addr = server.addr.clone();
     let t = &tmp.0;
@@ -383,8 +383,8 @@ fn published_crl_and_issuer_urls_are_in_leaves_and_serve_der() {
     std::fs::write(tmp.path("int.pem"), v["chain"][0].as_str().unwrap()).unwrap();
     std::fs::write(tmp.path("root.pem"), v["ca"].as_str().unwrap()).unwrap();
     let text = openssl_ok(t, &["x509", "-in", "leaf.pem", "-noout", "-text"]);
-    let crl_url = format!("http://{listen}/v1/crl.der");
-    let ca_url = format!("http://{listen}/v1/ca.der");
+    let crl_url = format!("https://{listen}/v1/crl.der");
+    let ca_url = format!("https://{listen}/v1/ca.der");
     assert!(text.contains("X509v3 CRL Distribution Points"), "{text}");
     assert!(text.contains(&format!("URI:{crl_url}")), "{text}");
     assert!(
@@ -504,7 +504,8 @@ fn the_binary_alone_serves_the_page_and_its_module() {
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let addr = listening_addr(&mut child);
+    // Over HTTPS, trusting only the CA `init` made.
+    let addr = listening_addr(&mut child, &tmp.path("ca"));
     // The npm package's file, also when this run checks another module (the server build).
     let npm_module = Path::new(env!("CARGO_MANIFEST_DIR")).join("../pkg/dist/wasm_pki_bg.wasm");
     let module = std::fs::read(npm_module).unwrap();
@@ -565,7 +566,7 @@ fn request_logs_metrics_and_readiness() {
         .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
         .unwrap();
-    let addr = listening_addr(&mut child);
+    let addr = listening_addr(&mut child, &dir);
     let ready = http(&addr, "GET", "/readyz", &[], b"").unwrap();
     assert_eq!((ready.status, ready.body.as_str()), (200, "ready\n"));
     let (ok, out, err) = cli(&["token", "create", "--dir", d, "--identity", "l.example.com"]);

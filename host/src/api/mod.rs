@@ -1,9 +1,12 @@
 //! The API (`api/`, as step-ca's): decodes HTTP requests, calls the authority, and answers. The
 //! only code that knows status codes ([`status`]); it never touches the ledger or the sandbox.
-//! Served by the small HTTP/1.1 server in [`http`]; counters in [`metrics`].
+//! Served by [`server`] (hyper on tokio, rustls); handlers see [`http`]'s whole requests;
+//! counters in [`metrics`].
 
+mod guard;
 pub mod http;
 pub mod metrics;
+pub mod server;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -122,7 +125,7 @@ fn error_response(e: &ApiError) -> Resp {
         &json!({"error": {"code": e.code, "message": e.message}}),
     );
     if e.status == 429 || e.status == 503 {
-        r.with_header("Retry-After", "1")
+        r.with_header("retry-after", "1")
     } else {
         r
     }
@@ -132,51 +135,52 @@ fn text(status: u16, ctype: &str, body: impl Into<Vec<u8>>) -> Resp {
     Response::new(status, ctype, body)
 }
 
-/// Serve until the process ends. Prints the address to open. At most `max_connections` are
-/// open at once; more get a 503 at once.
-pub fn serve(app: Arc<App>, listen: &str, max_connections: usize) -> Result<()> {
-    let listener = listener(listen)?;
-    let addr = listener
-        .local_addr()
-        .map(|a| a.to_string())
-        .unwrap_or_else(|_| listen.to_string());
-    println!(
-        "wasm-pki signer: module sha256 {}",
-        app.authority.sandbox.module_sha256()
-    );
-    println!("wasm-pki signer: listening on http://{addr}/ (open it to request a certificate)");
-    // SIGTERM or SIGINT: stop taking requests, answer the ones in flight (each answer already
-    // waits for its ledger record), then return.
-    let shutdown = http::Shutdown::default();
-    let wake = listener.local_addr()?;
-    let mut signals = signal_hook::iterator::Signals::new([
-        signal_hook::consts::SIGTERM,
-        signal_hook::consts::SIGINT,
-    ])?;
-    let trigger = shutdown.clone();
-    std::thread::Builder::new()
-        .name("signals".into())
-        .spawn(move || {
-            if let Some(sig) = signals.forever().next() {
-                tracing::info!(signal = sig, "stopping: no new requests");
-                eprintln!("wasm-pki signer: signal {sig}, finishing the requests in flight");
-                trigger.trigger(wake);
-            }
-        })?;
-    http::serve(
-        listener,
+/// Serve on `listener` until SIGTERM or SIGINT, then stop taking requests, answer the ones in
+/// flight (each answer already waits for its ledger record) and return. At most
+/// `max_connections` are open at once.
+pub fn serve(
+    app: Arc<App>,
+    listener: std::net::TcpListener,
+    transport: server::Transport,
+    max_connections: usize,
+) -> Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("http")
+        .build()?;
+    let shutdown = server::Shutdown::default();
+    let limits = server::Limits {
         max_connections,
-        MAX_BODY,
-        app,
-        shutdown,
-        SHUTDOWN_GRACE,
-    )?;
+        max_body: MAX_BODY,
+        deadline: DEADLINE,
+        grace: SHUTDOWN_GRACE,
+    };
+    runtime.block_on(async {
+        let trigger = shutdown.clone();
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::spawn(async move {
+            let name = tokio::select! {
+                _ = term.recv() => "SIGTERM",
+                _ = tokio::signal::ctrl_c() => "SIGINT",
+            };
+            tracing::info!(signal = name, "stopping: no new requests");
+            eprintln!("wasm-pki signer: {name}, finishing the requests in flight");
+            trigger.trigger();
+        });
+        server::run(listener, transport, limits, app, shutdown).await
+    })?;
+    // Blocking handlers still running past the grace period are not waited for.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(100));
     eprintln!("wasm-pki signer: stopped");
     Ok(())
 }
 
 /// How long a stopping signer waits for the requests in flight.
 pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The most a TLS handshake, a request head (or the keep-alive wait for it), a body or a stalled
+/// write may take: a slow client is cut after it and holds nobody else up meanwhile.
+pub const DEADLINE: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl Handler for App {
     fn handle(&self, rq: &Request) -> Response {
@@ -190,7 +194,7 @@ impl Handler for App {
 
 /// A listening socket with TCP_NODELAY, which accepted connections inherit: with Nagle's algorithm
 /// a keep-alive client whose answer comes in pieces waits for the delayed ACK (40 ms) per request.
-fn listener(listen: &str) -> Result<std::net::TcpListener> {
+pub fn bind(listen: &str) -> Result<std::net::TcpListener> {
     use std::net::ToSocketAddrs;
     let addr = listen
         .to_socket_addrs()
@@ -284,6 +288,7 @@ fn handle(app: &App, rq: &Request) -> Response {
         status = resp.status,
         latency_ms = started.elapsed().as_secs_f64() * 1e3,
         token_id = outcome.token_id.as_deref(),
+        client = rq.client.as_ref().map(|c| c.serial.as_str()),
         serial = outcome.serial.as_deref(),
         code = outcome.code.as_deref(),
         "request"
@@ -301,7 +306,7 @@ fn ready(app: &App) -> Resp {
     match app.authority.ready() {
         Ok(()) => text(200, "text/plain", "ready\n"),
         Err(e) => error_response(&ApiError::new(503, "not_ready", e.to_string()))
-            .with_header("Retry-After", "1"),
+            .with_header("retry-after", "1"),
     }
 }
 
@@ -405,8 +410,8 @@ fn static_file(app: &App, path: &str) -> Resp {
     match data {
         Some(data) => text(200, ctype, data.into_owned())
             // The page may talk only to this origin: a CSP that also keeps the key from leaving.
-            .with_header("Content-Security-Policy", "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'")
-            .with_header("X-Content-Type-Options", "nosniff"),
+            .with_header("content-security-policy", "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'")
+            .with_header("x-content-type-options", "nosniff"),
         None => not_found(),
     }
 }

@@ -23,6 +23,7 @@ pub use error::AuthorityError;
 use crate::db::{Ledger, Record, SqliteLedger, TokenRefusal};
 use crate::sandbox::{CallError, Sandbox};
 use policy::Policy;
+use wasm_pki::Profile;
 
 /// Largest CSR accepted (PEM text), checked before it enters the sandbox.
 pub const MAX_CSR_BYTES: usize = 16 * 1024;
@@ -100,6 +101,20 @@ enum Credential<'a> {
         profile: &'a str,
         identity: Option<&'a str>,
     },
+    /// The signer itself, for its HTTPS listener: a built-in profile and a lifetime.
+    Listener { profile: &'a Profile, lifetime: u64 },
+}
+
+/// The listener's own certificate, as [`Authority::issue_listener_cert`] makes it.
+pub struct ListenerCert {
+    /// Leaf first, then the issuing chain, DER.
+    pub chain: Vec<Vec<u8>>,
+    /// The leaf's P-256 key, PKCS#8 DER; it never touches the disk.
+    pub key_pkcs8: zeroize::Zeroizing<Vec<u8>>,
+    /// The leaf's serial, hex.
+    pub serial: String,
+    /// notAfter, Unix seconds.
+    pub not_after: i64,
 }
 
 /// A running certificate authority: sandbox, ledger and policy.
@@ -208,27 +223,109 @@ impl Authority {
         self.sign(csr_pem, Credential::Operator { profile, identity })
     }
 
+    /// Issue the HTTPS listener's own certificate: a fresh P-256 key made here (from the OS RNG),
+    /// a CSR for `names` (the first is also the CN), signed in the sandbox under a built-in
+    /// server-only profile for `lifetime`, and recorded in the ledger like every certificate.
+    pub fn issue_listener_cert(
+        &self,
+        names: &[wasm_pki::SanName],
+        lifetime: Duration,
+    ) -> Result<ListenerCert, AuthorityError> {
+        let internal = |e: wasm_pki::Error| AuthorityError::Internal(e.to_string());
+        // The CN repeats the first DNS name (or the first address) for tools that still look there.
+        let cn = names
+            .iter()
+            .find_map(|n| match n {
+                wasm_pki::SanName::Dns(d) => Some(d.clone()),
+                _ => None,
+            })
+            .or_else(|| {
+                names.iter().find_map(|n| match n {
+                    wasm_pki::SanName::Ip(ip) => Some(ip.to_string()),
+                    _ => None,
+                })
+            })
+            .ok_or_else(|| AuthorityError::Internal("the listener needs a name".into()))?;
+        let mut rng = wasm_pki::SeedRng::from_seed(seed()?.0);
+        let key = wasm_pki::KeyPair::generate(wasm_pki::Algorithm::P256, &mut rng);
+        let csr = wasm_pki::CsrRequest {
+            subject: wasm_pki::Subject::common_name(cn),
+            names: names.to_vec(),
+        }
+        .sign(&key)
+        .map_err(internal)?;
+        let lifetime = lifetime.as_secs().max(1);
+        let profile = wasm_pki::ProfileSpec {
+            // The host made this CSR itself a line above: its names are the operator's --name.
+            accept_csr: true,
+            key_types: vec![wasm_pki::KeyKind::P256],
+            usage: wasm_pki::Usage::Server,
+            default_lifetime_secs: Some(lifetime),
+            max_lifetime_secs: lifetime,
+            ..Default::default()
+        }
+        .build()
+        .map_err(internal)?;
+        let signed = self.sign(
+            &csr.to_pem(),
+            Credential::Listener {
+                profile: &profile,
+                lifetime,
+            },
+        )?;
+        let mut chain = vec![
+            pem_rfc7468::decode_vec(signed.certificate.as_bytes())
+                .map_err(|e| AuthorityError::Internal(format!("the listener certificate: {e}")))?
+                .1,
+        ];
+        for pem in &self.chain {
+            chain.push(
+                pem_rfc7468::decode_vec(pem.as_bytes())
+                    .map_err(|e| AuthorityError::Internal(format!("the CA chain: {e}")))?
+                    .1,
+            );
+        }
+        Ok(ListenerCert {
+            chain,
+            key_pkcs8: key.to_pkcs8_der().map_err(internal)?,
+            serial: signed.serial,
+            not_after: signed.not_after,
+        })
+    }
+
     fn sign(&self, csr_pem: &str, who: Credential<'_>) -> Result<Signed, AuthorityError> {
-        let (token_id, profile_name, identity) = match who {
-            Credential::Token(g) => (g.id.as_str(), g.profile.as_str(), g.identity.as_deref()),
-            Credential::Operator { profile, identity } => ("operator", profile, identity),
-        };
         if csr_pem.len() > MAX_CSR_BYTES {
             return Err(AuthorityError::TooLarge {
                 size: csr_pem.len(),
                 limit: MAX_CSR_BYTES,
             });
         }
-        let profile = self
-            .policy
-            .profiles
-            .get(profile_name)
-            .ok_or_else(|| AuthorityError::UnknownProfile(profile_name.to_string()))?;
+        let lookup = |name: &str| {
+            self.policy
+                .profiles
+                .get(name)
+                .ok_or_else(|| AuthorityError::UnknownProfile(name.to_string()))
+        };
+        let (token_id, profile_name, profile, identity, lifetime_secs) = match who {
+            Credential::Token(g) => (
+                g.id.as_str(),
+                g.profile.as_str(),
+                lookup(&g.profile)?,
+                g.identity.as_deref(),
+                None,
+            ),
+            Credential::Operator { profile, identity } => {
+                ("operator", profile, lookup(profile)?, identity, None)
+            }
+            Credential::Listener { profile, lifetime } => {
+                ("listener", "listener", profile, None, Some(lifetime))
+            }
+        };
         let request = Request::Sign(Box::new(SignRequest {
             csr_pem: csr_pem.to_string(),
             profile: profile.clone(),
             identity: identity.map(String::from),
-            lifetime_secs: None,
+            lifetime_secs,
             now: now(),
             seed: seed()?,
             renew_fraction: None,

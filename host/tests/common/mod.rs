@@ -1,10 +1,13 @@
-//! Helpers for the host tests: temp dirs, openssl, a tiny HTTP client and a server under test.
+//! Helpers for the host tests: temp dirs, openssl, a tiny HTTP client (over rustls when the
+//! server under test speaks HTTPS, trusting only its CA) and a server under test.
 #![allow(dead_code)]
 
+use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_wasm-pki");
@@ -111,6 +114,109 @@ impl Resp {
     }
 }
 
+/// The TLS client configuration for each HTTPS server under test, by address: the helpers below
+/// speak TLS to an address found here, plain HTTP to any other.
+fn tls_servers() -> &'static Mutex<HashMap<String, Arc<rustls::ClientConfig>>> {
+    static SERVERS: OnceLock<Mutex<HashMap<String, Arc<rustls::ClientConfig>>>> = OnceLock::new();
+    SERVERS.get_or_init(Default::default)
+}
+
+/// A rustls client that trusts only the CA in `root_pem` (and offers `client`, a chain and key
+/// in PEM, when given).
+pub fn tls_client(root_pem: &str, client: Option<(&str, &str)>) -> Arc<rustls::ClientConfig> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_slice_iter(root_pem.as_bytes()) {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots);
+    Arc::new(match client {
+        Some((chain, key)) => builder
+            .with_client_auth_cert(
+                CertificateDer::pem_slice_iter(chain.as_bytes())
+                    .map(Result::unwrap)
+                    .collect(),
+                PrivateKeyDer::from_pem_slice(key.as_bytes()).unwrap(),
+            )
+            .unwrap(),
+        None => builder.with_no_client_auth(),
+    })
+}
+
+/// A byte stream to a server under test: TCP, or TLS over it.
+pub trait Stream: Read + Write + Send {
+    /// No more writes from us (TCP FIN, or TLS close_notify).
+    fn close_write(&mut self);
+}
+
+impl Stream for TcpStream {
+    fn close_write(&mut self) {
+        let _ = self.shutdown(std::net::Shutdown::Write);
+    }
+}
+
+impl Stream for rustls::StreamOwned<rustls::ClientConnection, TcpStream> {
+    fn close_write(&mut self) {
+        self.conn.send_close_notify();
+        let _ = self.flush();
+    }
+}
+
+/// Connect to `addr` with TLS when it is an HTTPS server under test (with `config`'s trust and
+/// client certificate when given).
+pub fn connect_with(
+    addr: &str,
+    config: Option<Arc<rustls::ClientConfig>>,
+) -> std::io::Result<Box<dyn Stream>> {
+    let s = TcpStream::connect(addr)?;
+    s.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let config = config.or_else(|| tls_servers().lock().unwrap().get(addr).cloned());
+    let Some(config) = config else {
+        return Ok(Box::new(s));
+    };
+    let host = addr.rsplit_once(':').unwrap().0.trim_matches(['[', ']']);
+    let name = rustls::pki_types::ServerName::try_from(host.to_string()).unwrap();
+    let conn = rustls::ClientConnection::new(config, name).map_err(std::io::Error::other)?;
+    Ok(Box::new(rustls::StreamOwned::new(conn, s)))
+}
+
+/// [`connect_with`] the server's own trust.
+pub fn connect(addr: &str) -> std::io::Result<Box<dyn Stream>> {
+    connect_with(addr, None)
+}
+
+/// Everything the peer sends until it closes; a close without TLS close_notify after some data
+/// counts as the end (hyper closes that way after `Connection: close`).
+pub fn read_all(s: &mut dyn Stream) -> std::io::Result<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 16 * 1024];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return Ok(out),
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(out),
+            Err(e) if !out.is_empty() && e.kind() == std::io::ErrorKind::ConnectionReset => {
+                return Ok(out)
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Send `bytes` on a fresh connection, close our side, and return all the server answers.
+pub fn exchange(addr: &str, bytes: &[u8]) -> Vec<u8> {
+    let mut s = connect(addr).unwrap();
+    let _ = s.write_all(bytes);
+    s.close_write();
+    read_all(&mut *s).unwrap_or_default()
+}
+
 /// One HTTP/1.1 request over a fresh connection.
 pub fn http(
     addr: &str,
@@ -119,8 +225,7 @@ pub fn http(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> std::io::Result<Resp> {
-    let mut s = TcpStream::connect(addr)?;
-    s.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let mut s = connect(addr)?;
     let mut req = format!(
         "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
         body.len()
@@ -132,8 +237,7 @@ pub fn http(
     s.write_all(req.as_bytes())?;
     // A server may answer (413) and close before reading a huge body; that is fine.
     let _ = s.write_all(body);
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw)?;
+    let raw = read_all(&mut *s)?;
     let text = String::from_utf8_lossy(&raw).into_owned();
     let status = text.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
     let body = text
@@ -145,15 +249,13 @@ pub fn http(
 
 /// GET `path` and return the status, the Content-Type and the body as bytes (DER answers).
 pub fn get_bytes(addr: &str, path: &str) -> (u16, String, Vec<u8>) {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut s = connect(addr).unwrap();
     write!(
         s,
         "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
     )
     .unwrap();
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).unwrap();
+    let raw = read_all(&mut *s).unwrap();
     let end = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
     let head = String::from_utf8_lossy(&raw[..end]).into_owned();
     let status = head.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
@@ -183,26 +285,45 @@ pub fn sign(addr: &str, token: &str, csr_pem: &str) -> Resp {
     .unwrap()
 }
 
-/// `wasm-pki serve` on a free loopback port.
+/// `wasm-pki serve` on a free loopback port (HTTPS unless `--plain-http` is among its options).
 pub struct Server {
     pub child: Child,
+    /// host:port
     pub addr: String,
+    /// `https://host:port` or `http://host:port`.
+    pub base: String,
 }
 
-/// The address a `wasm-pki serve` child (stdout piped) says it listens on; its stdout keeps
-/// being drained so that the child never blocks on it.
-pub fn listening_addr(child: &mut Child) -> String {
+/// The base URL (`https://host:port`) a `wasm-pki serve` child (stdout piped) says it listens
+/// on; its stdout keeps being drained so that the child never blocks on it.
+pub fn listening_url(child: &mut Child) -> String {
     let stdout = child.stdout.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Some(rest) = line.split("listening on http://").nth(1) {
-                let _ = tx.send(rest.split('/').next().unwrap_or_default().to_string());
+            if let Some(rest) = line.split("listening on ").nth(1) {
+                let url = rest.split(' ').next().unwrap_or_default();
+                let _ = tx.send(url.trim_end_matches('/').to_string());
             }
         }
     });
     rx.recv_timeout(Duration::from_secs(60))
         .expect("server did not start")
+}
+
+/// The host:port of a `wasm-pki serve` child, made known to the helpers (HTTPS trusting the root
+/// in `dir`, unless it serves plain HTTP).
+pub fn listening_addr(child: &mut Child, dir: &Path) -> String {
+    let url = listening_url(child);
+    let addr = url.split("://").nth(1).unwrap().to_string();
+    if url.starts_with("https://") {
+        let root = std::fs::read_to_string(dir.join("root.pem")).unwrap();
+        tls_servers()
+            .lock()
+            .unwrap()
+            .insert(addr.clone(), tls_client(&root, None));
+    }
+    addr
 }
 
 impl Server {
@@ -237,7 +358,13 @@ impl Server {
             let mut pipe = child.stdin.take().unwrap();
             pipe.write_all(text.as_bytes()).unwrap();
         }
-        let addr = listening_addr(&mut child);
+        let addr = listening_addr(&mut child, dir);
+        let scheme = if extra.contains(&"--plain-http") {
+            "http"
+        } else {
+            "https"
+        };
+        let base = format!("{scheme}://{addr}");
         let deadline = Instant::now() + Duration::from_secs(10);
         while http(&addr, "GET", "/healthz", &[], b"")
             .map(|r| r.status)
@@ -247,7 +374,7 @@ impl Server {
             assert!(Instant::now() < deadline, "server not healthy");
             std::thread::sleep(Duration::from_millis(20));
         }
-        Server { child, addr }
+        Server { child, addr, base }
     }
 
     pub fn kill(&mut self) {
@@ -317,4 +444,14 @@ pub fn new_ca(tag: &str, extra: &[&str]) -> (TempDir, PathBuf) {
     let dir = tmp.path("ca");
     cli_ok(&[&["init", "--dir", dir.to_str().unwrap()], extra].concat());
     (tmp, dir)
+}
+
+/// `wasm-pki list` for the CA in `dir`, without the signer's own HTTPS certificates (issued to
+/// itself at each start, recorded with `token=listener`).
+pub fn issued(dir: &Path) -> String {
+    cli_ok(&["list", "--dir", dir.to_str().unwrap()])
+        .lines()
+        .filter(|l| !l.contains("\ttoken=listener"))
+        .map(|l| format!("{l}\n"))
+        .collect()
 }
