@@ -12,9 +12,13 @@ trap 'rm -f "$log"' EXIT
 step() { printf '\n== %s\n' "$*"; }
 
 step "tools"
-if ! command -v openssl >/dev/null 2>&1; then
-  apt-get update -qq && apt-get install -y -qq openssl
-fi
+# openssl and curl check the HTTPS listener (curl also over HTTP/2); certutil puts the test CA
+# into the browser's NSS store.
+for tool in openssl:openssl curl:curl certutil:libnss3-tools; do
+  if ! command -v "${tool%%:*}" >/dev/null 2>&1; then
+    apt-get update -qq && apt-get install -y -qq "${tool#*:}"
+  fi
+done
 if [ ! -x /usr/bin/chromium ]; then
   apt-get update -qq && apt-get install -y -qq chromium
 fi
