@@ -5,7 +5,9 @@ import test from 'node:test';
 import assert from 'node:assert/strict';
 import { createRequire } from 'node:module';
 import { createPrivateKey } from 'node:crypto';
-import { readFileSync, mkdirSync } from 'node:fs';
+import { readFileSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startSigner } from './signer.mjs';
@@ -14,10 +16,23 @@ import { tempDir, opensslOk } from '../node/helpers.mjs';
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const { chromium } = createRequire(join(root, 'pkg', 'package.json'))('playwright-core');
 
-async function launch(t) {
-  // Playwright gives every launch a fresh, empty profile directory of its own.
+/**
+ * Chromium trusting `caFile` (when given) and nothing else of ours: the root goes into an NSS
+ * database under a fresh HOME (Chromium on Linux reads ~/.pki/nssdb), so certificate errors are
+ * not ignored but there are none. Playwright gives every launch a fresh profile directory too.
+ */
+async function launch(t, caFile) {
+  const home = mkdtempSync(join(tmpdir(), 'wasm-pki-chromium-home-'));
+  t.after(() => rmSync(home, { recursive: true, force: true }));
+  if (caFile) {
+    const db = `sql:${join(home, '.pki', 'nssdb')}`;
+    mkdirSync(join(home, '.pki', 'nssdb'), { recursive: true });
+    execFileSync('certutil', ['-d', db, '-N', '--empty-password'], { stdio: 'pipe' });
+    execFileSync('certutil', ['-d', db, '-A', '-t', 'C,,', '-n', 'wasm-pki test CA', '-i', caFile], { stdio: 'pipe' });
+  }
   const browser = await chromium.launch({
     executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+    env: { ...process.env, HOME: home },
     args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
       '--disable-component-update', '--disable-sync'],
   });
@@ -51,7 +66,11 @@ test('owner page: keys born in the page, CSR verified, certificate obtained, key
   const signer = await startSigner();
   t.after(() => signer.close());
   const { dir, write } = tempDir(t);
-  const browser = await launch(t);
+  assert.ok(signer.url.startsWith('https://'), signer.url);
+  // Without the CA in its store, the browser refuses the signer: the trust below is real.
+  const stranger = await launch(t);
+  await assert.rejects(stranger.newPage().then((p) => p.goto(signer.url)), /ERR_CERT_AUTHORITY_INVALID/);
+  const browser = await launch(t, signer.caFile);
   const page = await browser.newPage({ acceptDownloads: true, viewport: { width: 900, height: 1400 } });
   const requests = [];
   page.on('request', (r) => requests.push({ url: r.url(), method: r.method(), headers: JSON.stringify(r.headers()), body: r.postData() || '' }));
@@ -134,7 +153,7 @@ test('owner page: keys born in the page, CSR verified, certificate obtained, key
 test('owner page on a phone-sized screen is usable by keyboard', async (t) => {
   const signer = await startSigner();
   t.after(() => signer.close());
-  const browser = await launch(t);
+  const browser = await launch(t, signer.caFile);
   const page = await browser.newPage({ viewport: { width: 375, height: 800 } });
   await page.goto(signer.url);
   await page.focus('#algorithm');

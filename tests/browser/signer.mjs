@@ -1,5 +1,5 @@
 // Starts the real sandboxed signer (`wasm-pki serve`, path in WASM_PKI_BIN) with a fresh CA, for
-// the page tests, and makes tokens with its CLI.
+// the page tests, and makes tokens with its CLI. It serves HTTPS, as by default.
 import { spawn, execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -16,13 +16,15 @@ export async function startSigner() {
   const url = await new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error('wasm-pki serve did not start')), 60_000);
     createInterface({ input: child.stdout }).on('line', (line) => {
-      const m = line.match(/listening on (http:\/\/[^ ]+\/)/);
+      const m = line.match(/listening on (https:\/\/[^ ]+\/)/);
       if (m) { clearTimeout(timer); resolve(m[1]); }
     });
     child.on('exit', (code) => reject(new Error(`wasm-pki serve exited with ${code}`)));
   });
   return {
     url,
+    // The root the browser is told to trust (the signer's HTTPS certificate chains to it).
+    caFile: join(ca, 'root.pem'),
     token: (identity) => execFileSync(bin, ['token', 'create', '--dir', ca, '--identity', identity], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).trim().split('\n').pop(),
     close: async () => { child.kill('SIGTERM'); await new Promise((r) => child.once('exit', r)); rmSync(dir, { recursive: true, force: true }); },
   };
