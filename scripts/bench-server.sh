@@ -1,6 +1,10 @@
 #!/usr/bin/env bash
-# Load test on loopback: `wasm-pki serve` against Debian's `cfssl serve`, signing the same CSRs with
-# the same kind of CA, in one run. Prints one table. Usage: scripts/bench-server.sh [seconds] [connections]
+# Load test on loopback: `wasm-pki serve` over HTTPS (its default) and over plain HTTP
+# (--plain-http) against Debian's `cfssl serve` (plain HTTP; it has no TLS listener of its own here),
+# signing the same CSRs with the same kind of CA, in one run. Prints one table.
+# Usage: scripts/bench-server.sh [seconds] [connections]
+# WASM_PKI_BASELINE_BIN=path adds that binary (e.g. a build of an older commit) as `baseline`, plain
+# HTTP, so that a change of HTTP stack is measured side by side.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/wasm-pki/target}"
@@ -37,43 +41,60 @@ for alg in p256 ed25519 rsa2048; do
   python3 -c 'import json,sys; print(json.dumps({"certificate_request": open(sys.argv[1]).read()}))' "$work/$alg.csr" > "$work/$alg.cfssl.json"
 done
 
-port_ours=$((20000 + RANDOM % 10000)); port_cfssl=$((port_ours + 1)); port_wide=$((port_ours + 2))
-"$bin" serve --dir "$work/ca" --listen "127.0.0.1:$port_ours" > "$work/ours.log" 2>&1 &
-pids+=($!)
-# The server build of the module (wide arithmetic), when scripts/build-pkg.sh --server made it.
-servers=(wasm-pki)
-if [ -f host/dist/wasm_pki_server.wasm ]; then
-  servers+=(wasm-pki-server-build)
-  cp -r "$work/ca" "$work/ca-wide"
-  "$bin" serve --dir "$work/ca-wide" --module host/dist/wasm_pki_server.wasm \
-    --listen "127.0.0.1:$port_wide" > "$work/wide.log" 2>&1 &
+# Each wasm-pki server gets its own copy of the CA (and so its own ledger): name, URL, token.
+declare -A URL TOKEN
+port=$((20000 + RANDOM % 10000))
+servers=()
+start() { # name scheme [serve options...]
+  local name=$1 scheme=$2 the_bin=$bin; shift 2
+  [ "$name" = baseline ] && the_bin=$WASM_PKI_BASELINE_BIN
+  port=$((port + 1))
+  cp -r "$work/ca" "$work/ca-$name"
+  "$the_bin" serve --dir "$work/ca-$name" --listen "127.0.0.1:$port" --log-format off "$@" > "$work/$name.log" 2>&1 &
   pids+=($!)
+  URL[$name]="$scheme://127.0.0.1:$port/v1/sign"
+  TOKEN[$name]=$("$bin" token create --dir "$work/ca-$name" --identity bench.example.com --uses 100000000 --ttl 1d 2>/dev/null | tail -n 1)
+  servers+=("$name")
+}
+start wasm-pki https
+start wasm-pki-plain http --plain-http
+# The server build of the module (wide arithmetic), when scripts/build-pkg.sh --server made it.
+if [ -f host/dist/wasm_pki_server.wasm ]; then
+  start wasm-pki-server-build https --module host/dist/wasm_pki_server.wasm
 fi
-servers+=(cfssl)
-cfssl serve -address 127.0.0.1 -port "$port_cfssl" -ca "$work/ca/ca.pem" -ca-key "$work/cfssl-ca-key.pem" -config "$work/cfssl.json" > "$work/cfssl.log" 2>&1 &
+if [ -n "${WASM_PKI_BASELINE_BIN:-}" ]; then
+  start baseline http
+fi
+port=$((port + 1))
+cfssl serve -address 127.0.0.1 -port "$port" -ca "$work/ca/ca.pem" -ca-key "$work/cfssl-ca-key.pem" -config "$work/cfssl.json" > "$work/cfssl.log" 2>&1 &
 pids+=($!)
-for port in $port_ours $port_cfssl $port_wide; do
-  [ $port = $port_wide ] && [ ! -d "$work/ca-wide" ] && continue
-  for _ in $(seq 100); do curl -s -o /dev/null "127.0.0.1:$port/" && break; sleep 0.1; done
+URL[cfssl]="http://127.0.0.1:$port/api/v1/cfssl/sign"
+servers+=(cfssl)
+# Every server answers with a certificate before measuring (ours over HTTPS trusting only the CA).
+for name in "${servers[@]}"; do
+  for _ in $(seq 200); do
+    if [ "$name" = cfssl ]; then
+      curl -sf --data-binary @"$work/p256.cfssl.json" "${URL[$name]}" 2>/dev/null | grep -q BEGIN && break
+    else
+      curl -sf --cacert "$work/ca/root.pem" -H "Authorization: Bearer ${TOKEN[$name]}" \
+        --data-binary @"$work/p256.ours.json" "${URL[$name]}" 2>/dev/null | grep -q BEGIN && break
+    fi
+    sleep 0.1
+  done
 done
-token=$("$bin" token create --dir "$work/ca" --identity bench.example.com --uses 100000000 --ttl 1d 2>/dev/null | tail -n 1)
-[ -d "$work/ca-wide" ] && token_wide=$("$bin" token create --dir "$work/ca-wide" --identity bench.example.com --uses 100000000 --ttl 1d 2>/dev/null | tail -n 1)
-
-# Check both answer with a certificate before measuring.
-curl -sf -H "Authorization: Bearer $token" --data-binary @"$work/p256.ours.json" "127.0.0.1:$port_ours/v1/sign" | grep -q BEGIN
-curl -sf --data-binary @"$work/p256.cfssl.json" "127.0.0.1:$port_cfssl/api/v1/cfssl/sign" | grep -q BEGIN
 
 echo "Loopback load: wrk, $conns connections, 2 threads, ${secs}s per cell, $(nproc) cores; same openssl CSRs, same P-256 CA"
+echo "(https: TLS 1.3 with keep-alive, the handshake once per connection; wrk speaks HTTP/1.1)"
 echo
 echo "| CSR | server | certs/s | p50 ms | p99 ms | errors |"
 echo "|---|---|---|---|---|---|"
 declare -A RPS P99
 for alg in p256 ed25519 rsa2048; do
   for server in "${servers[@]}"; do
+    url=${URL[$server]}
     case $server in
-      wasm-pki) url="http://127.0.0.1:$port_ours/v1/sign"; body="$work/$alg.ours.json"; tok="$token" ;;
-      wasm-pki-server-build) url="http://127.0.0.1:$port_wide/v1/sign"; body="$work/$alg.ours.json"; tok="$token_wide" ;;
-      cfssl) url="http://127.0.0.1:$port_cfssl/api/v1/cfssl/sign"; body="$work/$alg.cfssl.json"; tok="" ;;
+      cfssl) body="$work/$alg.cfssl.json"; tok="" ;;
+      *) body="$work/$alg.ours.json"; tok=${TOKEN[$server]} ;;
     esac
     # cfssl (2016) cannot sign Ed25519 CSRs: check once, and leave the cell out.
     if [ $server = cfssl ] && ! curl -sf --data-binary @"$body" "$url" | grep -q BEGIN; then
@@ -100,6 +121,16 @@ for alg in p256 ed25519 rsa2048; do
     fi
   done
 done
-issued=$("$bin" list --dir "$work/ca" | wc -l)
+# The TLS cost and the stack change, side by side.
+for alg in p256 ed25519 rsa2048; do
+  for pair in "wasm-pki wasm-pki-plain" "wasm-pki-plain baseline"; do
+    set -- $pair
+    [ -n "${RPS[$alg,$2]:-}" ] || continue
+    ratio=$(awk -v a="${RPS[$alg,$1]}" -v b="${RPS[$alg,$2]}" 'BEGIN {printf "%.2fx", a / b}')
+    printf 'SUMMARY\t%s server certs/s (%s vs %s)\t%s/s, p99 %s ms\t%s/s, p99 %s ms\t%s\t-\n' \
+      "$alg" "$1" "$2" "${RPS[$alg,$1]}" "${P99[$alg,$1]}" "${RPS[$alg,$2]}" "${P99[$alg,$2]}" "$ratio"
+  done
+done
+issued=$("$bin" list --dir "$work/ca-wasm-pki" | grep -vc 'token=listener')
 echo
-echo "wasm-pki recorded $issued certificates in its ledger during the run (cfssl records none)."
+echo "wasm-pki (https) recorded $issued certificates in its ledger during the run (cfssl records none)."

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Builds everything, starts the sandboxed signer with a fresh CA in ./demo-ca (kept between runs),
-# prints an enrolment token and the page's address. Usage: scripts/run.sh [identity] [listen]
+# Builds everything, starts the sandboxed signer over HTTPS with a fresh CA in ./demo-ca (kept
+# between runs), prints an enrolment token; the signer prints the page's https:// address, the CA's
+# fingerprint and a curl line. Usage: scripts/run.sh [identity] [listen]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/wasm-pki/target}"
@@ -15,6 +16,7 @@ token=$("$bin" token create --dir "$dir" --identity "$identity" --ttl 1h | tail 
 echo
 echo "enrolment token for $identity (single use, 1 h):"
 echo "  $token"
-echo "open http://$listen/ , make the key and CSR with CN/DNS $identity, paste the token"
+echo "open the https:// address below (trust $dir/root.pem, whose SHA-256 fingerprint is printed),"
+echo "make the key and CSR with CN/DNS $identity, and paste the token"
 echo
 exec "$bin" serve --dir "$dir" --listen "$listen"
