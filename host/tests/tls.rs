@@ -132,6 +132,7 @@ fn curl_signs_over_http2_and_http1_with_the_printed_command() {
         .spawn()
         .unwrap();
     let stdout = child.stdout.take().unwrap();
+    let _guard = KillOnDrop(child);
     let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stdout));
     let mut printed = Vec::new();
     while let Some(Ok(l)) = lines.next() {
@@ -204,8 +205,34 @@ fn curl_signs_over_http2_and_http1_with_the_printed_command() {
         );
         assert!(answer.contains("BEGIN CERTIFICATE"), "{answer}");
     }
-    let _ = child.kill();
-    let _ = child.wait();
+    // Over HTTP/2 too, a body over the limit gets 413 and the connection serves on.
+    std::fs::write(tmp.path("big.json"), vec![b'a'; 1 << 20]).unwrap();
+    let out = Command::new("curl")
+        .current_dir(&tmp.0)
+        .args([
+            "--http2",
+            "--silent",
+            "--include",
+            "--cacert",
+            "ca/root.pem",
+        ])
+        .args(["-H", &format!("Authorization: Bearer {tok}")])
+        .args(["--data-binary", "@big.json"])
+        .arg(format!("{base}/v1/sign"))
+        .args([
+            "--next",
+            "--http2",
+            "--silent",
+            "--include",
+            "--cacert",
+            "ca/root.pem",
+        ])
+        .arg(format!("{base}/healthz"))
+        .output()
+        .unwrap();
+    let answer = String::from_utf8_lossy(&out.stdout);
+    assert!(answer.starts_with("HTTP/2 413"), "{answer}");
+    assert!(answer.contains("HTTP/2 200"), "{answer}");
 }
 
 /// A leaf and key from this CA, for client authentication: (chain PEM, key PEM).
@@ -305,6 +332,7 @@ fn client_certificates_from_this_ca_are_the_identity_and_no_others() {
         .spawn()
         .unwrap();
     let addr = listening_addr(&mut child, &dir);
+    let mut child = KillOnDrop(child);
     let root = std::fs::read_to_string(dir.join("root.pem")).unwrap();
     let get = |client: Option<(&str, &str)>| -> Option<u16> {
         let mut s = connect_with(&addr, Some(tls_client(&root, client))).ok()?;
@@ -326,8 +354,8 @@ fn client_certificates_from_this_ca_are_the_identity_and_no_others() {
         "a foreign certificate was served"
     );
     assert_eq!(get(None), Some(200), "still serving");
-    let _ = child.kill();
-    let _ = child.wait();
+    let _ = child.0.kill();
+    let _ = child.0.wait();
     let text = std::fs::read_to_string(&log).unwrap();
     let clients: Vec<serde_json::Value> = text
         .lines()
@@ -468,6 +496,7 @@ fn an_operator_certificate_is_served_and_plain_http_warns() {
         .spawn()
         .unwrap();
     let url = listening_url(&mut child);
+    let child = KillOnDrop(child);
     let addr = url.trim_start_matches("https://");
     let (ok, text) = s_client(
         &tmp.0,
@@ -481,8 +510,7 @@ fn an_operator_certificate_is_served_and_plain_http_warns() {
         ],
     );
     assert!(ok, "{text}");
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(child);
     // A key that is not the certificate's: refused at start.
     openssl_ok(
         &tmp.0,

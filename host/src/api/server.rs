@@ -210,6 +210,11 @@ async fn serve_http<S, H>(
     // A peer that stops reading our answer is cut after the deadline, as one that stops writing.
     let mut io = tokio_io_timeout::TimeoutStream::new(io);
     io.set_write_timeout(Some(limits.deadline));
+    if h2 {
+        // HTTP/2 has no head deadline to end an idle connection (HTTP/1's covers the keep-alive
+        // wait): one silent for six deadlines is closed, so idle clients cannot hold every slot.
+        io.set_read_timeout(Some(limits.deadline * 6));
+    }
     let io = Box::pin(io);
     let service = service_fn(move |rq: hyper::Request<Incoming>| {
         let (handler, shutdown, client) = (handler.clone(), shutdown.clone(), client.clone());
@@ -238,6 +243,23 @@ async fn serve_http<S, H>(
             .keep_alive(true);
         let conn = builder.serve_connection(TokioIo::new(H1Guard::new(io)), service);
         let _ = watcher.watch(conn).await;
+    }
+}
+
+/// At most this much of an oversized HTTP/2 body is read and dropped, for at most [`LINGER_TIME`].
+const LINGER_BYTES: u64 = 4 << 20;
+const LINGER_TIME: Duration = Duration::from_secs(2);
+
+/// Read and drop `body` up to `max` bytes.
+async fn drain(mut body: Incoming, max: u64) {
+    let mut seen = 0u64;
+    while seen < max {
+        match body.frame().await {
+            Some(Ok(frame)) => {
+                seen += frame.data_ref().map_or(0, |d| d.len() as u64);
+            }
+            _ => return,
+        }
     }
 }
 
@@ -288,9 +310,15 @@ async fn respond<H: Handler>(
         };
         let mut close = false;
         if declared.is_some_and(|n| n > limits.max_body as u64) {
-            // Not read: the answer says so and the connection closes after it.
             request.body_too_large = true;
-            close = true;
+            if http1 {
+                // Not read: the answer says so, and the connection closes after it (lingering).
+                close = true;
+            } else {
+                // An HTTP/2 stream answered before its body ends is reset, which some clients
+                // (curl 7.88) report instead of the answer: read and drop a bounded amount first.
+                let _ = tokio::time::timeout(LINGER_TIME, drain(body, LINGER_BYTES)).await;
+            }
         } else {
             let read = tokio::time::timeout(
                 limits.deadline,

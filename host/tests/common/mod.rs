@@ -455,3 +455,14 @@ pub fn issued(dir: &Path) -> String {
         .map(|l| format!("{l}\n"))
         .collect()
 }
+
+/// A child process killed (and reaped) when this goes out of scope, also when a test panics, so
+/// that no server outlives its test holding the test's output pipes.
+pub struct KillOnDrop(pub Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
