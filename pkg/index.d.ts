@@ -127,6 +127,8 @@ export interface Profile {
   maxLifetimeSecs?: number;
   usage?: 'server' | 'client' | 'serverAndClient';
   backdateSecs?: number;
+  /** Renewal by the certificate's holder: allowed by default; expired ones refused unless a grace (at most 30 days) is set. */
+  renewal?: { enabled?: boolean; expiredGraceSecs?: number };
 }
 
 /** What the caller vouches for in one issue call (kept out of the profile, as in Rust). */

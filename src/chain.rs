@@ -61,20 +61,7 @@ pub fn verify_chain(chain: &[Certificate], at: i64) -> Result<VerifiedChain> {
                 issuer.subject()
             )));
         }
-        if cert.signature_algorithm != cert.tbs_certificate.signature {
-            return Err(Error::Chain(format!(
-                "{label}: the two signature algorithm fields differ"
-            )));
-        }
-        let key = PublicKey::from_parsed(issuer.public_key())?;
-        crate::signature::verify_x509(
-            &cert.signature_algorithm,
-            &key,
-            cert.tbs_certificate.as_ref(),
-            &cert.signature_value.data,
-            "certificate",
-        )
-        .map_err(|e| Error::Chain(format!("{label}: {e}")))?;
+        signed_by(cert, issuer).map_err(|e| Error::Chain(format!("{label}: {e}")))?;
     }
     Ok(VerifiedChain {
         subjects,
@@ -129,4 +116,37 @@ fn check_critical_extensions(cert: &X509Certificate<'_>, label: &str) -> Result<
         }
     }
     Ok(())
+}
+
+/// Check that `cert` was issued by `issuer`: its issuer name is the issuer's subject and the
+/// issuer's key verifies its signature. No validity check: a renewal may come within a grace
+/// period after expiry, which the caller decides.
+pub fn check_issued_by(cert: &Certificate, issuer: &Certificate) -> Result<()> {
+    let (c, i) = (parse_x509(cert.der())?, parse_x509(issuer.der())?);
+    if c.issuer().as_raw() != i.subject().as_raw() {
+        return Err(Error::Chain(format!(
+            "the certificate is issued by \"{}\", not by this CA (\"{}\")",
+            c.issuer(),
+            i.subject()
+        )));
+    }
+    signed_by(&c, &i)
+        .map_err(|e| Error::Chain(format!("the certificate is not signed by this CA: {e}")))
+}
+
+/// `cert`'s signature verifies with `issuer`'s key (and its two algorithm fields agree).
+fn signed_by(cert: &X509Certificate<'_>, issuer: &X509Certificate<'_>) -> Result<()> {
+    if cert.signature_algorithm != cert.tbs_certificate.signature {
+        return Err(Error::Chain(
+            "the two signature algorithm fields differ".into(),
+        ));
+    }
+    let key = PublicKey::from_parsed(issuer.public_key())?;
+    crate::signature::verify_x509(
+        &cert.signature_algorithm,
+        &key,
+        cert.tbs_certificate.as_ref(),
+        &cert.signature_value.data,
+        "certificate",
+    )
 }

@@ -156,6 +156,36 @@ impl ParsedCsr {
         })
     }
 
+    /// What an issued certificate stands for, as a request: its subject, its key and its SANs
+    /// (nothing else: a renewal takes its extensions from the profile again). For a renewal that
+    /// keeps the key; possession of that key is proven by whoever presents the certificate (a TLS
+    /// handshake, a signed proof), not here.
+    pub fn from_certificate(cert: &crate::Certificate) -> Result<Self> {
+        let parsed = crate::certificate::parse_x509(cert.der())?;
+        let public_key = PublicKey::from_parsed(parsed.public_key())?;
+        let subject = Subject::from_x509(parsed.subject())?;
+        let mut names = Vec::new();
+        for ext in parsed.extensions() {
+            if let ParsedExtension::SubjectAlternativeName(san) = ext.parsed_extension() {
+                for gn in &san.general_names {
+                    let n = SanName::from_general_name(gn)?;
+                    if !names.contains(&n) {
+                        names.push(n);
+                    }
+                }
+            }
+        }
+        Ok(ParsedCsr {
+            der: cert.der().to_vec(),
+            subject_dn: parsed.subject().to_string(),
+            subject,
+            public_key,
+            names,
+            requested: RequestedExtensions::default(),
+            signature_algorithm: "(renewal of a certificate)".into(),
+        })
+    }
+
     /// DER bytes of the request.
     pub fn der(&self) -> &[u8] {
         &self.der

@@ -32,8 +32,8 @@ pub use key_pair::{Algorithm, KeyEncryption, KeyPair};
 pub use name::{SanName, Subject};
 pub use pem::{hex, unhex, MAX_INPUT_BYTES};
 pub use policy::{
-    Decision, DnsPattern, IssueOptions, NamePattern, NameRules, Profile, ProfileSpec, SpiffeRule,
-    SubjectSource, Usage,
+    Decision, DnsPattern, IssueOptions, NamePattern, NameRules, Profile, ProfileSpec, RenewalRule,
+    SpiffeRule, SubjectSource, Usage,
 };
 pub use public_key::{Jwk, KeyKind, PublicKey};
 pub use rng::SeedRng;

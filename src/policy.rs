@@ -260,6 +260,36 @@ pub struct ProfileSpec {
     /// notBefore is set this many seconds in the past, for clock skew between peers.
     #[serde(default = "default_backdate")]
     pub backdate_secs: u64,
+    /// Whether holders may renew certificates of this profile themselves, and for how long after
+    /// they expire.
+    #[serde(default)]
+    pub renewal: RenewalRule,
+}
+
+/// Renewal by the holder of a certificate (with the certificate's own key, no new token).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RenewalRule {
+    /// Renewal is allowed (the default).
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// An expired certificate may still be renewed this long after its notAfter (at most 30
+    /// days); 0, the default, refuses expired certificates.
+    #[serde(default)]
+    pub expired_grace_secs: u64,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl Default for RenewalRule {
+    fn default() -> Self {
+        RenewalRule {
+            enabled: true,
+            expired_grace_secs: 0,
+        }
+    }
 }
 
 fn default_rsa_min_bits() -> usize {
@@ -287,6 +317,7 @@ impl Default for ProfileSpec {
             max_lifetime_secs: default_max_lifetime(),
             usage: Usage::ServerAndClient,
             backdate_secs: default_backdate(),
+            renewal: RenewalRule::default(),
         }
     }
 }
@@ -318,6 +349,9 @@ impl ProfileSpec {
         }
         if self.backdate_secs > DAY {
             return bad("backdateSecs is longer than a day".into());
+        }
+        if self.renewal.expired_grace_secs > 30 * DAY {
+            return bad("renewal.expiredGraceSecs is longer than 30 days".into());
         }
         if self.names.max_names == 0 {
             return bad("names.maxNames must be at least 1".into());

@@ -27,6 +27,8 @@ pub enum Request {
     LoadCa(LoadCa),
     /// Issue a certificate for an untrusted CSR under a profile; answered with [`Signed`].
     Sign(Box<SignRequest>),
+    /// Renew (or re-key) a certificate this CA issued, under a profile; answered with [`Signed`].
+    Renew(Box<RenewRequest>),
     /// Sign a CRL; answered with the CRL PEM.
     Crl(CrlRequest),
     /// Describe a certificate or CSR; answered with [`crate::Description`].
@@ -98,6 +100,31 @@ pub struct SignRequest {
     /// The profile, already valid on the host; checked again as it is decoded.
     pub profile: Profile,
     /// The identity the credential vouches for.
+    pub identity: Option<String>,
+    /// Requested lifetime in seconds; the profile's default when absent.
+    pub lifetime_secs: Option<u64>,
+    /// The host's clock, Unix seconds.
+    pub now: i64,
+    /// Fresh entropy from the host's OS RNG.
+    pub seed: Seed,
+    /// When to renew, as a fraction of the lifetime (default ½).
+    pub renew_fraction: Option<f64>,
+}
+
+/// Renew `certificate_pem`, which must have been issued by the loaded CA: a new certificate for
+/// its key and names under `profile` (the current policy decides), or, with `csr_pem`, a re-key:
+/// the CSR's new key for the same names or a subset. The host has already checked the ledger
+/// (issued here, not revoked), the profile's renewal rule and the holder's possession of the key.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RenewRequest {
+    /// The certificate being renewed, PEM.
+    pub certificate_pem: String,
+    /// A re-key's untrusted CSR.
+    pub csr_pem: Option<String>,
+    /// The profile the certificate was issued under, as the policy has it now.
+    pub profile: Profile,
+    /// The identity the original credential vouched for.
     pub identity: Option<String>,
     /// Requested lifetime in seconds; the profile's default when absent.
     pub lifetime_secs: Option<u64>,
@@ -286,6 +313,7 @@ impl Guest {
         match req {
             Request::LoadCa(l) => encode(self.load_ca(&l)),
             Request::Sign(s) => encode(self.sign(*s)),
+            Request::Renew(r) => encode(self.renew(*r)),
             Request::Crl(c) => encode(self.crl(&c)),
             Request::Inspect(i) => encode(crate::inspect(i.pem.as_bytes())),
             Request::Spin | Request::Grow(_) => encode::<()>(Err(Error::InvalidParameter(
@@ -319,16 +347,71 @@ impl Guest {
     }
 
     fn sign(&self, s: SignRequest) -> Result<Signed, Error> {
-        let now = time(s.now)?;
-        let mut rng = SeedRng::from_seed(s.seed.0);
         let csr = ParsedCsr::parse(s.csr_pem.as_bytes())?;
-        let identity = s.identity.as_deref().map(SanName::parse).transpose()?;
+        self.issue(
+            &csr,
+            &s.profile,
+            s.identity.as_deref(),
+            s.lifetime_secs,
+            s.now,
+            &s.seed,
+            s.renew_fraction,
+        )
+    }
+
+    fn renew(&self, r: RenewRequest) -> Result<Signed, Error> {
+        let ca = self.ca()?;
+        let old = crate::Certificate::parse(r.certificate_pem.as_bytes())?;
+        crate::chain::check_issued_by(&old, ca.certificate())?;
+        let current = ParsedCsr::from_certificate(&old)?;
+        let csr = match &r.csr_pem {
+            None => current,
+            Some(pem) => {
+                let csr = ParsedCsr::parse(pem.as_bytes())?;
+                if csr.public_key().spki_der() == current.public_key().spki_der() {
+                    return Err(Error::Policy(
+                        "a re-key needs a new key; this CSR carries the certificate's own".into(),
+                    ));
+                }
+                if let Some(n) = csr.names().iter().find(|n| !current.names().contains(n)) {
+                    return Err(Error::Policy(format!(
+                        "a re-key keeps the certificate's names or a subset; {n} is not one of them"
+                    )));
+                }
+                csr
+            }
+        };
+        self.issue(
+            &csr,
+            &r.profile,
+            r.identity.as_deref(),
+            r.lifetime_secs,
+            r.now,
+            &r.seed,
+            r.renew_fraction,
+        )
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn issue(
+        &self,
+        csr: &ParsedCsr,
+        profile: &Profile,
+        identity: Option<&str>,
+        lifetime_secs: Option<u64>,
+        now: i64,
+        seed: &Seed,
+        renew_fraction: Option<f64>,
+    ) -> Result<Signed, Error> {
+        let now = time(now)?;
+        let mut rng = SeedRng::from_seed(seed.0);
+        let identity = identity.map(SanName::parse).transpose()?;
         let ca = self.ca()?;
         let opts = IssueOptions {
             identity,
-            lifetime_secs: s.lifetime_secs,
+            lifetime_secs,
         };
-        let issued = ca.issue(&csr, &s.profile, &opts, now, &mut rng)?;
+        let issued = ca.issue(csr, profile, &opts, now, &mut rng)?;
         let c = &issued.certificate;
         let mut chain = vec![ca.certificate().to_pem()];
         chain.extend(ca.chain().iter().map(|c| c.to_pem()));
@@ -340,7 +423,7 @@ impl Guest {
             names: issued.names.iter().map(ToString::to_string).collect(),
             not_before: c.not_before(),
             not_after: c.not_after(),
-            renew_after: c.renew_after(s.renew_fraction.unwrap_or(0.5))?,
+            renew_after: c.renew_after(renew_fraction.unwrap_or(0.5))?,
             fingerprint: c.fingerprint_sha256(),
         })
     }

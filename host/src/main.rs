@@ -467,13 +467,16 @@ fn run(cli: Cli) -> Result<()> {
         Command::List { dir } => {
             for r in SqliteLedger::open(&DataDir(dir).ledger())?.list()? {
                 println!(
-                    "{}\t{}\t{}\tnotAfter={}\t{}\ttoken={}{}",
+                    "{}\t{}\t{}\tnotAfter={}\t{}\ttoken={}{}{}",
                     r.serial,
                     r.subject,
                     r.names.join(","),
                     r.not_after,
                     r.profile,
                     r.token_id,
+                    r.renewed_from
+                        .map(|s| format!("\trenewed_from={s}"))
+                        .unwrap_or_default(),
                     r.revoked_at
                         .map(|t| format!("\trevoked={t}"))
                         .unwrap_or_default()

@@ -53,6 +53,10 @@ pub fn status(e: &AuthorityError) -> u16 {
             401
         }
         AuthorityError::UnknownProfile(_) => 403,
+        AuthorityError::NotIssuedHere(_) | AuthorityError::CertificateExpired => 401,
+        AuthorityError::Revoked
+        | AuthorityError::RenewalDisabled(_)
+        | AuthorityError::ProfileRemoved(_) => 403,
         AuthorityError::Refused(g) => match g.code.as_str() {
             "policy" => 403,
             "too_large" => 413,
@@ -227,6 +231,7 @@ fn handle(app: &App, rq: &Request) -> Response {
     let mut outcome = Outcome::default();
     let (route, resp) = match (method, path) {
         ("POST", "/v1/sign") => ("/v1/sign", sign(app, rq, &mut outcome)),
+        ("POST", "/v1/renew") => ("/v1/renew", renew(app, rq, &mut outcome)),
         ("GET", "/healthz") => ("/healthz", text(200, "text/plain", "ok\n")),
         ("GET", "/readyz") => ("/readyz", ready(app)),
         ("GET", "/v1/info") => ("/v1/info", info(app)),
@@ -323,6 +328,15 @@ fn info(app: &App) -> Resp {
 }
 
 fn sign(app: &App, rq: &Request, outcome: &mut Outcome) -> Resp {
+    issuing(app, outcome, |outcome| sign_inner(app, rq, outcome))
+}
+
+/// Run one issuing request (`work`) under the in-flight limit, count it, and answer it.
+fn issuing(
+    app: &App,
+    outcome: &mut Outcome,
+    work: impl FnOnce(&mut Outcome) -> Result<crate::authority::Signed, ApiError>,
+) -> Resp {
     let started = Instant::now();
     // Shed load before doing any work: a bounded queue answers 429 at once.
     if app.inflight.fetch_add(1, Ordering::SeqCst) >= app.max_inflight {
@@ -335,7 +349,7 @@ fn sign(app: &App, rq: &Request, outcome: &mut Outcome) -> Resp {
             "too many signing requests in flight; retry shortly",
         ));
     }
-    let result = sign_inner(app, rq, outcome);
+    let result = work(outcome);
     app.inflight.fetch_sub(1, Ordering::SeqCst);
     app.metrics.observe(started.elapsed().as_secs_f64());
     match result {
@@ -358,11 +372,7 @@ fn sign_inner(
     outcome: &mut Outcome,
 ) -> Result<crate::authority::Signed, ApiError> {
     if rq.body_too_large {
-        return Err(ApiError::new(
-            413,
-            "too_large",
-            format!("the body is larger than {MAX_BODY} bytes"),
-        ));
+        return Err(too_large());
     }
     let token = rq
         .header("Authorization")
@@ -378,6 +388,55 @@ fn sign_inner(
         .map_err(|e| ApiError::new(400, "bad_request", format!("the body must be JSON {{\"csr\": \"-----BEGIN CERTIFICATE REQUEST-----...\"}}: {e}")))?;
     outcome.token_id = crate::authority::tokens::public_id(&token);
     Ok(app.authority.sign_with_token(&token, &body.csr)?)
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RenewBody {
+    /// A re-key's CSR; absent: the same key.
+    csr: Option<String>,
+}
+
+/// `POST /v1/renew`: the TLS client certificate is both the credential and the certificate
+/// renewed; the body is empty, `{}`, or `{"csr": PEM}` for a re-key. No token is used.
+fn renew(app: &App, rq: &Request, outcome: &mut Outcome) -> Resp {
+    issuing(app, outcome, |_| {
+        if rq.body_too_large {
+            return Err(too_large());
+        }
+        let client = rq.client.as_ref().ok_or_else(|| {
+            ApiError::new(
+                401,
+                "missing_certificate",
+                "renewal is authenticated by the certificate being renewed: present it as the TLS client certificate",
+            )
+        })?;
+        let body: RenewBody = if rq.body.iter().all(u8::is_ascii_whitespace) {
+            RenewBody::default()
+        } else {
+            serde_json::from_slice(&rq.body).map_err(|e| {
+                ApiError::new(
+                    400,
+                    "bad_request",
+                    format!("the body must be empty, {{}} or {{\"csr\": PEM}} for a re-key: {e}"),
+                )
+            })?
+        };
+        Ok(app.authority.renew(
+            &client.der,
+            body.csr.as_deref(),
+            crate::authority::Possession::Mtls,
+        )?)
+    })
+}
+
+/// The answer to a body over [`MAX_BODY`].
+fn too_large() -> ApiError {
+    ApiError::new(
+        413,
+        "too_large",
+        format!("the body is larger than {MAX_BODY} bytes"),
+    )
 }
 
 fn static_file(app: &App, path: &str) -> Resp {

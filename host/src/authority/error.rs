@@ -23,6 +23,16 @@ pub enum AuthorityError {
     TokenUsed,
     /// The credential names a profile the policy lacks.
     UnknownProfile(String),
+    /// The certificate presented for renewal is not one this CA issued and recorded.
+    NotIssuedHere(String),
+    /// The certificate presented for renewal has been revoked.
+    Revoked,
+    /// The certificate presented for renewal has expired (beyond its profile's grace).
+    CertificateExpired,
+    /// The certificate's profile does not allow renewal.
+    RenewalDisabled(String),
+    /// The certificate's profile is no longer in the policy.
+    ProfileRemoved(String),
     /// The core refused the request (bad CSR, outside policy…): its code and message.
     Refused(GuestError),
     /// No sandbox instance became free in time.
@@ -48,6 +58,11 @@ impl AuthorityError {
             AuthorityError::TokenExpired => "token_expired",
             AuthorityError::TokenUsed => "token_used",
             AuthorityError::UnknownProfile(_) => "unknown_profile",
+            AuthorityError::NotIssuedHere(_) => "not_issued_here",
+            AuthorityError::Revoked => "revoked",
+            AuthorityError::CertificateExpired => "certificate_expired",
+            AuthorityError::RenewalDisabled(_) => "renewal_disabled",
+            AuthorityError::ProfileRemoved(_) => "profile_removed",
             AuthorityError::Refused(e) => &e.code,
             AuthorityError::Busy => "busy",
             AuthorityError::SandboxTrap(_) => "sandbox_trap",
@@ -68,6 +83,17 @@ impl AuthorityError {
             AuthorityError::TokenExpired => "the token has expired".into(),
             AuthorityError::TokenUsed => "the token has been used up".into(),
             AuthorityError::UnknownProfile(p) => format!("profile \"{p}\" is not in the policy"),
+            AuthorityError::NotIssuedHere(m) => m.clone(),
+            AuthorityError::Revoked => "the certificate has been revoked".into(),
+            AuthorityError::CertificateExpired => {
+                "the certificate has expired; enrol again with a token".into()
+            }
+            AuthorityError::RenewalDisabled(p) => {
+                format!("profile \"{p}\" does not allow renewal; enrol again with a token")
+            }
+            AuthorityError::ProfileRemoved(p) => {
+                format!("profile \"{p}\" is no longer in the policy")
+            }
             AuthorityError::Refused(e) => e.message.clone(),
             AuthorityError::Busy => "the signer is saturated; retry shortly".into(),
             AuthorityError::SandboxTrap(m) => format!("the sandbox stopped this request: {m}"),

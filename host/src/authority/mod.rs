@@ -105,6 +105,13 @@ enum Credential<'a> {
     Listener { profile: &'a Profile, lifetime: u64 },
 }
 
+/// How the holder proved possession of the certificate it renews.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Possession {
+    /// The TLS handshake: the client certificate the listener verified.
+    Mtls,
+}
+
 /// The listener's own certificate, as [`Authority::issue_listener_cert`] makes it.
 pub struct ListenerCert {
     /// Leaf first, then the issuing chain, DER.
@@ -293,6 +300,95 @@ impl Authority {
         })
     }
 
+    /// Renew the certificate `presented` (DER), whose holder proved possession of its key
+    /// (`how`): a new certificate for its key and names, or, with `csr_pem`, a re-key. Refused
+    /// when it is not in the ledger (or differs from the record), revoked, expired beyond its
+    /// profile's grace, or its profile is gone or no longer allows renewal; the current policy
+    /// decides the names. No token is used; the new record names the one it renewed.
+    pub fn renew(
+        &self,
+        presented: &[u8],
+        csr_pem: Option<&str>,
+        how: Possession,
+    ) -> Result<Signed, AuthorityError> {
+        let _ = how;
+        let not_here = |m: &str| AuthorityError::NotIssuedHere(m.to_string());
+        let cert = wasm_pki::Certificate::from_der(presented.to_vec())
+            .map_err(|_| not_here("the presented certificate does not parse"))?;
+        let ledger = |e: anyhow::Error| AuthorityError::Ledger(format!("{e:#}"));
+        let record = self
+            .ledger
+            .find(&cert.serial_hex())
+            .map_err(ledger)?
+            .filter(|r| r.fingerprint == cert.fingerprint_sha256())
+            .ok_or_else(|| not_here("the certificate is not in this CA's ledger"))?;
+        if record.revoked_at.is_some() {
+            return Err(AuthorityError::Revoked);
+        }
+        let profile = self
+            .policy
+            .profiles
+            .get(&record.profile)
+            .ok_or_else(|| AuthorityError::ProfileRemoved(record.profile.clone()))?;
+        if !profile.renewal.enabled {
+            return Err(AuthorityError::RenewalDisabled(record.profile.clone()));
+        }
+        if now()
+            > record
+                .not_after
+                .saturating_add(profile.renewal.expired_grace_secs as i64)
+        {
+            return Err(AuthorityError::CertificateExpired);
+        }
+        if csr_pem.is_some_and(|c| c.len() > MAX_CSR_BYTES) {
+            return Err(AuthorityError::TooLarge {
+                size: csr_pem.map_or(0, str::len),
+                limit: MAX_CSR_BYTES,
+            });
+        }
+        // The identity the original credential vouched for, and nothing more: a name the
+        // certificate carries only because a profile's rules allowed it must still be allowed.
+        // (Records written before identities were kept renew without one.)
+        let identity = record.identity.clone();
+        let request = Request::Renew(Box::new(protocol::RenewRequest {
+            certificate_pem: record.pem.clone(),
+            csr_pem: csr_pem.map(String::from),
+            profile: profile.clone(),
+            identity: identity.clone(),
+            lifetime_secs: None,
+            now: now(),
+            seed: seed()?,
+            renew_fraction: None,
+        }));
+        self.issue_in_sandbox(
+            &request,
+            Lineage {
+                token_id: &record.token_id,
+                profile: &record.profile,
+                identity: identity.as_deref(),
+                renewed_from: Some(&record.serial),
+            },
+        )
+    }
+
+    /// Run an issuing request in the sandbox and record its certificate (see [`finish`]).
+    fn issue_in_sandbox(
+        &self,
+        request: &Request,
+        from: Lineage<'_>,
+    ) -> Result<Signed, AuthorityError> {
+        let bytes = protocol::encode_request(request)
+            .map_err(|e| AuthorityError::Internal(e.to_string()))?;
+        let reply = self.sandbox.call_bytes(&bytes, SANDBOX_WAIT)?;
+        finish(
+            self.ledger.as_ref(),
+            &reply,
+            from,
+            &self.chain,
+            &self.root_pem,
+        )
+    }
+
     fn sign(&self, csr_pem: &str, who: Credential<'_>) -> Result<Signed, AuthorityError> {
         if csr_pem.len() > MAX_CSR_BYTES {
             return Err(AuthorityError::TooLarge {
@@ -330,16 +426,14 @@ impl Authority {
             seed: seed()?,
             renew_fraction: None,
         }));
-        let bytes = protocol::encode_request(&request)
-            .map_err(|e| AuthorityError::Internal(e.to_string()))?;
-        let reply = self.sandbox.call_bytes(&bytes, SANDBOX_WAIT)?;
-        finish(
-            self.ledger.as_ref(),
-            &reply,
-            token_id,
-            profile_name,
-            &self.chain,
-            &self.root_pem,
+        self.issue_in_sandbox(
+            &request,
+            Lineage {
+                token_id,
+                profile: profile_name,
+                identity,
+                renewed_from: None,
+            },
         )
     }
 
@@ -411,11 +505,18 @@ fn published(bases: &[String]) -> Option<wasm_pki::PublicUrls> {
 /// Decode the guest's reply to a sign request and record the certificate; only a recorded
 /// certificate is returned. A reply that is not exactly the protocol's `Signed` is refused, and
 /// nothing is recorded.
+/// What a new record says about where it came from.
+struct Lineage<'a> {
+    token_id: &'a str,
+    profile: &'a str,
+    identity: Option<&'a str>,
+    renewed_from: Option<&'a str>,
+}
+
 fn finish(
     ledger: &dyn Ledger,
     reply: &[u8],
-    token_id: &str,
-    profile: &str,
+    from: Lineage<'_>,
     chain: &[String],
     root_pem: &str,
 ) -> Result<Signed, AuthorityError> {
@@ -429,11 +530,13 @@ fn finish(
         not_before: signed.not_before,
         not_after: signed.not_after,
         fingerprint: signed.fingerprint,
-        token_id: token_id.to_string(),
-        profile: profile.to_string(),
+        token_id: from.token_id.to_string(),
+        profile: from.profile.to_string(),
         issued_at: now(),
         revoked_at: None,
         pem: signed.certificate,
+        identity: from.identity.map(String::from),
+        renewed_from: from.renewed_from.map(String::from),
     };
     // Recorded before anyone sees the certificate: no record, no certificate.
     ledger.record(&record).map_err(|e| {
@@ -463,6 +566,15 @@ mod tests {
         }})
     }
 
+    fn lineage() -> Lineage<'static> {
+        Lineage {
+            token_id: "t",
+            profile: "default",
+            identity: None,
+            renewed_from: None,
+        }
+    }
+
     #[test]
     fn a_reply_with_a_missing_or_renamed_field_fails_and_records_nothing() {
         let dir = tempfile::tempdir().unwrap();
@@ -477,8 +589,7 @@ mod tests {
             .unwrap();
         renamed["ok"]["not_after"] = v;
         for bad in [missing, renamed] {
-            let err =
-                finish(&ledger, bad.to_string().as_bytes(), "t", "default", &[], "").unwrap_err();
+            let err = finish(&ledger, bad.to_string().as_bytes(), lineage(), &[], "").unwrap_err();
             assert_eq!(err.code(), "sandbox_reply", "{err}");
             assert!(err.to_string().contains("protocol"), "{err}");
         }
@@ -487,8 +598,7 @@ mod tests {
         let ok = finish(
             &ledger,
             signed_json().to_string().as_bytes(),
-            "t",
-            "default",
+            lineage(),
             &[],
             "",
         )

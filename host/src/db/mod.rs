@@ -75,6 +75,10 @@ pub struct Record {
     pub revoked_at: Option<i64>,
     /// The certificate.
     pub pem: String,
+    /// The identity the credential vouched for (a renewal keeps it).
+    pub identity: Option<String>,
+    /// Serial of the certificate this one renewed (its lineage), if it is a renewal.
+    pub renewed_from: Option<String>,
 }
 
 /// Storage of tokens and issued certificates.
@@ -93,6 +97,8 @@ pub trait Ledger: Send + Sync {
     fn revoke(&self, serial: &str, at: i64) -> Result<bool>;
     /// Every certificate, newest first.
     fn list(&self) -> Result<Vec<Record>>;
+    /// The certificate with this serial, if any.
+    fn find(&self, serial: &str) -> Result<Option<Record>>;
     /// Serials and revocation times of revoked certificates.
     fn revoked(&self) -> Result<Vec<(String, i64)>>;
     /// Checks that the ledger takes writes now (for readiness probes); writes nothing.

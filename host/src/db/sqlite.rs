@@ -47,6 +47,19 @@ impl SqliteLedger {
                 revoked_at INTEGER, pem TEXT NOT NULL);
              CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);",
         )?;
+        // Columns added since the first schema: ledgers written before gain them empty.
+        for (column, decl) in [("identity", "TEXT"), ("renewed_from", "TEXT")] {
+            let present: bool = conn.query_row(
+                "SELECT COUNT(*) > 0 FROM pragma_table_info('certificates') WHERE name = ?1",
+                params![column],
+                |r| r.get(0),
+            )?;
+            if !present {
+                conn.execute_batch(&format!(
+                    "ALTER TABLE certificates ADD COLUMN {column} {decl};"
+                ))?;
+            }
+        }
         Ok(SqliteLedger {
             conn: Mutex::new(conn),
             reserved: Mutex::new(std::collections::HashMap::new()),
@@ -116,11 +129,33 @@ fn write_record(tx: &rusqlite::Savepoint<'_>, r: &Record, is_token: bool) -> Res
         }
     }
     tx.execute(
-        "INSERT INTO certificates (serial, subject, names, not_before, not_after, fingerprint, token_id, profile, issued_at, revoked_at, pem)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, NULL, ?10)",
-        params![r.serial, r.subject, serde_json::to_string(&r.names)?, r.not_before, r.not_after, r.fingerprint, r.token_id, r.profile, r.issued_at, r.pem],
+        "INSERT INTO certificates (serial, subject, names, not_before, not_after, fingerprint, token_id, profile, issued_at, revoked_at, pem, identity, renewed_from)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, NULL, ?10, ?11, ?12)",
+        params![r.serial, r.subject, serde_json::to_string(&r.names)?, r.not_before, r.not_after, r.fingerprint, r.token_id, r.profile, r.issued_at, r.pem, r.identity, r.renewed_from],
     )?;
     Ok(())
+}
+
+/// The columns [`read_record`] reads, in its order.
+const COLUMNS: &str = "serial, subject, names, not_before, not_after, fingerprint, token_id, profile, issued_at, revoked_at, pem, identity, renewed_from";
+
+fn read_record(r: &rusqlite::Row<'_>) -> rusqlite::Result<Record> {
+    let names: String = r.get(2)?;
+    Ok(Record {
+        serial: r.get(0)?,
+        subject: r.get(1)?,
+        names: serde_json::from_str(&names).unwrap_or_default(),
+        not_before: r.get(3)?,
+        not_after: r.get(4)?,
+        fingerprint: r.get(5)?,
+        token_id: r.get(6)?,
+        profile: r.get(7)?,
+        issued_at: r.get(8)?,
+        revoked_at: r.get(9)?,
+        pem: r.get(10)?,
+        identity: r.get(11)?,
+        renewed_from: r.get(12)?,
+    })
 }
 
 fn release(reserved: &mut std::collections::HashMap<String, i64>, id: &str) {
@@ -215,27 +250,20 @@ impl Ledger for SqliteLedger {
 
     fn list(&self) -> Result<Vec<Record>> {
         let conn = self.conn.lock().unwrap();
-        let mut st = conn.prepare(
-            "SELECT serial, subject, names, not_before, not_after, fingerprint, token_id, profile, issued_at, revoked_at, pem
-             FROM certificates ORDER BY issued_at DESC, serial",
-        )?;
-        let rows = st.query_map([], |r| {
-            let names: String = r.get(2)?;
-            Ok(Record {
-                serial: r.get(0)?,
-                subject: r.get(1)?,
-                names: serde_json::from_str(&names).unwrap_or_default(),
-                not_before: r.get(3)?,
-                not_after: r.get(4)?,
-                fingerprint: r.get(5)?,
-                token_id: r.get(6)?,
-                profile: r.get(7)?,
-                issued_at: r.get(8)?,
-                revoked_at: r.get(9)?,
-                pem: r.get(10)?,
-            })
-        })?;
+        let mut st = conn.prepare(&format!(
+            "SELECT {COLUMNS} FROM certificates ORDER BY issued_at DESC, serial"
+        ))?;
+        let rows = st.query_map([], read_record)?;
         Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn find(&self, serial: &str) -> Result<Option<Record>> {
+        let conn = self.conn.lock().unwrap();
+        let mut st = conn.prepare(&format!(
+            "SELECT {COLUMNS} FROM certificates WHERE serial = ?1"
+        ))?;
+        let mut rows = st.query_map(params![serial], read_record)?;
+        Ok(rows.next().transpose()?)
     }
 
     fn revoked(&self) -> Result<Vec<(String, i64)>> {
@@ -280,6 +308,8 @@ mod tests {
             issued_at: 1,
             revoked_at: None,
             pem: "pem".into(),
+            identity: None,
+            renewed_from: None,
         }
     }
 
