@@ -104,6 +104,9 @@ enum Command {
         dir: PathBuf,
         #[arg(long)]
         serial: String,
+        /// Also revoke every certificate of its lineage: what it renewed and what renewed it.
+        #[arg(long)]
+        lineage: bool,
     },
     /// Print a fresh CRL (PEM).
     Crl {
@@ -452,12 +455,33 @@ fn run(cli: Cli) -> Result<()> {
             println!("{}", serde_json::to_string_pretty(&d)?);
             Ok(())
         }
-        Command::Revoke { dir, serial } => {
+        Command::Revoke {
+            dir,
+            serial,
+            lineage,
+        } => {
             let ledger = SqliteLedger::open(&DataDir(dir).ledger())?;
-            if !ledger.revoke(&serial, authority::now())? {
-                bail!("no unrevoked certificate with serial {serial}");
+            let now = authority::now();
+            if !lineage {
+                if !ledger.revoke(&serial, now)? {
+                    bail!("no unrevoked certificate with serial {serial}");
+                }
+                eprintln!("revoked {serial}");
+                return Ok(());
             }
-            eprintln!("revoked {serial}");
+            let members = ledger.lineage(&serial)?;
+            if members.is_empty() {
+                bail!("no certificate with serial {serial}");
+            }
+            for s in &members {
+                if ledger.revoke(s, now)? {
+                    eprintln!("revoked {s}");
+                }
+            }
+            eprintln!(
+                "the lineage of {serial} ({} certificates) is revoked",
+                members.len()
+            );
             Ok(())
         }
         Command::Crl { dir, rt } => {

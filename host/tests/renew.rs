@@ -248,4 +248,24 @@ fn renewal_over_mtls_rekey_refusals_and_lineage() {
         line(&s1).contains("token=") && !line(&s1).contains("renewed_from"),
         "{list}"
     );
+
+    // Revoking one certificate with --lineage revokes its ancestors and descendants (c2's record
+    // was deleted above, so c1's lineage is c1 alone; the web certificate and its renewal are one).
+    let web_serial = serial_of(t, &web);
+    cli_ok(&["revoke", "--dir", d, "--serial", &web_serial, "--lineage"]);
+    let list = issued(&dir);
+    let revoked: Vec<&str> = list
+        .lines()
+        .filter(|l| l.contains("revoked="))
+        .map(|l| l.split('\t').next().unwrap())
+        .collect();
+    let renewal_of_web = list
+        .lines()
+        .find(|l| l.contains(&format!("renewed_from={web_serial}")))
+        .map(|l| l.split('\t').next().unwrap())
+        .unwrap();
+    for s in [&web_serial, renewal_of_web, &s3] {
+        assert!(revoked.contains(&s), "{s} not revoked:\n{list}");
+    }
+    assert_eq!(revoked.len(), 3, "{list}");
 }

@@ -256,15 +256,6 @@ fn client_cert(dir: &Path, work: &Path, name: &str, profile: &[&str]) -> (String
     (pem, key)
 }
 
-/// The serial of the first certificate in `pem`, lower-case hex as the ledger writes it.
-fn serial_of(work: &Path, pem: &str) -> String {
-    std::fs::write(work.join("serial.pem"), pem).unwrap();
-    openssl_ok(work, &["x509", "-in", "serial.pem", "-noout", "-serial"])
-        .trim()
-        .trim_start_matches("serial=")
-        .to_ascii_lowercase()
-}
-
 /// A client certificate from this CA becomes the request's identity (the log line names its
 /// serial); an expired one from this CA, or one from another CA, fails the handshake and never
 /// reaches a handler; a client without a certificate is served as before.

@@ -31,7 +31,9 @@ pub struct Metrics {
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
     refused: Family<ReasonLabels, Counter>,
+    renewal_refused: Family<ReasonLabels, Counter>,
     issued: Counter,
+    renewed: Counter,
     traps: Counter,
     /// The sandbox's trap count at the last scrape (the sandbox keeps the total).
     traps_seen: Mutex<u64>,
@@ -43,7 +45,9 @@ impl Default for Metrics {
         let mut registry = Registry::default();
         let requests = Family::<RequestLabels, Counter>::default();
         let refused = Family::<ReasonLabels, Counter>::default();
+        let renewal_refused = Family::<ReasonLabels, Counter>::default();
         let issued = Counter::default();
+        let renewed = Counter::default();
         let traps = Counter::default();
         let sign_seconds = Histogram::new(BUCKETS);
         registry.register(
@@ -62,6 +66,16 @@ impl Default for Metrics {
             refused.clone(),
         );
         registry.register(
+            "wasm_pki_renewed",
+            "Certificates issued by renewal (also counted in wasm_pki_issued)",
+            renewed.clone(),
+        );
+        registry.register(
+            "wasm_pki_renewal_refused",
+            "Renewals refused, by reason (also counted in wasm_pki_refused)",
+            renewal_refused.clone(),
+        );
+        registry.register(
             "wasm_pki_sandbox_traps",
             "Sandbox instances dropped after a trap or limit",
             traps.clone(),
@@ -75,7 +89,9 @@ impl Default for Metrics {
             registry,
             requests,
             refused,
+            renewal_refused,
             issued,
+            renewed,
             traps,
             traps_seen: Mutex::new(0),
             sign_seconds,
@@ -115,6 +131,19 @@ impl Metrics {
     /// Count an issued (and recorded) certificate.
     pub fn issued(&self) {
         self.issued.inc();
+    }
+
+    /// Count a renewal: issued, or refused for `reason`.
+    pub fn renewal(&self, refused: Option<&str>) {
+        match refused {
+            None => self.renewed.inc(),
+            Some(reason) => self
+                .renewal_refused
+                .get_or_create(&ReasonLabels {
+                    reason: reason_label(reason),
+                })
+                .inc(),
+        };
     }
 
     /// Observe one signing latency.

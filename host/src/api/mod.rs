@@ -328,13 +328,14 @@ fn info(app: &App) -> Resp {
 }
 
 fn sign(app: &App, rq: &Request, outcome: &mut Outcome) -> Resp {
-    issuing(app, outcome, |outcome| sign_inner(app, rq, outcome))
+    issuing(app, outcome, false, |outcome| sign_inner(app, rq, outcome))
 }
 
 /// Run one issuing request (`work`) under the in-flight limit, count it, and answer it.
 fn issuing(
     app: &App,
     outcome: &mut Outcome,
+    renewal: bool,
     work: impl FnOnce(&mut Outcome) -> Result<crate::authority::Signed, ApiError>,
 ) -> Resp {
     let started = Instant::now();
@@ -352,6 +353,10 @@ fn issuing(
     let result = work(outcome);
     app.inflight.fetch_sub(1, Ordering::SeqCst);
     app.metrics.observe(started.elapsed().as_secs_f64());
+    if renewal {
+        app.metrics
+            .renewal(result.as_ref().err().map(|e| e.code.as_str()));
+    }
     match result {
         Ok(signed) => {
             app.metrics.issued();
@@ -400,7 +405,7 @@ struct RenewBody {
 /// `POST /v1/renew`: the TLS client certificate is both the credential and the certificate
 /// renewed; the body is empty, `{}`, or `{"csr": PEM}` for a re-key. No token is used.
 fn renew(app: &App, rq: &Request, outcome: &mut Outcome) -> Resp {
-    issuing(app, outcome, |_| {
+    issuing(app, outcome, true, |_| {
         if rq.body_too_large {
             return Err(too_large());
         }

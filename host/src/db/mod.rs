@@ -99,6 +99,9 @@ pub trait Ledger: Send + Sync {
     fn list(&self) -> Result<Vec<Record>>;
     /// The certificate with this serial, if any.
     fn find(&self, serial: &str) -> Result<Option<Record>>;
+    /// Serials of the whole lineage `serial` belongs to: its oldest recorded ancestor and every
+    /// certificate renewed from it, directly or not (branches included). Empty when unknown.
+    fn lineage(&self, serial: &str) -> Result<Vec<String>>;
     /// Serials and revocation times of revoked certificates.
     fn revoked(&self) -> Result<Vec<(String, i64)>>;
     /// Checks that the ledger takes writes now (for readiness probes); writes nothing.

@@ -266,6 +266,26 @@ impl Ledger for SqliteLedger {
         Ok(rows.next().transpose()?)
     }
 
+    fn lineage(&self, serial: &str) -> Result<Vec<String>> {
+        let conn = self.conn.lock().unwrap();
+        // Up to the oldest ancestor still recorded, then down through every renewal of it.
+        let mut st = conn.prepare(
+            "WITH RECURSIVE
+               up(serial, parent) AS (
+                 SELECT serial, renewed_from FROM certificates WHERE serial = ?1
+                 UNION SELECT c.serial, c.renewed_from FROM certificates c JOIN up ON c.serial = up.parent),
+               root(serial) AS (
+                 SELECT serial FROM up
+                 WHERE parent IS NULL OR parent NOT IN (SELECT serial FROM certificates)),
+               down(serial) AS (
+                 SELECT serial FROM root
+                 UNION SELECT c.serial FROM certificates c JOIN down ON c.renewed_from = down.serial)
+             SELECT serial FROM down ORDER BY serial",
+        )?;
+        let rows = st.query_map(params![serial.to_ascii_lowercase()], |r| r.get(0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     fn revoked(&self) -> Result<Vec<(String, i64)>> {
         let conn = self.conn.lock().unwrap();
         let mut st = conn.prepare("SELECT serial, revoked_at FROM certificates WHERE revoked_at IS NOT NULL ORDER BY serial")?;
@@ -311,6 +331,33 @@ mod tests {
             identity: None,
             renewed_from: None,
         }
+    }
+
+    #[test]
+    fn a_lineage_is_found_from_any_member_branches_included() {
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = SqliteLedger::open(&dir.path().join("ledger.sqlite")).unwrap();
+        // a → b → c, b → d (renewed twice), and an unrelated e.
+        for (serial, from) in [
+            ("0a", None),
+            ("0b", Some("0a")),
+            ("0c", Some("0b")),
+            ("0d", Some("0b")),
+            ("0e", None),
+        ] {
+            let mut r = record(serial, "operator");
+            r.renewed_from = from.map(String::from);
+            ledger.record(&r).unwrap();
+        }
+        for member in ["0a", "0b", "0c", "0D"] {
+            assert_eq!(
+                ledger.lineage(member).unwrap(),
+                ["0a", "0b", "0c", "0d"],
+                "{member}"
+            );
+        }
+        assert_eq!(ledger.lineage("0e").unwrap(), ["0e"]);
+        assert!(ledger.lineage("ff").unwrap().is_empty());
     }
 
     #[test]

@@ -466,3 +466,12 @@ impl Drop for KillOnDrop {
         let _ = self.0.wait();
     }
 }
+
+/// The serial of the first certificate in `pem`, lower-case hex as the ledger writes it.
+pub fn serial_of(work: &Path, pem: &str) -> String {
+    std::fs::write(work.join("serial.pem"), pem).unwrap();
+    openssl_ok(work, &["x509", "-in", "serial.pem", "-noout", "-serial"])
+        .trim()
+        .trim_start_matches("serial=")
+        .to_ascii_lowercase()
+}
