@@ -118,19 +118,7 @@ fn curl_signs_over_http2_and_http1_with_the_printed_command() {
         return;
     }
     let (tmp, dir) = new_ca("curl", &[]);
-    let mut child = Command::new(BIN)
-        .args([
-            "serve",
-            "--dir",
-            dir.to_str().unwrap(),
-            "--listen",
-            "127.0.0.1:0",
-        ])
-        .args(["--log-format", "off"])
-        .env("WASM_PKI_MODULE", module())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = serve_child(&dir, &["--log-format", "off"], Stdio::inherit());
     let stdout = child.stdout.take().unwrap();
     let _guard = KillOnDrop(child);
     let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stdout));
@@ -235,6 +223,25 @@ fn curl_signs_over_http2_and_http1_with_the_printed_command() {
     assert!(answer.contains("HTTP/2 200"), "{answer}");
 }
 
+/// `wasm-pki serve` for the CA in `dir` on a free loopback port with `extra` options; stdout
+/// piped (for the start-up lines), stderr to `stderr`.
+fn serve_child(dir: &Path, extra: &[&str], stderr: Stdio) -> std::process::Child {
+    Command::new(BIN)
+        .args([
+            "serve",
+            "--dir",
+            dir.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .args(extra)
+        .env("WASM_PKI_MODULE", module())
+        .stdout(Stdio::piped())
+        .stderr(stderr)
+        .spawn()
+        .unwrap()
+}
+
 /// A leaf and key from this CA, for client authentication: (chain PEM, key PEM).
 fn client_cert(dir: &Path, work: &Path, name: &str, profile: &[&str]) -> (String, String) {
     let csr = openssl_csr(work, name, P256, &format!("/CN={name}"), None);
@@ -308,20 +315,11 @@ fn client_certificates_from_this_ca_are_the_identity_and_no_others() {
     );
     std::thread::sleep(Duration::from_millis(2100)); // `old` has expired
     let log = tmp.path("serve.log");
-    let mut child = Command::new(BIN)
-        .args([
-            "serve",
-            "--dir",
-            dir.to_str().unwrap(),
-            "--listen",
-            "127.0.0.1:0",
-        ])
-        .args(["--log-format", "json"])
-        .env("WASM_PKI_MODULE", module())
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
+    let mut child = serve_child(
+        &dir,
+        &["--log-format", "json"],
+        Stdio::from(std::fs::File::create(&log).unwrap()),
+    );
     let addr = listening_addr(&mut child, &dir);
     let mut child = KillOnDrop(child);
     let root = std::fs::read_to_string(dir.join("root.pem")).unwrap();
@@ -471,21 +469,18 @@ fn an_operator_certificate_is_served_and_plain_http_warns() {
             "subjectAltName=DNS:own.example.com",
         ],
     );
-    let mut child = Command::new(BIN)
-        .args([
-            "serve",
-            "--dir",
-            dir.to_str().unwrap(),
-            "--listen",
-            "127.0.0.1:0",
-        ])
-        .args(["--tls-cert", tmp.path("own.pem").to_str().unwrap()])
-        .args(["--tls-key", tmp.path("own.key").to_str().unwrap()])
-        .args(["--log-format", "off"])
-        .env("WASM_PKI_MODULE", module())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = serve_child(
+        &dir,
+        &[
+            "--tls-cert",
+            tmp.path("own.pem").to_str().unwrap(),
+            "--tls-key",
+            tmp.path("own.key").to_str().unwrap(),
+            "--log-format",
+            "off",
+        ],
+        Stdio::inherit(),
+    );
     let url = listening_url(&mut child);
     let child = KillOnDrop(child);
     let addr = url.trim_start_matches("https://");
@@ -528,22 +523,8 @@ fn an_operator_certificate_is_served_and_plain_http_warns() {
     ]);
     assert!(!ok && err.contains("does not match"), "{err}");
 
-    let out = Command::new(BIN)
-        .args([
-            "serve",
-            "--dir",
-            dir.to_str().unwrap(),
-            "--listen",
-            "127.0.0.1:0",
-            "--plain-http",
-        ])
-        .env("WASM_PKI_MODULE", module())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut out = serve_child(&dir, &["--plain-http"], Stdio::piped());
     std::thread::sleep(Duration::from_millis(1500));
-    let mut out = out;
     let _ = out.kill();
     let o = out.wait_with_output().unwrap();
     let err = String::from_utf8_lossy(&o.stderr);

@@ -427,11 +427,7 @@ fn renew(app: &App, rq: &Request, outcome: &mut Outcome) -> Resp {
                 )
             })?
         };
-        Ok(app.authority.renew(
-            &client.der,
-            body.csr.as_deref(),
-            crate::authority::Possession::Mtls,
-        )?)
+        Ok(app.authority.renew(&client.der, body.csr.as_deref())?)
     })
 }
 

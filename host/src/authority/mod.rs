@@ -105,13 +105,6 @@ enum Credential<'a> {
     Listener { profile: &'a Profile, lifetime: u64 },
 }
 
-/// How the holder proved possession of the certificate it renews.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Possession {
-    /// The TLS handshake: the client certificate the listener verified.
-    Mtls,
-}
-
 /// The listener's own certificate, as [`Authority::issue_listener_cert`] makes it.
 pub struct ListenerCert {
     /// Leaf first, then the issuing chain, DER.
@@ -300,18 +293,12 @@ impl Authority {
         })
     }
 
-    /// Renew the certificate `presented` (DER), whose holder proved possession of its key
-    /// (`how`): a new certificate for its key and names, or, with `csr_pem`, a re-key. Refused
+    /// Renew the certificate `presented` (DER), whose holder proved possession of its key (the
+    /// TLS handshake verified it as the client certificate): a new certificate for its key and names, or, with `csr_pem`, a re-key. Refused
     /// when it is not in the ledger (or differs from the record), revoked, expired beyond its
     /// profile's grace, or its profile is gone or no longer allows renewal; the current policy
     /// decides the names. No token is used; the new record names the one it renewed.
-    pub fn renew(
-        &self,
-        presented: &[u8],
-        csr_pem: Option<&str>,
-        how: Possession,
-    ) -> Result<Signed, AuthorityError> {
-        let _ = how;
+    pub fn renew(&self, presented: &[u8], csr_pem: Option<&str>) -> Result<Signed, AuthorityError> {
         let not_here = |m: &str| AuthorityError::NotIssuedHere(m.to_string());
         let cert = wasm_pki::Certificate::from_der(presented.to_vec())
             .map_err(|_| not_here("the presented certificate does not parse"))?;
