@@ -7,7 +7,8 @@ export type Algorithm = 'p256' | 'ed25519';
 export type ErrorCode =
   | 'too_large' | 'bad_pem' | 'malformed' | 'unsupported_algorithm' | 'algorithm_mismatch'
   | 'invalid_key' | 'bad_signature' | 'passphrase' | 'invalid_name' | 'policy'
-  | 'invalid_parameter' | 'chain' | 'encoding';
+  | 'invalid_parameter' | 'chain' | 'encoding'
+  | 'proof_malformed' | 'proof_signature' | 'proof_expired' | 'proof_audience';
 
 /** The Error every function throws: `message` says what was wrong, `code` is stable. */
 export interface WasmPkiError extends Error { code: ErrorCode }
@@ -67,6 +68,12 @@ export declare function verifySignature(publicKeyPem: string, data: Uint8Array, 
 
 /** Returns the CSR PEM. */
 export declare function createCsr(key: Key, request: CsrRequest): string;
+/**
+ * A renewal proof for the signer's `POST /v1/renew`: a JWS (ES256 or EdDSA) signed by `key`, whose
+ * header carries the certificate and whose audience is `audience` (the renew URL), valid for two
+ * minutes and usable once. Send it as `Authorization: Bearer PROOF`: the key stays here.
+ */
+export declare function signRenewalProof(key: Key, certificatePem: string, audience: string): string;
 
 
 /** Kinds of public keys wasm-pki accepts in CSRs and certificates (RSA too, unlike Algorithm). */

@@ -96,6 +96,11 @@ impl Certificate {
         pem::hex(&Sha256::digest(&self.der))
     }
 
+    /// The certificate's public key.
+    pub fn public_key(&self) -> Result<crate::PublicKey> {
+        crate::PublicKey::from_parsed(parse_x509(&self.der)?.public_key())
+    }
+
     /// When to renew: `fraction` of the lifetime after notBefore (SPIRE renews at one half).
     pub fn renew_after(&self, fraction: f64) -> Result<i64> {
         renew_after(self.not_before, self.not_after, fraction)

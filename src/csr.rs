@@ -33,6 +33,16 @@ impl CsrRequest {
                 "a CSR needs a subject or at least one subject alternative name".into(),
             ));
         }
+        self.sign_unchecked(key)
+    }
+
+    /// A CSR that asks for no name at all, only proving the key: for an issuer that decides
+    /// every name itself (an enrolment token bound to an identity).
+    pub fn sign_nameless(key: &KeyPair) -> Result<Csr> {
+        CsrRequest::default().sign_unchecked(key)
+    }
+
+    fn sign_unchecked(&self, key: &KeyPair) -> Result<Csr> {
         let mut params = CertificateParams::default();
         params.distinguished_name = self.subject.to_rcgen()?;
         params.subject_alt_names = self

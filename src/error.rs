@@ -45,6 +45,26 @@ pub enum Error {
     Chain(String),
     /// Certificate generation failed inside the encoder.
     Encoding(String),
+    /// A renewal proof was refused; the fault says which check failed.
+    Proof {
+        /// Which check failed.
+        fault: ProofFault,
+        /// What exactly.
+        detail: String,
+    },
+}
+
+/// Why a renewal proof ([`crate::proof`]) was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProofFault {
+    /// Not a well-formed proof (JWS form, header, claims, certificate).
+    Malformed,
+    /// Not signed by the key of the certificate it carries.
+    Signature,
+    /// Outside its lifetime, or claiming a lifetime longer than allowed.
+    Expired,
+    /// Made for another audience (another signer or URL).
+    Audience,
 }
 
 /// Shorthand for results of the core.
@@ -67,6 +87,10 @@ impl Error {
         "invalid_parameter",
         "chain",
         "encoding",
+        "proof_malformed",
+        "proof_signature",
+        "proof_expired",
+        "proof_audience",
     ];
 
     /// A stable string for programs (HTTP error codes, JS `error.code`).
@@ -85,6 +109,12 @@ impl Error {
             Error::InvalidParameter(_) => "invalid_parameter",
             Error::Chain(_) => "chain",
             Error::Encoding(_) => "encoding",
+            Error::Proof { fault, .. } => match fault {
+                ProofFault::Malformed => "proof_malformed",
+                ProofFault::Signature => "proof_signature",
+                ProofFault::Expired => "proof_expired",
+                ProofFault::Audience => "proof_audience",
+            },
         }
     }
 
@@ -117,6 +147,7 @@ impl fmt::Display for Error {
             Error::InvalidParameter(m) => write!(f, "invalid parameter: {m}"),
             Error::Chain(m) => write!(f, "chain verification failed: {m}"),
             Error::Encoding(m) => write!(f, "encoding failed: {m}"),
+            Error::Proof { detail, .. } => write!(f, "renewal proof refused: {detail}"),
         }
     }
 }
@@ -153,6 +184,22 @@ mod tests {
             Error::InvalidParameter(String::new()),
             Error::Chain(String::new()),
             Error::Encoding(String::new()),
+            Error::Proof {
+                fault: ProofFault::Malformed,
+                detail: String::new(),
+            },
+            Error::Proof {
+                fault: ProofFault::Signature,
+                detail: String::new(),
+            },
+            Error::Proof {
+                fault: ProofFault::Expired,
+                detail: String::new(),
+            },
+            Error::Proof {
+                fault: ProofFault::Audience,
+                detail: String::new(),
+            },
         ];
         let codes: Vec<&str> = all.iter().map(Error::code).collect();
         assert_eq!(codes, Error::CODES);

@@ -14,6 +14,7 @@ pub mod name;
 mod oids;
 mod pem;
 pub mod policy;
+pub mod proof;
 pub mod protocol;
 pub mod public_key;
 pub mod rng;
@@ -26,7 +27,7 @@ pub use certificate::{renew_after, Certificate};
 pub use chain::{verify_chain, VerifiedChain};
 pub use crl::{crl_pem, Revoked};
 pub use csr::{Csr, CsrRequest, ParsedCsr, RequestedExtensions};
-pub use error::{Error, Result};
+pub use error::{Error, ProofFault, Result};
 pub use inspect::{inspect, Description};
 pub use key_pair::{Algorithm, KeyEncryption, KeyPair};
 pub use name::{SanName, Subject};
@@ -35,6 +36,7 @@ pub use policy::{
     Decision, DnsPattern, IssueOptions, NamePattern, NameRules, Profile, ProfileSpec, RenewalRule,
     SpiffeRule, SubjectSource, Usage,
 };
+pub use proof::{sign_proof, verify_proof, VerifiedProof};
 pub use public_key::{Jwk, KeyKind, PublicKey};
 pub use rng::SeedRng;
 pub use spiffe::SpiffeId;

@@ -29,6 +29,8 @@ pub enum Request {
     Sign(Box<SignRequest>),
     /// Renew (or re-key) a certificate this CA issued, under a profile; answered with [`Signed`].
     Renew(Box<RenewRequest>),
+    /// Check a renewal proof (form, signature, lifetime, audience); answered with [`ProofChecked`].
+    CheckProof(ProofRequest),
     /// Sign a CRL; answered with the CRL PEM.
     Crl(CrlRequest),
     /// Describe a certificate or CSR; answered with [`crate::Description`].
@@ -134,6 +136,35 @@ pub struct RenewRequest {
     pub seed: Seed,
     /// When to renew, as a fraction of the lifetime (default ½).
     pub renew_fraction: Option<f64>,
+}
+
+/// Check an untrusted renewal proof ([`crate::proof`]) against the signer's audiences.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ProofRequest {
+    /// The proof, as the `Authorization` header carried it (without the scheme).
+    pub proof: String,
+    /// The renew URLs this signer answers at.
+    pub audiences: Vec<String>,
+    /// The host's clock, Unix seconds.
+    pub now: i64,
+}
+
+/// A proof the guest checked: the certificate whose key signed it, and what the host needs to
+/// find its record and refuse a second use.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ProofChecked {
+    /// The certificate, PEM.
+    pub certificate: String,
+    /// Its serial, hex.
+    pub serial: String,
+    /// SHA-256 of its DER, hex.
+    pub fingerprint: String,
+    /// The proof's unique id.
+    pub jti: String,
+    /// When the proof stops being accepted, Unix seconds.
+    pub expires_at: i64,
 }
 
 /// Sign a CRL listing `revoked`.
@@ -292,6 +323,17 @@ fn time(now: i64) -> Result<OffsetDateTime, Error> {
         .map_err(|e| Error::InvalidParameter(format!("now: {e}")))
 }
 
+fn check_proof(p: &ProofRequest) -> Result<ProofChecked, Error> {
+    let v = crate::proof::verify_proof(&p.proof, &p.audiences, p.now)?;
+    Ok(ProofChecked {
+        certificate: v.certificate.to_pem(),
+        serial: v.certificate.serial_hex(),
+        fingerprint: v.certificate.fingerprint_sha256(),
+        jti: v.jti,
+        expires_at: v.expires_at,
+    })
+}
+
 /// The guest's state: the CA, loaded once per instance.
 #[derive(Default)]
 pub struct Guest {
@@ -314,6 +356,7 @@ impl Guest {
             Request::LoadCa(l) => encode(self.load_ca(&l)),
             Request::Sign(s) => encode(self.sign(*s)),
             Request::Renew(r) => encode(self.renew(*r)),
+            Request::CheckProof(p) => encode(check_proof(&p)),
             Request::Crl(c) => encode(self.crl(&c)),
             Request::Inspect(i) => encode(crate::inspect(i.pem.as_bytes())),
             Request::Spin | Request::Grow(_) => encode::<()>(Err(Error::InvalidParameter(
@@ -363,6 +406,14 @@ impl Guest {
         let ca = self.ca()?;
         let old = crate::Certificate::parse(r.certificate_pem.as_bytes())?;
         crate::chain::check_issued_by(&old, ca.certificate())?;
+        // The CA's own certificate (self-signed, so "issued by" it) or any CA certificate is
+        // never renewed into a leaf: renewal is for what this CA issued to its holders.
+        if old.der() == ca.certificate().der() || crate::inspect::describe_certificate(&old)?.is_ca
+        {
+            return Err(Error::Policy(
+                "a CA certificate is not renewed here; only certificates this CA issued".into(),
+            ));
+        }
         let current = ParsedCsr::from_certificate(&old)?;
         let csr = match &r.csr_pem {
             None => current,

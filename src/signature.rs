@@ -14,6 +14,8 @@ use crate::public_key::{PublicKey, VerifyingKey};
 pub(crate) enum Scheme {
     /// ECDSA on P-256 with SHA-256; the signature is DER (as X.509 carries it).
     EcdsaP256Sha256,
+    /// ECDSA on P-256 with SHA-256; the signature is r‖s, 64 bytes (as JOSE carries it).
+    EcdsaP256Sha256Fixed,
     /// Ed25519 (strict verification: no malleable or small-order signatures).
     Ed25519,
     /// RSA PKCS#1 v1.5 with SHA-256.
@@ -53,6 +55,7 @@ impl Scheme {
     fn name(self) -> &'static str {
         match self {
             Scheme::EcdsaP256Sha256 => "ecdsa-with-SHA256",
+            Scheme::EcdsaP256Sha256Fixed => "ES256",
             Scheme::Ed25519 => "Ed25519",
             Scheme::RsaPkcs1Sha256 => "sha256WithRSAEncryption",
             Scheme::RsaPssSha256 { .. } => "RSASSA-PSS",
@@ -72,6 +75,10 @@ pub(crate) fn verify(
     match (scheme, &key.key) {
         (Scheme::EcdsaP256Sha256, VerifyingKey::P256(vk)) => {
             let s = p256::ecdsa::Signature::from_der(sig).map_err(|_| bad())?;
+            vk.verify(msg, &s).map_err(|_| bad())
+        }
+        (Scheme::EcdsaP256Sha256Fixed, VerifyingKey::P256(vk)) => {
+            let s = p256::ecdsa::Signature::from_slice(sig).map_err(|_| bad())?;
             vk.verify(msg, &s).map_err(|_| bad())
         }
         (Scheme::Ed25519, VerifyingKey::Ed25519(vk)) => {

@@ -48,3 +48,8 @@ fn policy_inputs() {
 fn sandbox_inputs() {
     assert!(replay("sandbox_request", bodies::sandbox_request) >= 8);
 }
+
+#[test]
+fn proof_inputs() {
+    assert!(replay("proof", bodies::proof) >= 4);
+}

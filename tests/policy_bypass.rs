@@ -580,3 +580,219 @@ fn an_injected_subject_is_ignored_when_the_issuer_decides_it() {
     );
     assert!(!text.contains("Evil Corp"), "{text}");
 }
+
+/// What a renewal row tries: certificate (default: the good one), re-key CSR, profile, lifetime,
+/// and the code and reason it must be refused with.
+type RenewRow<'a> = (
+    &'a str,
+    Option<String>,
+    Option<String>,
+    &'a Profile,
+    Option<u64>,
+    &'a str,
+    &'a str,
+);
+
+/// Renewals and re-keys that must be refused, through the guest exactly as the sandbox runs it
+/// (the host has already checked the ledger; these are what the certificate and CSR can try).
+#[test]
+fn renewals_that_must_be_refused_are_refused_with_their_reason() {
+    use protocol::{
+        decode_reply, encode_request, Guest, LoadCa, RenewRequest, Request, Seed, Signed,
+    };
+    let ca =
+        CertificateAuthority::new_root(&CaParams::new("Renew Root"), now(), &mut rng()).unwrap();
+    let other_ca =
+        CertificateAuthority::new_root(&CaParams::new("Other Root"), now(), &mut rng()).unwrap();
+    let mut guest = Guest::default();
+    let load = Request::LoadCa(LoadCa {
+        cert_pem: ca.certificate().to_pem(),
+        key_pem: ca.key().to_pkcs8_pem().unwrap().to_string(),
+        passphrase: None,
+        public_urls: None,
+    });
+    assert!(guest
+        .handle(&encode_request(&load).unwrap())
+        .starts_with(br#"{"ok""#));
+    let profile = Profile::allowing(vec![NamePattern::dns(".example.com").unwrap()]);
+    let narrowed = Profile::allowing(vec![NamePattern::dns(".example.org").unwrap()]);
+    let key = KeyPair::generate(Algorithm::P256, &mut rng());
+    let id = "ok.example.com";
+    let csr = ParsedCsr::parse(&rcgen_csr(&key, |p| dns(p, id))).unwrap();
+    let opts = IssueOptions {
+        identity: Some(SanName::dns(id).unwrap()),
+        lifetime_secs: Some(3600),
+    };
+    let cert = ca
+        .issue(&csr, &profile, &opts, now(), &mut rng())
+        .unwrap()
+        .certificate;
+    let foreign = other_ca
+        .issue(&csr, &profile, &opts, now(), &mut rng())
+        .unwrap()
+        .certificate;
+    let new_key = KeyPair::generate(Algorithm::P256, &mut rng());
+    let pem = |der: Vec<u8>| {
+        pem_rfc7468::encode_string("CERTIFICATE REQUEST", pem_rfc7468::LineEnding::LF, &der)
+            .unwrap()
+    };
+    let rekey =
+        |f: &dyn Fn(&mut rcgen::CertificateParams)| Some(pem(rcgen_csr(&new_key, |p| f(p))));
+    // A certificate whose name a rule allowed (no identity vouched for it).
+    let ruled_csr = ParsedCsr::parse(&rcgen_csr(&key, |p| dns(p, "ruled.example.com"))).unwrap();
+    let no_identity = IssueOptions {
+        identity: None,
+        lifetime_secs: Some(3600),
+    };
+    let ruled = ca
+        .issue(&ruled_csr, &profile, &no_identity, now(), &mut rng())
+        .unwrap()
+        .certificate;
+    let renew =
+        |cert_pem: String, csr_pem: Option<String>, profile: &Profile, lifetime: Option<u64>| {
+            let identity = (cert_pem != ruled.to_pem()).then(|| id.to_string());
+            let req = Request::Renew(Box::new(RenewRequest {
+                certificate_pem: cert_pem,
+                csr_pem,
+                profile: profile.clone(),
+                identity,
+                lifetime_secs: lifetime,
+                now: now().unix_timestamp(),
+                seed: Seed([9; 32]),
+                renew_fraction: None,
+            }));
+            let mut g = Guest::default();
+            assert!(g
+                .handle(&encode_request(&load).unwrap())
+                .starts_with(br#"{"ok""#));
+            decode_reply::<Signed>(&g.handle(&encode_request(&req).unwrap())).unwrap()
+        };
+    // Controls: the same key, and a new key for the same name, renew.
+    let same = renew(cert.to_pem(), None, &profile, None).unwrap();
+    assert!(
+        same.names == vec![format!("DNS:{id}")] || same.names == vec![id.to_string()],
+        "{:?}",
+        same.names
+    );
+    renew(cert.to_pem(), rekey(&|p| dns(p, id)), &profile, None).unwrap();
+    renew(ruled.to_pem(), None, &profile, None).unwrap();
+
+    let cases: Vec<RenewRow> = vec![
+        (
+            "re-key asking for CA:true",
+            None,
+            rekey(&|p| {
+                dns(p, id);
+                p.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained)
+            }),
+            &profile,
+            None,
+            "policy",
+            "CA",
+        ),
+        (
+            "re-key adding a foreign name",
+            None,
+            rekey(&|p| {
+                dns(p, id);
+                dns(p, "evil.com")
+            }),
+            &profile,
+            None,
+            "policy",
+            "evil.com",
+        ),
+        (
+            "re-key adding an allowed name the certificate lacks",
+            None,
+            rekey(&|p| {
+                dns(p, id);
+                dns(p, "more.example.com")
+            }),
+            &profile,
+            None,
+            "policy",
+            "more.example.com",
+        ),
+        (
+            "re-key with the certificate's own key",
+            None,
+            Some(pem(rcgen_csr(&key, |p| dns(p, id)))),
+            &profile,
+            None,
+            "policy",
+            "new key",
+        ),
+        (
+            "re-key CSR not signed by its key",
+            None,
+            Some(pem({
+                let mut d = rcgen_csr(&new_key, |p| dns(p, id));
+                let n = d.len();
+                d[n - 5] ^= 1;
+                d
+            })),
+            &profile,
+            None,
+            "bad_signature",
+            "",
+        ),
+        (
+            "a certificate of another CA",
+            Some(foreign.to_pem()),
+            None,
+            &profile,
+            None,
+            "chain",
+            "",
+        ),
+        (
+            "the CA's own certificate",
+            Some(ca.certificate().to_pem()),
+            None,
+            &profile,
+            None,
+            "policy",
+            "CA certificate",
+        ),
+        (
+            "a profile narrowed since",
+            Some(ruled.to_pem()),
+            None,
+            &narrowed,
+            None,
+            "policy",
+            "ruled.example.com",
+        ),
+        (
+            "a lifetime beyond the profile's",
+            None,
+            None,
+            &profile,
+            Some(400 * 86_400),
+            "policy",
+            "lifetime",
+        ),
+        (
+            "not a certificate",
+            Some("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n".into()),
+            None,
+            &profile,
+            None,
+            "malformed",
+            "",
+        ),
+    ];
+    for (what, cert_pem, csr_pem, profile, lifetime, code, reason) in cases {
+        let err = renew(
+            cert_pem.unwrap_or_else(|| cert.to_pem()),
+            csr_pem,
+            profile,
+            lifetime,
+        )
+        .err()
+        .unwrap_or_else(|| panic!("{what}: renewed"));
+        assert_eq!(err.code, code, "{what}: {}", err.message);
+        assert!(err.message.contains(reason), "{what}: {}", err.message);
+    }
+}

@@ -102,6 +102,25 @@ $('download-key').addEventListener('click', () => {
   }
 });
 
+/** POST to the signer and return its JSON answer, or throw its refusal with the code. */
+async function post(path, headers, body) {
+  const res = await fetch(path, { method: 'POST', headers, body });
+  const answer = await res.json().catch(() => ({}));
+  if (!res.ok) {
+    const e = answer.error || {};
+    throw Object.assign(new Error(e.message || `The signer answered ${res.status}.`), { code: e.code || `http_${res.status}` });
+  }
+  return answer;
+}
+
+function showIssued(answer, newKey) {
+  issued = answer;
+  $('cert-pem').value = answer.certificate;
+  describe($('cert-details'), pki.inspect(answer.certificate));
+  $('download-new-key').hidden = !newKey;
+  $('issued').hidden = false;
+}
+
 $('submit-form').addEventListener('submit', async (ev) => {
   ev.preventDefault();
   showError(null);
@@ -112,20 +131,9 @@ $('submit-form').addEventListener('submit', async (ev) => {
   status('Submitting the CSR…');
   try {
     // Only the CSR and the token are sent.
-    const res = await fetch('/v1/sign', {
-      method: 'POST',
-      headers: { 'Content-Type': 'application/json', Authorization: `Bearer ${token}` },
-      body: JSON.stringify({ csr: csrPem }),
-    });
-    const body = await res.json().catch(() => ({}));
-    if (!res.ok) {
-      const e = body.error || {};
-      throw Object.assign(new Error(e.message || `The signer answered ${res.status}.`), { code: e.code || `http_${res.status}` });
-    }
-    issued = body;
-    $('cert-pem').value = body.certificate;
-    describe($('cert-details'), pki.inspect(body.certificate));
-    $('issued').hidden = false;
+    const answer = await post('/v1/sign', { 'Content-Type': 'application/json', Authorization: `Bearer ${token}` },
+      JSON.stringify({ csr: csrPem }));
+    showIssued(answer, false);
     status('Certificate issued.');
   } catch (err) {
     showError(err);
@@ -135,11 +143,68 @@ $('submit-form').addEventListener('submit', async (ev) => {
   }
 });
 
+// Renewal: the key and certificate files are read into this page; the key signs a proof (a JWS
+// naming this signer's renew URL, valid two minutes, usable once) and only the proof is sent.
+$('renew-form').addEventListener('submit', async (ev) => {
+  ev.preventDefault();
+  showError(null);
+  const keyFile = $('renew-key').files[0];
+  const certFile = $('renew-cert').files[0];
+  if (!keyFile || !certFile) return showError(new Error('Choose your private key file and your certificate file.'));
+  $('renew-send').disabled = true;
+  status('Renewing…');
+  let held = null;
+  let fresh = null;
+  try {
+    const [keyPem, certText] = await Promise.all([keyFile.text(), certFile.text()]);
+    held = pki.importKey(keyPem, $('renew-passphrase').value || undefined);
+    const certPem = (certText.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----\n?/) || [''])[0];
+    if (!certPem) throw Object.assign(new Error('The certificate file holds no PEM certificate.'), { code: 'bad_pem' });
+    const d = pki.inspect(certPem);
+    const proof = pki.signRenewalProof(held, certPem, `${location.origin}/v1/renew`);
+    const headers = { Authorization: `Bearer ${proof}` };
+    let body;
+    if ($('renew-rekey').checked) {
+      fresh = pki.generateKey(held.algorithm);
+      const names = { dnsNames: d.names.dns, ipAddresses: d.names.ip, uris: d.names.uri, emails: d.names.email };
+      headers['Content-Type'] = 'application/json';
+      body = JSON.stringify({ csr: pki.createCsr(fresh, names) });
+    }
+    const answer = await post('/v1/renew', headers, body);
+    // The key that goes with the new certificate is the one the page keeps (for downloads).
+    key?.free();
+    key = fresh || held;
+    if (fresh) held.free();
+    held = null;
+    fresh = null;
+    $('commonName').value = pki.inspect(answer.certificate).subject.replace(/^.*CN=([^,]+).*$/, '$1');
+    showIssued(answer, key && $('renew-rekey').checked);
+    status($('renew-rekey').checked ? 'Renewed with a new key: download it with the certificate.' : 'Certificate renewed (same key).');
+  } catch (err) {
+    held?.free();
+    fresh?.free();
+    showError(err);
+    status('');
+  } finally {
+    $('renew-send').disabled = false;
+  }
+});
+
+$('download-new-key').addEventListener('click', () => {
+  showError(null);
+  try {
+    const pass = $('passphrase').value || $('renew-passphrase').value;
+    download(`${baseName()}.key`, key.privateKeyPem(pass || undefined));
+  } catch (err) {
+    showError(err);
+  }
+});
+
 $('download-cert').addEventListener('click', () => download(`${baseName()}.crt`, issued.certificate));
 $('download-chain').addEventListener('click', () => download(`${baseName()}-chain.pem`, [issued.certificate, ...(issued.chain || [])].join('')));
 $('download-ca').addEventListener('click', () => download('ca.pem', issued.ca));
 
 // Served by a signer? Then offer submission.
-fetch('/v1/info').then((r) => { if (r.ok) $('submit').hidden = false; }).catch(() => {});
+fetch('/v1/info').then((r) => { if (r.ok) { $('submit').hidden = false; $('renew').hidden = false; } }).catch(() => {});
 $('error').tabIndex = -1;
 status('Ready. Nothing has been generated or sent yet.');

@@ -121,3 +121,56 @@ pub fn policy(data: &[u8]) {
         assert_eq!(uris.count(), 1, "an SVID with other than one URI");
     }
 }
+
+/// A certificate of the fuzz CA and its key, for renewal proofs.
+static PROOF_CERT: LazyLock<(KeyPair, Certificate, CertificateAuthority)> = LazyLock::new(|| {
+    let mut rng = SeedRng::from_seed([5; 32]);
+    let now = OffsetDateTime::from_unix_timestamp(1_790_000_000).unwrap();
+    let ca = CertificateAuthority::new_root(&CaParams::new("Proof CA"), now, &mut rng).unwrap();
+    let key = KeyPair::generate(Algorithm::P256, &mut rng);
+    let name = SanName::dns("node.example").unwrap();
+    let csr = CsrRequest {
+        subject: Subject::default(),
+        names: vec![name.clone()],
+    }
+    .sign(&key)
+    .unwrap();
+    let csr = ParsedCsr::parse(csr.der()).unwrap();
+    let opts = IssueOptions {
+        identity: Some(name),
+        lifetime_secs: Some(3600),
+    };
+    let issued = ca
+        .issue(&csr, &Profile::default(), &opts, now, &mut rng)
+        .unwrap();
+    (key, issued.certificate, ca)
+});
+
+/// The renewal-proof verifier: the input as a whole proof, and as the claims of a proof signed by a
+/// real certificate's key (so the fuzzer reaches the claim checks behind the signature).
+pub fn proof(data: &[u8]) {
+    let aud = vec!["https://ca.example/v1/renew".to_string()];
+    let at = 1_790_000_010;
+    if let Ok(text) = std::str::from_utf8(data) {
+        if let Ok(p) = verify_proof(text, &aud, at) {
+            assert!(!p.jti.is_empty() && p.jti.len() <= 128);
+        }
+    }
+    let (key, cert, _) = &*PROOF_CERT;
+    use base64ct::{Base64, Base64UrlUnpadded, Encoding};
+    let header = format!(
+        r#"{{"alg":"ES256","x5c":["{}"]}}"#,
+        Base64::encode_string(cert.der())
+    );
+    let input = format!(
+        "{}.{}",
+        Base64UrlUnpadded::encode_string(header.as_bytes()),
+        Base64UrlUnpadded::encode_string(data)
+    );
+    let sig = Base64UrlUnpadded::encode_string(&key.sign_raw(input.as_bytes()));
+    if let Ok(p) = verify_proof(&format!("{input}.{sig}"), &aud, at) {
+        // Accepted claims were really checked: the certificate is the signer's.
+        assert_eq!(p.certificate.der(), cert.der());
+        assert!(p.expires_at >= at);
+    }
+}

@@ -6,6 +6,7 @@
 pub mod api;
 pub mod assets;
 pub mod authority;
+pub mod client;
 pub mod db;
 pub mod files;
 pub mod sandbox;

@@ -11,8 +11,8 @@ use wasm_pki::{Algorithm, CaParams, CertificateAuthority, KeyEncryption, OffsetD
 use wasm_pki_host::authority::policy::Policy;
 use wasm_pki_host::authority::{self, tokens, Authority, DataDir};
 use wasm_pki_host::db::{Ledger, NewToken, SqliteLedger};
-use wasm_pki_host::files;
 use wasm_pki_host::{api, assets};
+use wasm_pki_host::{client, files};
 
 /// A certificate authority whose signing core runs inside a wasmtime sandbox.
 #[derive(Parser)]
@@ -120,6 +120,63 @@ enum Command {
         #[arg(long)]
         dir: PathBuf,
     },
+    /// Client: get a first certificate from a signer with an enrolment token. The key is made
+    /// here and never sent; OUT receives key.pem (0600), cert.pem, chain.pem and ca.pem.
+    Enroll {
+        /// The signer, https://HOST:PORT.
+        #[arg(long)]
+        server: String,
+        /// Trust the signer only if its root has this SHA-256 fingerprint (as `serve` prints it).
+        #[arg(long, required_unless_present_any = ["ca_file", "dry_run"])]
+        ca_fingerprint: Option<String>,
+        /// Or trust the root in this PEM file.
+        #[arg(long, conflicts_with = "ca_fingerprint")]
+        ca_file: Option<PathBuf>,
+        /// The enrolment token (better from the environment than the command line, which other
+        /// users can see in the process list).
+        #[arg(long, env = "WASM_PKI_TOKEN", hide_env_values = true)]
+        token: String,
+        /// The name to ask for (DNS name, IP, e-mail or spiffe:// ID); the token decides.
+        #[arg(long)]
+        identity: Option<String>,
+        /// The key's algorithm: p256 or ed25519.
+        #[arg(long, default_value = "p256")]
+        algorithm: Algorithm,
+        /// The output directory (created 0700).
+        #[arg(long)]
+        out: PathBuf,
+        /// Make the key and CSR and print the CSR; send nothing, write nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Replace the certificate OUT already holds.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Client: renew the certificate `enroll` wrote, authenticated by the certificate itself.
+    Renew {
+        /// The directory `enroll` wrote.
+        #[arg(long)]
+        out: PathBuf,
+        /// Another signer URL than the one enrolment used.
+        #[arg(long)]
+        server: Option<String>,
+        /// Keep renewing at the signer's renewAfter (with jitter), retrying while it is down.
+        #[arg(long)]
+        daemon: bool,
+        /// A new key each time, for the same names.
+        #[arg(long)]
+        rekey: bool,
+        /// Authenticate with a signed renewal proof instead of the TLS client certificate (for
+        /// a signer behind a TLS-terminating proxy). Expired certificates always use one.
+        #[arg(long)]
+        proof: bool,
+        /// Run this shell command after each renewal (WASM_PKI_CERT, WASM_PKI_KEY are set).
+        #[arg(long)]
+        exec: Option<String>,
+        /// Send a signal after each renewal: PID:SIGNAL, e.g. 1234:HUP.
+        #[arg(long)]
+        signal: Option<wasm_pki_host::client::renew::Signal>,
+    },
 }
 
 /// How `serve` speaks TLS.
@@ -225,18 +282,7 @@ fn listener_tls(
     let cert = match (&tls.tls_cert, &tls.tls_key) {
         (Some(c), Some(k)) => wasm_pki_host::tls::from_files(c, k)?,
         _ => {
-            let mut names: Vec<String> = tls.names.clone();
-            if names.is_empty() {
-                // The host as written in --listen (a name stays a name), else the address.
-                let host = listen.rsplit_once(':').map(|(h, _)| h).unwrap_or(listen);
-                let host = host.trim_start_matches('[').trim_end_matches(']');
-                if ip.is_unspecified() {
-                    names.extend(["localhost", "127.0.0.1", "::1"].map(String::from));
-                } else {
-                    names.push(host.to_string());
-                    names.push("localhost".into());
-                }
-            }
+            let names = listener_names(listen, ip, tls);
             let mut sans = Vec::new();
             for n in &names {
                 let san = SanName::parse(n)
@@ -273,6 +319,50 @@ fn listener_tls(
         api::server::Transport::Tls(tokio_rustls::TlsAcceptor::from(config)),
         host,
     ))
+}
+
+/// The names the listener answers to: `--name`, or the host as written in `--listen` (a name
+/// stays a name) and localhost, or every local name when listening on all addresses.
+fn listener_names(listen: &str, ip: std::net::IpAddr, tls: &TlsArgs) -> Vec<String> {
+    let mut names: Vec<String> = tls.names.clone();
+    if names.is_empty() {
+        let host = listen.rsplit_once(':').map(|(h, _)| h).unwrap_or(listen);
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        if ip.is_unspecified() {
+            names.extend(["localhost", "127.0.0.1", "::1"].map(String::from));
+        } else {
+            names.push(host.to_string());
+            names.push("localhost".into());
+        }
+    }
+    names
+}
+
+/// The renew URLs a renewal proof may name as its audience: each published base URL
+/// (`--public-url`, what clients behind a proxy see) and each listener name at this port.
+fn renew_audiences(
+    public_urls: &[String],
+    names: &[String],
+    scheme: &str,
+    port: u16,
+) -> Vec<String> {
+    let mut v: Vec<String> = public_urls
+        .iter()
+        .map(|b| format!("{}/v1/renew", b.trim_end_matches('/')))
+        .collect();
+    for n in names {
+        let host = if n.contains(':') {
+            format!("[{n}]")
+        } else {
+            n.clone()
+        };
+        v.push(format!("{scheme}://{host}:{port}/v1/renew"));
+        if (scheme, port) == ("https", 443) || (scheme, port) == ("http", 80) {
+            v.push(format!("{scheme}://{host}/v1/renew"));
+        }
+    }
+    v.dedup();
+    v
 }
 
 /// SHA-256 of the first certificate in `pem`.
@@ -374,6 +464,13 @@ fn run(cli: Cli) -> Result<()> {
                 colon_hex(&root_fingerprint(&app.authority.root_pem)?)
             );
             let scheme = if tls.plain_http { "http" } else { "https" };
+            let audiences = renew_audiences(
+                &rt.public_urls,
+                &listener_names(&listen, addr.ip(), &tls),
+                scheme,
+                addr.port(),
+            );
+            let _ = app.renew_audiences.set(audiences);
             let base = format!("{scheme}://{host}:{}", addr.port());
             println!("wasm-pki signer: listening on {base}/ (open it to request a certificate)");
             if tls.plain_http {
@@ -508,6 +605,57 @@ fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
+        Command::Enroll {
+            server,
+            ca_fingerprint,
+            ca_file,
+            token,
+            identity,
+            algorithm,
+            out,
+            dry_run,
+            force,
+        } => {
+            let e = client::enroll::Enroll {
+                server,
+                ca_fingerprint,
+                ca_file,
+                token: zeroize::Zeroizing::new(token),
+                identity,
+                algorithm,
+                out,
+                dry_run,
+                force,
+            };
+            let meta = client::enroll::enroll(&e)?;
+            if !dry_run {
+                println!(
+                    "wasm-pki enroll: serial {} valid until {} (renew after {}) in {}",
+                    meta.serial,
+                    client::when(meta.not_after),
+                    client::when(meta.renew_after),
+                    e.out.display()
+                );
+            }
+            Ok(())
+        }
+        Command::Renew {
+            out,
+            server,
+            daemon,
+            rekey,
+            proof,
+            exec,
+            signal,
+        } => client::renew::run(&client::renew::Renew {
+            out,
+            server,
+            daemon,
+            rekey,
+            proof,
+            exec,
+            signal,
+        }),
     }
 }
 

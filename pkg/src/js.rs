@@ -211,6 +211,22 @@ pub fn create_csr(key: &Key, request: JsValue) -> Res<String> {
     Ok(req.sign(&key.inner)?.to_pem())
 }
 
+/// A renewal proof for `POST /v1/renew`: a short-lived JWS signed by `key`, carrying the
+/// certificate (PEM, whose key `key` must be) and naming `audience` (the signer's renew URL).
+/// Send it as `Authorization: Bearer PROOF`; the key itself never leaves the page.
+#[wasm_bindgen(js_name = signRenewalProof)]
+pub fn sign_renewal_proof(key: &Key, certificate_pem: &str, audience: &str) -> Res<String> {
+    let cert = Certificate::parse(certificate_pem.as_bytes())?;
+    let now = now()?.unix_timestamp();
+    Ok(wasm_pki::sign_proof(
+        &key.inner,
+        &cert,
+        audience,
+        now,
+        &mut rng(),
+    )?)
+}
+
 /// Describe a certificate or CSR (PEM) as a plain object.
 #[wasm_bindgen]
 pub fn inspect(pem: &str) -> Res<JsValue> {

@@ -150,6 +150,104 @@ test('owner page: keys born in the page, CSR verified, certificate obtained, key
   for (const r of requests) assert.ok(r.url.startsWith(signer.url) || r.url.startsWith('blob:'), r.url);
 });
 
+test('owner page renews and re-keys from the key and certificate files; only a proof is sent', async (t) => {
+  const signer = await startSigner();
+  t.after(() => signer.close());
+  const { dir, write } = tempDir(t);
+  const browser = await launch(t, signer.caFile);
+  // First visit: a key and a certificate, downloaded.
+  const first = await browser.newPage({ acceptDownloads: true });
+  await first.goto(signer.url);
+  await first.waitForSelector('#submit:not([hidden])');
+  const cn = 'renew.workload.example.com';
+  await fillAndGenerate(first, 'p256', cn);
+  await first.fill('#passphrase', 'file pass');
+  const key = await downloadText(first, '#download-key');
+  await first.fill('#token', signer.token(cn));
+  await first.click('#send');
+  await first.waitForSelector('#issued:not([hidden])');
+  const cert = await downloadText(first, '#download-chain');
+  await first.close();
+  const keyFile = write('held.key', key.text);
+  const certFile = write('held.crt', cert.text);
+  write('held-plain.key', opensslOk(dir, ['pkey', '-in', 'held.key', '-passin', 'pass:file pass']));
+  const heldPlain = readFileSync(join(dir, 'held-plain.key'), 'utf8');
+  const heldPub = opensslOk(dir, ['pkey', '-in', 'held-plain.key', '-pubout']);
+
+  // Coming back later: a fresh page, the files loaded into it.
+  const page = await browser.newPage({ acceptDownloads: true });
+  const requests = [];
+  page.on('request', (r) => requests.push({ url: r.url(), method: r.method(), headers: r.headers(), body: r.postData() || '' }));
+  const errors = [];
+  page.on('pageerror', (e) => errors.push(e));
+  await page.goto(signer.url);
+  await page.waitForSelector('#renew:not([hidden])');
+  await page.setInputFiles('#renew-key', keyFile);
+  await page.fill('#renew-passphrase', 'file pass');
+  await page.setInputFiles('#renew-cert', certFile);
+  await page.click('#renew-send');
+  await page.waitForSelector('#issued:not([hidden])');
+  assert.match(await page.textContent('#status'), /same key/);
+  const renewed = await downloadText(page, '#download-cert');
+  const ca = await downloadText(page, '#download-ca');
+  write('renewed.pem', renewed.text);
+  write('ca.pem', ca.text);
+  assert.match(opensslOk(dir, ['verify', '-CAfile', 'ca.pem', 'renewed.pem']), /renewed\.pem: OK/);
+  assert.equal(opensslOk(dir, ['x509', '-in', 'renewed.pem', '-noout', '-pubkey']), heldPub, 'same key');
+  const serial = (f) => opensslOk(dir, ['x509', '-in', f, '-noout', '-serial']);
+  write('held-leaf.pem', cert.text);
+  assert.notEqual(serial('renewed.pem'), serial('held-leaf.pem'));
+  assert.ok(await page.isHidden('#download-new-key'));
+
+  // Re-key from the renewed certificate: a new key made here, its CSR and a proof sent.
+  await page.setInputFiles('#renew-cert', join(dir, 'renewed.pem'));
+  await page.check('#renew-rekey');
+  await page.click('#renew-send');
+  await page.waitForFunction(() => /new key/.test(document.querySelector('#status').textContent));
+  const rekeyed = await downloadText(page, '#download-cert');
+  await page.fill('#renew-passphrase', '');
+  const newKey = await downloadText(page, '#download-new-key');
+  write('rekeyed.pem', rekeyed.text);
+  write('new.key', newKey.text);
+  assert.match(opensslOk(dir, ['verify', '-CAfile', 'ca.pem', 'rekeyed.pem']), /rekeyed\.pem: OK/);
+  const newPub = opensslOk(dir, ['pkey', '-in', 'new.key', '-pubout']);
+  assert.equal(opensslOk(dir, ['x509', '-in', 'rekeyed.pem', '-noout', '-pubkey']), newPub);
+  assert.notEqual(newPub, heldPub);
+  assert.match(opensslOk(dir, ['x509', '-in', 'rekeyed.pem', '-noout', '-ext', 'subjectAltName']), /DNS:renew\.workload\.example\.com/);
+
+  // A wrong passphrase for the key file is a clear error, and nothing is sent.
+  await page.uncheck('#renew-rekey');
+  await page.fill('#renew-passphrase', 'wrong');
+  await page.setInputFiles('#renew-cert', certFile);
+  await page.click('#renew-send');
+  await page.waitForFunction(() => /passphrase/.test(document.querySelector('#error').textContent));
+
+  assert.deepEqual(errors, []);
+  const renews = requests.filter((r) => r.url.endsWith('/v1/renew'));
+  assert.equal(renews.length, 2);
+  for (const r of renews) {
+    const proof = r.headers.authorization.replace(/^Bearer /, '');
+    const [h, c] = proof.split('.');
+    const header = JSON.parse(Buffer.from(h, 'base64url'));
+    const claims = JSON.parse(Buffer.from(c, 'base64url'));
+    assert.equal(header.alg, 'ES256');
+    assert.equal(claims.aud, `${new URL(signer.url).origin}/v1/renew`);
+  }
+  assert.equal(renews[0].body, '', 'a renewal sends no body');
+  assert.match(renews[1].body, /BEGIN CERTIFICATE REQUEST/);
+  // Neither the held key nor the new one crossed any request, in any encoding.
+  for (const keyPem of [heldPlain, newKey.text]) {
+    for (const form of secretForms(keyPem)) {
+      for (const r of requests) {
+        for (const part of [r.url, JSON.stringify(r.headers), r.body]) {
+          assert.ok(!part.includes(form), `private key material (${form.slice(0, 12)}…) found in a request to ${r.url}`);
+        }
+      }
+    }
+  }
+  for (const r of requests) assert.ok(r.url.startsWith(signer.url) || r.url.startsWith('blob:'), r.url);
+});
+
 test('owner page on a phone-sized screen is usable by keyboard', async (t) => {
   const signer = await startSigner();
   t.after(() => signer.close());

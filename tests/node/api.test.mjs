@@ -147,3 +147,35 @@ test('WebCrypto: our keys import and sign; its keys import into us', async () =>
     assert.equal(pki.inspect(csr).key.algorithm, alg === 'p256' ? 'P-256' : 'Ed25519');
   }
 });
+
+for (const alg of ALGS) {
+  test(`${alg}: renewal proof verified by Node's crypto with the certificate's key`, async () => {
+    const { verify } = await import('node:crypto');
+    const ca = pki.createCa({ commonName: 'Proof CA' });
+    const key = pki.generateKey(alg);
+    const leaf = ca.issue(pki.createCsr(key, { dnsNames: ['p.example.com'] }), {}, { identity: 'p.example.com', lifetimeSecs: 600 });
+    const aud = 'https://ca.example:8443/v1/renew';
+    const proof = pki.signRenewalProof(key, leaf, aud);
+    const [h, c, s] = proof.split('.');
+    const header = JSON.parse(Buffer.from(h, 'base64url'));
+    const claims = JSON.parse(Buffer.from(c, 'base64url'));
+    assert.equal(header.alg, alg === 'p256' ? 'ES256' : 'EdDSA');
+    assert.equal(header.typ, 'JWT');
+    // x5c[0] is the certificate, as standard base64 DER (RFC 7515 4.1.6).
+    const cert = new X509Certificate(Buffer.from(header.x5c[0], 'base64'));
+    assert.equal(cert.raw.toString('base64'), new X509Certificate(leaf).raw.toString('base64'));
+    assert.equal(claims.aud, aud);
+    assert.equal(claims.exp - claims.iat, 120);
+    assert.ok(Math.abs(claims.iat - Date.now() / 1000) < 5);
+    assert.match(claims.jti, /^[0-9a-f]{32}$/);
+    assert.equal(claims.sub, cert.serialNumber.toLowerCase());
+    // Node verifies the JWS with the certificate's public key (JOSE: r‖s for ES256).
+    const opts = alg === 'p256' ? { key: cert.publicKey, dsaEncoding: 'ieee-p1363' } : cert.publicKey;
+    const digest = alg === 'p256' ? 'sha256' : null;
+    assert.ok(verify(digest, Buffer.from(`${h}.${c}`), opts, Buffer.from(s, 'base64url')));
+    // Another key, or a certificate that is not the key's: refused.
+    const other = pki.generateKey(alg);
+    assert.throws(() => pki.signRenewalProof(other, leaf, aud), (e) => e.code === 'invalid_parameter');
+    assert.throws(() => pki.signRenewalProof(key, 'not a certificate', aud), (e) => e.code === 'bad_pem' || e.code === 'malformed');
+  });
+}

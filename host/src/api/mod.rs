@@ -53,11 +53,14 @@ pub fn status(e: &AuthorityError) -> u16 {
             401
         }
         AuthorityError::UnknownProfile(_) => 403,
-        AuthorityError::NotIssuedHere(_) | AuthorityError::CertificateExpired => 401,
+        AuthorityError::NotIssuedHere(_)
+        | AuthorityError::CertificateExpired
+        | AuthorityError::ProofReplayed => 401,
         AuthorityError::Revoked
         | AuthorityError::RenewalDisabled(_)
         | AuthorityError::ProfileRemoved(_) => 403,
         AuthorityError::Refused(g) => match g.code.as_str() {
+            c if c.starts_with("proof_") => 401,
             "policy" => 403,
             "too_large" => 413,
             "encoding" | "chain" => 500,
@@ -90,6 +93,9 @@ pub struct App {
     pub metrics: Metrics,
     /// The page and the npm package it loads.
     pub assets: crate::assets::Assets,
+    /// The renew URLs this signer answers at: a renewal proof must name one as its audience.
+    /// Set once the listener's names and port are known.
+    pub renew_audiences: std::sync::OnceLock<Vec<String>>,
     inflight: AtomicUsize,
     max_inflight: usize,
 }
@@ -101,6 +107,7 @@ impl App {
             authority,
             metrics: Metrics::default(),
             assets,
+            renew_audiences: std::sync::OnceLock::new(),
             inflight: AtomicUsize::new(0),
             max_inflight,
         }
@@ -402,20 +409,15 @@ struct RenewBody {
     csr: Option<String>,
 }
 
-/// `POST /v1/renew`: the TLS client certificate is both the credential and the certificate
-/// renewed; the body is empty, `{}`, or `{"csr": PEM}` for a re-key. No token is used.
+/// `POST /v1/renew`: the credential is the certificate being renewed, presented as the TLS client
+/// certificate or, behind a TLS-terminating proxy or from a browser, as a renewal proof
+/// (`Authorization: Bearer PROOF`, which wins when both are there); the body is empty, `{}`, or
+/// `{"csr": PEM}` for a re-key. No token is used.
 fn renew(app: &App, rq: &Request, outcome: &mut Outcome) -> Resp {
     issuing(app, outcome, true, |_| {
         if rq.body_too_large {
             return Err(too_large());
         }
-        let client = rq.client.as_ref().ok_or_else(|| {
-            ApiError::new(
-                401,
-                "missing_certificate",
-                "renewal is authenticated by the certificate being renewed: present it as the TLS client certificate",
-            )
-        })?;
         let body: RenewBody = if rq.body.iter().all(u8::is_ascii_whitespace) {
             RenewBody::default()
         } else {
@@ -427,6 +429,26 @@ fn renew(app: &App, rq: &Request, outcome: &mut Outcome) -> Resp {
                 )
             })?
         };
+        if let Some(auth) = rq.header("Authorization") {
+            let proof = auth.strip_prefix("Bearer ").map(str::trim).ok_or_else(|| {
+                ApiError::new(
+                    401,
+                    "proof_malformed",
+                    "send the renewal proof as `Authorization: Bearer PROOF`",
+                )
+            })?;
+            let audiences = app.renew_audiences.get().map_or(&[][..], Vec::as_slice);
+            return Ok(app
+                .authority
+                .renew_with_proof(proof, audiences, body.csr.as_deref())?);
+        }
+        let client = rq.client.as_ref().ok_or_else(|| {
+            ApiError::new(
+                401,
+                "missing_certificate",
+                "renewal is authenticated by the certificate being renewed: present it as the TLS client certificate, or send a renewal proof signed by its key as `Authorization: Bearer PROOF`",
+            )
+        })?;
         Ok(app.authority.renew(&client.der, body.csr.as_deref())?)
     })
 }

@@ -33,6 +33,8 @@ pub enum AuthorityError {
     RenewalDisabled(String),
     /// The certificate's profile is no longer in the policy.
     ProfileRemoved(String),
+    /// This renewal proof was used before.
+    ProofReplayed,
     /// The core refused the request (bad CSR, outside policy…): its code and message.
     Refused(GuestError),
     /// No sandbox instance became free in time.
@@ -63,6 +65,7 @@ impl AuthorityError {
             AuthorityError::CertificateExpired => "certificate_expired",
             AuthorityError::RenewalDisabled(_) => "renewal_disabled",
             AuthorityError::ProfileRemoved(_) => "profile_removed",
+            AuthorityError::ProofReplayed => "proof_replayed",
             AuthorityError::Refused(e) => &e.code,
             AuthorityError::Busy => "busy",
             AuthorityError::SandboxTrap(_) => "sandbox_trap",
@@ -93,6 +96,9 @@ impl AuthorityError {
             }
             AuthorityError::ProfileRemoved(p) => {
                 format!("profile \"{p}\" is no longer in the policy")
+            }
+            AuthorityError::ProofReplayed => {
+                "this renewal proof was used before; sign a new one for each request".into()
             }
             AuthorityError::Refused(e) => e.message.clone(),
             AuthorityError::Busy => "the signer is saturated; retry shortly".into(),

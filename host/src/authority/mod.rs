@@ -294,20 +294,66 @@ impl Authority {
     }
 
     /// Renew the certificate `presented` (DER), whose holder proved possession of its key (the
-    /// TLS handshake verified it as the client certificate): a new certificate for its key and names, or, with `csr_pem`, a re-key. Refused
-    /// when it is not in the ledger (or differs from the record), revoked, expired beyond its
-    /// profile's grace, or its profile is gone or no longer allows renewal; the current policy
-    /// decides the names. No token is used; the new record names the one it renewed.
+    /// TLS handshake verified it as the client certificate): a new certificate for its key and
+    /// names, or, with `csr_pem`, a re-key. See [`Authority::renew_with_proof`] for the refusals.
     pub fn renew(&self, presented: &[u8], csr_pem: Option<&str>) -> Result<Signed, AuthorityError> {
+        let cert = wasm_pki::Certificate::from_der(presented.to_vec()).map_err(|_| {
+            AuthorityError::NotIssuedHere("the presented certificate does not parse".into())
+        })?;
+        self.renew_recorded(
+            &cert.serial_hex(),
+            &cert.fingerprint_sha256(),
+            csr_pem,
+            None,
+        )
+    }
+
+    /// Renew the certificate a renewal proof carries, the proof standing in for the TLS client
+    /// certificate: the sandbox checks its form, its signature by the certificate's key, its
+    /// lifetime and that its audience is one of `audiences` (this signer's renew URLs); the
+    /// ledger refuses a second use of it. Then, as for [`Authority::renew`]: refused when the
+    /// certificate is not in the ledger (or differs from the record), revoked, expired beyond
+    /// its profile's grace, or its profile is gone or no longer allows renewal; the current
+    /// policy decides the names. No token is used; the new record names the one it renewed.
+    pub fn renew_with_proof(
+        &self,
+        proof: &str,
+        audiences: &[String],
+        csr_pem: Option<&str>,
+    ) -> Result<Signed, AuthorityError> {
+        let request = Request::CheckProof(protocol::ProofRequest {
+            proof: proof.to_string(),
+            audiences: audiences.to_vec(),
+            now: now(),
+        });
+        let checked: protocol::ProofChecked = self
+            .sandbox
+            .call(&request, SANDBOX_WAIT)?
+            .map_err(AuthorityError::Refused)?;
+        self.renew_recorded(
+            &checked.serial,
+            &checked.fingerprint,
+            csr_pem,
+            Some((&checked.jti, checked.expires_at)),
+        )
+    }
+
+    /// The renewal both credentials lead to: the record of `serial` with this `fingerprint`, the
+    /// checks on it, the proof's single use (`proof`: its jti and expiry), then the sandbox.
+    fn renew_recorded(
+        &self,
+        serial: &str,
+        fingerprint: &str,
+        csr_pem: Option<&str>,
+        proof: Option<(&str, i64)>,
+    ) -> Result<Signed, AuthorityError> {
         let not_here = |m: &str| AuthorityError::NotIssuedHere(m.to_string());
-        let cert = wasm_pki::Certificate::from_der(presented.to_vec())
-            .map_err(|_| not_here("the presented certificate does not parse"))?;
         let ledger = |e: anyhow::Error| AuthorityError::Ledger(format!("{e:#}"));
         let record = self
             .ledger
-            .find(&cert.serial_hex())
+            .find(serial)
             .map_err(ledger)?
-            .filter(|r| r.fingerprint == cert.fingerprint_sha256())
+            .filter(|r| r.fingerprint == fingerprint)
             .ok_or_else(|| not_here("the certificate is not in this CA's ledger"))?;
         if record.revoked_at.is_some() {
             return Err(AuthorityError::Revoked);
@@ -332,6 +378,17 @@ impl Authority {
                 size: csr_pem.map_or(0, str::len),
                 limit: MAX_CSR_BYTES,
             });
+        }
+        // Spent before signing, so two racing uses of one proof cannot both get through; a
+        // proof whose renewal the policy then refuses is spent too (the client signs another).
+        if let Some((jti, expires_at)) = proof {
+            if !self
+                .ledger
+                .spend_proof(fingerprint, jti, expires_at, now())
+                .map_err(ledger)?
+            {
+                return Err(AuthorityError::ProofReplayed);
+            }
         }
         // The identity the original credential vouched for, and nothing more: a name the
         // certificate carries only because a profile's rules allowed it must still be allowed.

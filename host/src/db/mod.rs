@@ -108,4 +108,8 @@ pub trait Ledger: Send + Sync {
     fn check_writable(&self) -> Result<()>;
     /// The next CRL number (monotonic).
     fn next_crl_number(&self) -> Result<u64>;
+    /// Spend a renewal proof: true the first time `(fingerprint, jti)` is seen, false on every
+    /// later try (a replay). Kept until `expires_at`, after which the proof is refused as expired
+    /// anyway; older ones are forgotten here (`now`).
+    fn spend_proof(&self, fingerprint: &str, jti: &str, expires_at: i64, now: i64) -> Result<bool>;
 }

@@ -45,7 +45,10 @@ impl SqliteLedger {
                 not_before INTEGER NOT NULL, not_after INTEGER NOT NULL, fingerprint TEXT NOT NULL,
                 token_id TEXT NOT NULL, profile TEXT NOT NULL, issued_at INTEGER NOT NULL,
                 revoked_at INTEGER, pem TEXT NOT NULL);
-             CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);",
+             CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+             CREATE TABLE IF NOT EXISTS used_proofs (
+                fingerprint TEXT NOT NULL, jti TEXT NOT NULL, expires_at INTEGER NOT NULL,
+                PRIMARY KEY (fingerprint, jti));",
         )?;
         // Columns added since the first schema: ledgers written before gain them empty.
         for (column, decl) in [("identity", "TEXT"), ("renewed_from", "TEXT")] {
@@ -300,6 +303,20 @@ impl Ledger for SqliteLedger {
             .context("the ledger does not take writes")
     }
 
+    fn spend_proof(&self, fingerprint: &str, jti: &str, expires_at: i64, now: i64) -> Result<bool> {
+        let conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
+        // The primary key decides: of two racing uses of one proof, one insert wins.
+        conn.execute(
+            "DELETE FROM used_proofs WHERE expires_at < ?1",
+            params![now],
+        )?;
+        let n = conn.execute(
+            "INSERT OR IGNORE INTO used_proofs (fingerprint, jti, expires_at) VALUES (?1, ?2, ?3)",
+            params![fingerprint, jti, expires_at],
+        )?;
+        Ok(n == 1)
+    }
+
     fn next_crl_number(&self) -> Result<u64> {
         let conn = self.conn.lock().unwrap();
         let n: i64 = conn.query_row(
@@ -331,6 +348,28 @@ mod tests {
             identity: None,
             renewed_from: None,
         }
+    }
+
+    #[test]
+    fn a_proof_is_spent_once_and_forgotten_after_it_expires() {
+        let dir = tempfile::tempdir().unwrap();
+        let l = SqliteLedger::open(&dir.path().join("l.sqlite")).unwrap();
+        assert!(l.spend_proof("f1", "j", 100, 10).unwrap());
+        assert!(!l.spend_proof("f1", "j", 100, 20).unwrap(), "a replay");
+        assert!(
+            l.spend_proof("f2", "j", 100, 20).unwrap(),
+            "another certificate's jti"
+        );
+        assert!(l.spend_proof("f1", "k", 100, 20).unwrap());
+        // Past its expiry the record goes (the proof itself is refused as expired by then).
+        assert!(l.spend_proof("f1", "j", 300, 101).unwrap());
+        let n: i64 = l
+            .conn
+            .lock()
+            .unwrap()
+            .query_row("SELECT COUNT(*) FROM used_proofs", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n, 1);
     }
 
     #[test]
