@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/wasm-pki/target}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 log=$(mktemp)
-trap 'rm -f "$log"' EXIT
+trap 'rm -f "$log"; if [ -n "${WASM_PKI_PG_DIR:-}" ]; then bash scripts/pg.sh stop "$WASM_PKI_PG_DIR"; fi' EXIT
 
 step() { printf '\n== %s\n' "$*"; }
 
@@ -29,6 +29,10 @@ fi
 for c in rustfmt clippy; do
   rustup component list --installed | grep -q "^$c" || rustup component add "$c"
 done
+
+step "PostgreSQL: a throwaway cluster for the ledger tests (scripts/pg.sh)"
+eval "$(bash scripts/pg.sh start)"
+echo "PostgreSQL $("$WASM_PKI_PG_BIN/postgres" --version | grep -oE '[0-9.]+$') on port $WASM_PKI_PG_PORT, data in $WASM_PKI_PG_DIR"
 
 step "format"
 cargo fmt --all -- --check

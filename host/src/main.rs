@@ -10,7 +10,7 @@ use wasm_pki::{Algorithm, CaParams, CertificateAuthority, KeyEncryption, OffsetD
 
 use wasm_pki_host::authority::policy::Policy;
 use wasm_pki_host::authority::{self, tokens, Authority, DataDir};
-use wasm_pki_host::db::{Ledger, NewToken, SqliteLedger};
+use wasm_pki_host::db::{LedgerSpec, NewToken, SqliteLedger};
 use wasm_pki_host::{api, assets};
 use wasm_pki_host::{client, files};
 
@@ -37,6 +37,23 @@ struct Runtime {
     /// CRL Distribution Point (BASE/v1/crl.der) and AIA caIssuers (BASE/v1/ca.der).
     #[arg(long = "public-url")]
     public_urls: Vec<String>,
+    #[command(flatten)]
+    ledger: LedgerArg,
+}
+
+/// Where the ledger is.
+#[derive(clap::Args, Clone)]
+struct LedgerArg {
+    /// The ledger: by default DIR/ledger.sqlite; `postgres://USER@HOST:PORT/DB` for several
+    /// signers sharing one (TLS: `?sslmode=require&sslrootcert=CA.pem`); or `sqlite:PATH`.
+    #[arg(long = "ledger", env = "WASM_PKI_LEDGER")]
+    ledger: Option<String>,
+}
+
+impl LedgerArg {
+    fn spec(&self, dir: Option<&Path>) -> Result<LedgerSpec> {
+        LedgerSpec::parse(self.ledger.as_deref(), dir)
+    }
 }
 
 #[derive(Subcommand)]
@@ -100,8 +117,10 @@ enum Command {
     Inspect { file: PathBuf },
     /// Revoke an issued certificate by serial (hex).
     Revoke {
-        #[arg(long)]
-        dir: PathBuf,
+        #[arg(long, required_unless_present = "ledger")]
+        dir: Option<PathBuf>,
+        #[command(flatten)]
+        ledger: LedgerArg,
         #[arg(long)]
         serial: String,
         /// Also revoke every certificate of its lineage: what it renewed and what renewed it.
@@ -117,8 +136,15 @@ enum Command {
     },
     /// List issued certificates.
     List {
-        #[arg(long)]
-        dir: PathBuf,
+        #[arg(long, required_unless_present = "ledger")]
+        dir: Option<PathBuf>,
+        #[command(flatten)]
+        ledger: LedgerArg,
+    },
+    /// Ledger maintenance.
+    Ledger {
+        #[command(subcommand)]
+        command: LedgerCommand,
     },
     /// Client: get a first certificate from a signer with an enrolment token. The key is made
     /// here and never sent; OUT receives key.pem (0600), cert.pem, chain.pem and ca.pem.
@@ -225,11 +251,27 @@ fn init_logs(format: LogFormat) {
 }
 
 #[derive(Subcommand)]
+enum LedgerCommand {
+    /// Copy every token, certificate and revocation (and the CRL number) into an empty ledger,
+    /// in one transaction, then read the copy back and compare.
+    Migrate {
+        /// The source: sqlite:DIR/ledger.sqlite or postgres://…
+        #[arg(long)]
+        from: String,
+        /// The target (empty): postgres://… or sqlite:PATH
+        #[arg(long)]
+        to: String,
+    },
+}
+
+#[derive(Subcommand)]
 enum TokenCommand {
     /// Create a token; the token alone is printed on the last line of stdout.
     Create {
         #[arg(long)]
         dir: PathBuf,
+        #[command(flatten)]
+        ledger: LedgerArg,
         #[arg(long, default_value = "default")]
         profile: String,
         /// Identity bound to the token: it becomes the certificate's CN and SAN.
@@ -407,7 +449,60 @@ fn open_authority(dir: &Path, rt: &Runtime, workers: usize) -> Result<Authority>
         pass.as_ref().map(|p| p.as_str()),
         workers,
         &rt.public_urls,
+        &rt.ledger.spec(Some(dir))?,
     )
+}
+
+/// `wasm-pki ledger migrate`: copy, read back, compare.
+fn migrate(from: &str, to: &str) -> Result<()> {
+    let source = LedgerSpec::parse(Some(from), None)?;
+    if let LedgerSpec::Sqlite(p) = &source {
+        if !p.is_file() {
+            bail!("--from {}: no such ledger file", p.display());
+        }
+    }
+    let target = LedgerSpec::parse(Some(to), None)?;
+    if source == target {
+        bail!("--from and --to are the same ledger");
+    }
+    let snap = source.open()?.export()?;
+    let dst = target.open()?;
+    dst.import(&snap)
+        .with_context(|| format!("copying into {}", target.shown()))?;
+    let back = dst.export()?;
+    let revoked = |s: &wasm_pki_host::db::Snapshot| {
+        s.certificates
+            .iter()
+            .filter(|c| c.revoked_at.is_some())
+            .count()
+    };
+    let counts = |s: &wasm_pki_host::db::Snapshot| {
+        (
+            s.tokens.len(),
+            s.certificates.len(),
+            revoked(s),
+            s.crl_number,
+        )
+    };
+    if counts(&back) != counts(&snap) || back != snap {
+        bail!(
+            "the copy in {} differs from {}: {:?} against {:?} (tokens, certificates, revoked, CRL number)",
+            target.shown(),
+            source.shown(),
+            counts(&back),
+            counts(&snap)
+        );
+    }
+    println!(
+        "copied {} tokens, {} certificates ({} revoked) and CRL number {} from {} to {}; the copy reads back identical",
+        snap.tokens.len(),
+        snap.certificates.len(),
+        revoked(&snap),
+        snap.crl_number,
+        source.shown(),
+        target.shown()
+    );
+    Ok(())
 }
 
 fn run(cli: Cli) -> Result<()> {
@@ -487,6 +582,7 @@ fn run(cli: Cli) -> Result<()> {
             command:
                 TokenCommand::Create {
                     dir,
+                    ledger: ledger_arg,
                     profile,
                     identity,
                     uses,
@@ -512,7 +608,7 @@ fn run(cli: Cli) -> Result<()> {
             if !d.ca_cert().exists() {
                 bail!("no CA in {}", dir.display());
             }
-            let ledger = SqliteLedger::open(&d.ledger())?;
+            let ledger = ledger_arg.spec(Some(&dir))?.open()?;
             let (secret, hash, id) = tokens::generate()?;
             let now = authority::now();
             ledger.create_token(&NewToken {
@@ -554,10 +650,11 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Revoke {
             dir,
+            ledger,
             serial,
             lineage,
         } => {
-            let ledger = SqliteLedger::open(&DataDir(dir).ledger())?;
+            let ledger = ledger.spec(dir.as_deref())?.open()?;
             let now = authority::now();
             if !lineage {
                 if !ledger.revoke(&serial, now)? {
@@ -585,8 +682,11 @@ fn run(cli: Cli) -> Result<()> {
             print!("{}", open_authority(&dir, &rt, 1)?.crl()?);
             Ok(())
         }
-        Command::List { dir } => {
-            for r in SqliteLedger::open(&DataDir(dir).ledger())?.list()? {
+        Command::Ledger {
+            command: LedgerCommand::Migrate { from, to },
+        } => migrate(&from, &to),
+        Command::List { dir, ledger } => {
+            for r in ledger.spec(dir.as_deref())?.open()?.list()? {
                 println!(
                     "{}\t{}\t{}\tnotAfter={}\t{}\ttoken={}{}{}",
                     r.serial,

@@ -66,7 +66,7 @@ pub fn status(e: &AuthorityError) -> u16 {
             "encoding" | "chain" => 500,
             _ => 400,
         },
-        AuthorityError::Busy => 503,
+        AuthorityError::Busy | AuthorityError::LedgerUnavailable(_) => 503,
         AuthorityError::SandboxTrap(_)
         | AuthorityError::SandboxSetup(_)
         | AuthorityError::SandboxReply(_)

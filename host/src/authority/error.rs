@@ -47,6 +47,8 @@ pub enum AuthorityError {
     SandboxReply(String),
     /// The ledger failed; nothing was issued.
     Ledger(String),
+    /// The ledger's database cannot be reached now; nothing was issued; retry shortly.
+    LedgerUnavailable(String),
     /// Anything else on the host (the OS RNG).
     Internal(String),
 }
@@ -72,6 +74,7 @@ impl AuthorityError {
             AuthorityError::SandboxSetup(_) => "sandbox_setup",
             AuthorityError::SandboxReply(_) => "sandbox_reply",
             AuthorityError::Ledger(_) => "ledger",
+            AuthorityError::LedgerUnavailable(_) => "ledger_unavailable",
             AuthorityError::Internal(_) => "internal",
         }
     }
@@ -104,10 +107,26 @@ impl AuthorityError {
             AuthorityError::Busy => "the signer is saturated; retry shortly".into(),
             AuthorityError::SandboxTrap(m) => format!("the sandbox stopped this request: {m}"),
             AuthorityError::SandboxSetup(m) | AuthorityError::Ledger(m) => m.clone(),
+            AuthorityError::LedgerUnavailable(m) => {
+                format!("the ledger cannot be reached; nothing was issued; retry shortly ({m})")
+            }
             AuthorityError::SandboxReply(m) => {
                 format!("the sandbox's reply does not follow the protocol: {m}")
             }
             AuthorityError::Internal(m) => m.clone(),
+        }
+    }
+}
+
+impl AuthorityError {
+    /// A ledger failure: unavailable (worth a retry) or not, with `context` first.
+    pub fn from_ledger(e: anyhow::Error, context: &str) -> Self {
+        if e.downcast_ref::<crate::db::Unavailable>().is_some() {
+            AuthorityError::LedgerUnavailable(format!("{e:#}"))
+        } else if context.is_empty() {
+            AuthorityError::Ledger(format!("{e:#}"))
+        } else {
+            AuthorityError::Ledger(format!("{context}: {e:#}"))
         }
     }
 }

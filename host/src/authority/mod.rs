@@ -20,7 +20,7 @@ use wasm_pki::protocol::{
 
 pub use error::AuthorityError;
 
-use crate::db::{Ledger, Record, SqliteLedger, TokenRefusal};
+use crate::db::{Ledger, LedgerSpec, Record, TokenRefusal};
 use crate::sandbox::{CallError, Sandbox};
 use policy::Policy;
 use wasm_pki::Profile;
@@ -135,7 +135,9 @@ pub struct Authority {
 }
 
 impl Authority {
-    /// Open the CA in `dir` with the module `module`, loading the CA into the sandbox.
+    /// Open the CA in `dir` with the module `module`, loading the CA into the sandbox, and the
+    /// ledger `ledger` (the data directory's SQLite file, or a PostgreSQL database shared with
+    /// other signers).
     /// `public_urls` are the base URLs (e.g. `http://ca.example.com:8443`) the CA is reachable at:
     /// leaves then point at `BASE/v1/crl.der` (CRL DP) and `BASE/v1/ca.der` (AIA caIssuers).
     pub fn open(
@@ -145,6 +147,7 @@ impl Authority {
         passphrase: Option<&str>,
         workers: usize,
         public_urls: &[String],
+        ledger: &LedgerSpec,
     ) -> Result<Self> {
         let d = DataDir(dir.to_path_buf());
         if !d.ca_cert().exists() {
@@ -176,7 +179,7 @@ impl Authority {
                 public_urls: published(public_urls),
             })
             .context("the sandbox could not load the CA")?;
-        let ledger = Arc::new(SqliteLedger::open(&d.ledger())?);
+        let ledger = ledger.open()?;
         Ok(Authority {
             sandbox,
             ledger,
@@ -199,7 +202,7 @@ impl Authority {
         let grant = self
             .ledger
             .consume_token(&tokens::hash(token), now())
-            .map_err(|e| AuthorityError::Ledger(format!("{e:#}")))?
+            .map_err(|e| AuthorityError::from_ledger(e, ""))?
             .map_err(|r| match r {
                 TokenRefusal::Unknown => AuthorityError::BadToken("unknown token"),
                 TokenRefusal::Expired => AuthorityError::TokenExpired,
@@ -348,7 +351,7 @@ impl Authority {
         proof: Option<(&str, i64)>,
     ) -> Result<Signed, AuthorityError> {
         let not_here = |m: &str| AuthorityError::NotIssuedHere(m.to_string());
-        let ledger = |e: anyhow::Error| AuthorityError::Ledger(format!("{e:#}"));
+        let ledger = |e: anyhow::Error| AuthorityError::from_ledger(e, "");
         let record = self
             .ledger
             .find(serial)
@@ -508,7 +511,7 @@ impl Authority {
 
     /// A fresh CRL (PEM) listing every revoked certificate.
     pub fn crl(&self) -> Result<String, AuthorityError> {
-        let ledger = |e: anyhow::Error| AuthorityError::Ledger(format!("{e:#}"));
+        let ledger = |e: anyhow::Error| AuthorityError::from_ledger(e, "");
         let revoked = self
             .ledger
             .revoked()
@@ -584,9 +587,10 @@ fn finish(
     };
     // Recorded before anyone sees the certificate: no record, no certificate.
     ledger.record(&record).map_err(|e| {
-        AuthorityError::Ledger(format!(
-            "the certificate could not be recorded, so it is not returned: {e:#}"
-        ))
+        AuthorityError::from_ledger(
+            e,
+            "the certificate could not be recorded, so it is not returned",
+        )
     })?;
     Ok(Signed {
         certificate: record.pem,
@@ -601,6 +605,7 @@ fn finish(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::db::SqliteLedger;
 
     fn signed_json() -> serde_json::Value {
         serde_json::json!({"ok": {

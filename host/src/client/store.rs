@@ -1,5 +1,5 @@
 //! The client's output directory. Each certificate gets its own generation folder
-//! (`versions/SERIAL/`: `key.pem` 0600, `cert.pem` leaf and chain, `chain.pem`, `ca.pem`,
+//! (`versions/NNNNNN-SERIAL/`, numbered in order: `key.pem` 0600, `cert.pem` leaf and chain, `chain.pem`, `ca.pem`,
 //! `meta.json`), written and synced completely before one atomic rename of the `current` link
 //! makes it live. `key.pem`, `cert.pem`, `chain.pem` and `ca.pem` at the top are links through
 //! `current`; a reader that must never mix two generations (a re-key changes both files)
@@ -59,7 +59,9 @@ pub fn install(dir: &Path, m: &Material) -> Result<PathBuf> {
     ensure_private_dir(dir)?;
     let versions = dir.join("versions");
     ensure_private_dir(&versions)?;
-    let name = format!("{}-{}", m.meta.not_before, m.meta.serial);
+    // Generations are numbered in the order they were made (two can share a notBefore second).
+    let next = generations(&versions)?.last().map_or(1, |(n, _)| n + 1);
+    let name = format!("{next:06}-{}", m.meta.serial);
     let gen = versions.join(&name);
     if gen.exists() {
         fs::remove_dir_all(&gen)?; // an earlier attempt that never went live
@@ -109,14 +111,20 @@ pub fn install(dir: &Path, m: &Material) -> Result<PathBuf> {
     Ok(gen)
 }
 
-/// Remove generations older than the live one and the one before it.
-fn prune(versions: &Path, live: &str) -> Result<()> {
-    let mut names: Vec<(i64, String)> = fs::read_dir(versions)?
+/// The generation folders, oldest first, with their numbers.
+fn generations(versions: &Path) -> Result<Vec<(u64, String)>> {
+    let mut names: Vec<(u64, String)> = fs::read_dir(versions)?
         .filter_map(|e| e.ok())
         .filter_map(|e| e.file_name().into_string().ok())
         .filter_map(|n| Some((n.split('-').next()?.parse().ok()?, n)))
         .collect();
     names.sort();
+    Ok(names)
+}
+
+/// Remove generations older than the live one and the one before it.
+fn prune(versions: &Path, live: &str) -> Result<()> {
+    let names = generations(versions)?;
     let keep_from = names
         .iter()
         .position(|(_, n)| n == live)

@@ -1,13 +1,154 @@
 //! The ledger (`db/`, as step-ca's `db/`): enrolment tokens (as hashes) and every issued
 //! certificate, recorded before the certificate is handed out. Stores only: it decides nothing.
-//! A small trait so a PostgreSQL backend can follow; SQLite ([`sqlite`]) for now.
+//! Two backends behind one trait: SQLite in the data directory (the default, [`SqliteLedger`])
+//! and PostgreSQL for several signers sharing one ledger ([`PgLedger`]). [`LedgerSpec`] picks one.
 
+mod group;
+mod pg;
 mod sqlite;
+#[cfg(test)]
+mod suite;
 
+pub use pg::PgLedger;
 pub use sqlite::SqliteLedger;
 
-use anyhow::Result;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{bail, Result};
 use serde::Serialize;
+
+/// The ledger cannot be reached now (the database is down or restarting, no connection free in
+/// time): nothing was written, and the same request may succeed shortly. The authority answers it
+/// with 503 and `Retry-After`.
+#[derive(Debug)]
+pub struct Unavailable(pub String);
+
+impl std::fmt::Display for Unavailable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "the ledger is unavailable: {}", self.0)
+    }
+}
+
+impl std::error::Error for Unavailable {}
+
+/// The certificate columns both backends read, in the order their `read_record` takes them.
+const COLUMNS: &str = "serial, subject, names, not_before, not_after, fingerprint, token_id, profile, issued_at, revoked_at, pem, identity, renewed_from";
+
+/// The serials of a lineage (one parameter: a member's serial), for both backends: up to the
+/// oldest ancestor still recorded, then down through every renewal of it.
+const LINEAGE: &str = "WITH RECURSIVE
+   up(serial, parent) AS (
+     SELECT serial, renewed_from FROM certificates WHERE serial = $1
+     UNION SELECT c.serial, c.renewed_from FROM certificates c JOIN up ON c.serial = up.parent),
+   root(serial) AS (
+     SELECT serial FROM up
+     WHERE parent IS NULL OR parent NOT IN (SELECT serial FROM certificates)),
+   down(serial) AS (
+     SELECT serial FROM root
+     UNION SELECT c.serial FROM certificates c JOIN down ON c.renewed_from = down.serial)
+ SELECT serial FROM down ORDER BY serial";
+
+/// Where the ledger lives: `sqlite:PATH`, or `postgres://…` (`postgresql://` too); without one,
+/// `DIR/ledger.sqlite`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LedgerSpec {
+    /// An SQLite file.
+    Sqlite(PathBuf),
+    /// A PostgreSQL URL (`sslmode=require&sslrootcert=FILE` for TLS).
+    Postgres(String),
+}
+
+impl LedgerSpec {
+    /// Read `--ledger` (or `WASM_PKI_LEDGER`), defaulting to the data directory's SQLite file.
+    pub fn parse(text: Option<&str>, dir: Option<&Path>) -> Result<Self> {
+        match text.map(str::trim).filter(|t| !t.is_empty()) {
+            None => match dir {
+                Some(d) => Ok(LedgerSpec::Sqlite(d.join("ledger.sqlite"))),
+                None => bail!("give --ledger (sqlite:PATH or postgres://…) or --dir"),
+            },
+            Some(t) if t.starts_with("postgres://") || t.starts_with("postgresql://") => {
+                Ok(LedgerSpec::Postgres(t.to_string()))
+            }
+            Some(t) => match t.strip_prefix("sqlite:") {
+                Some(p) if !p.is_empty() => Ok(LedgerSpec::Sqlite(PathBuf::from(p))),
+                _ => bail!(
+                    "--ledger {}: expected sqlite:PATH or postgres://…",
+                    redact(t)
+                ),
+            },
+        }
+    }
+
+    /// Open (and create or migrate the schema of) the ledger.
+    pub fn open(&self) -> Result<Arc<dyn Ledger>> {
+        Ok(match self {
+            LedgerSpec::Sqlite(p) => Arc::new(SqliteLedger::open(p)?),
+            LedgerSpec::Postgres(url) => Arc::new(PgLedger::open(url)?),
+        })
+    }
+
+    /// The spec as it may be shown (no password).
+    pub fn shown(&self) -> String {
+        match self {
+            LedgerSpec::Sqlite(p) => format!("sqlite:{}", p.display()),
+            LedgerSpec::Postgres(u) => redact(u),
+        }
+    }
+}
+
+/// A URL with its password replaced by `***`.
+pub fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let (auth, tail) = match rest.find(['/', '?']) {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    match auth.rsplit_once('@') {
+        Some((user, host)) => {
+            let user = user.split(':').next().unwrap_or_default();
+            if auth[..auth.len() - host.len() - 1].contains(':') {
+                format!("{scheme}://{user}:***@{host}{tail}")
+            } else {
+                format!("{scheme}://{user}@{host}{tail}")
+            }
+        }
+        None => url.to_string(),
+    }
+}
+
+/// A token as stored, for copying a ledger ([`Snapshot`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TokenRow {
+    /// SHA-256 of the secret.
+    pub hash: Vec<u8>,
+    /// Public id.
+    pub id: String,
+    /// Profile name.
+    pub profile: String,
+    /// Bound identity.
+    pub identity: Option<String>,
+    /// Uses left.
+    pub uses_left: i64,
+    /// Expiry, Unix seconds.
+    pub expires_at: i64,
+    /// Creation, Unix seconds.
+    pub created_at: i64,
+}
+
+/// Everything a ledger holds that outlives a request: tokens, certificates (revocations
+/// included) and the last CRL number. Used proofs are not copied: they expire within minutes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Snapshot {
+    /// Tokens, by id.
+    pub tokens: Vec<TokenRow>,
+    /// Certificates, newest first.
+    pub certificates: Vec<Record>,
+    /// The last CRL number handed out (0: none yet).
+    pub crl_number: u64,
+}
 
 /// What a valid token grants.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -108,6 +249,10 @@ pub trait Ledger: Send + Sync {
     fn check_writable(&self) -> Result<()>;
     /// The next CRL number (monotonic).
     fn next_crl_number(&self) -> Result<u64>;
+    /// Everything it holds, for `wasm-pki ledger migrate`.
+    fn export(&self) -> Result<Snapshot>;
+    /// Fill an empty ledger with `s` in one transaction (refused when it holds anything).
+    fn import(&self, s: &Snapshot) -> Result<()>;
     /// Spend a renewal proof: true the first time `(fingerprint, jti)` is seen, false on every
     /// later try (a replay). Kept until `expires_at`, after which the proof is refused as expired
     /// anyway; older ones are forgotten here (`now`).

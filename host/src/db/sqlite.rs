@@ -1,12 +1,16 @@
 //! The SQLite ledger: WAL, synchronous=FULL, group commit.
 
 use std::path::Path;
-use std::sync::{Condvar, Mutex};
+use std::sync::Mutex;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use rusqlite::{params, Connection, OptionalExtension};
 
-use super::{Grant, Ledger, NewToken, Record, TokenRefusal};
+use super::group::{Failed, GroupCommit, Outcome};
+use super::{Grant, Ledger, NewToken, Record, Snapshot, TokenRefusal, TokenRow, COLUMNS, LINEAGE};
+
+/// The schema this binary writes (`PRAGMA user_version`); a newer one is refused.
+const SCHEMA_VERSION: i64 = 2;
 
 /// The SQLite ledger in the data directory.
 pub struct SqliteLedger {
@@ -14,17 +18,7 @@ pub struct SqliteLedger {
     /// Uses reserved by requests in flight, by token id (always locked after `conn`).
     reserved: Mutex<std::collections::HashMap<String, i64>>,
     /// Group commit: records waiting for the next transaction (never locked while holding `conn`).
-    group: Mutex<Group>,
-    committed: Condvar,
-}
-
-/// Records queued for the next group commit, and the outcomes of committed ones.
-#[derive(Default)]
-struct Group {
-    queue: Vec<(u64, Record)>,
-    done: std::collections::HashMap<u64, std::result::Result<(), String>>,
-    committing: bool,
-    next: u64,
+    group: GroupCommit,
 }
 
 impl SqliteLedger {
@@ -36,6 +30,13 @@ impl SqliteLedger {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        if version > SCHEMA_VERSION {
+            bail!(
+                "the ledger {} has schema version {version}, newer than this wasm-pki knows ({SCHEMA_VERSION}): upgrade wasm-pki",
+                path.display()
+            );
+        }
         conn.execute_batch(
             "CREATE TABLE IF NOT EXISTS tokens (
                 id TEXT PRIMARY KEY, hash BLOB NOT NULL UNIQUE, profile TEXT NOT NULL, identity TEXT,
@@ -63,11 +64,11 @@ impl SqliteLedger {
                 ))?;
             }
         }
+        conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
         Ok(SqliteLedger {
             conn: Mutex::new(conn),
             reserved: Mutex::new(std::collections::HashMap::new()),
-            group: Mutex::new(Group::default()),
-            committed: Condvar::new(),
+            group: GroupCommit::default(),
         })
     }
 }
@@ -76,7 +77,7 @@ impl SqliteLedger {
     /// Write `batch` in one transaction, each record under its own savepoint so that one failing
     /// record (a token with no use left, a repeated serial) fails alone. For a token's certificate
     /// the reserved use is spent in the same transaction.
-    fn commit_batch(&self, batch: &[(u64, Record)]) -> Vec<(u64, std::result::Result<(), String>)> {
+    fn commit_batch(&self, batch: &[(u64, Record)]) -> Vec<(u64, Outcome)> {
         let mut conn = self.conn.lock().unwrap();
         let mut outcomes = Vec::with_capacity(batch.len());
         let mut spent = Vec::new();
@@ -98,7 +99,7 @@ impl SqliteLedger {
                             spent.push(r.token_id.clone());
                         }
                     }
-                    Err(e) => outcomes.push((*id, Err(format!("{e:#}")))), // rolled back on drop
+                    Err(e) => outcomes.push((*id, Err(Failed::of(&e)))), // rolled back on drop
                 }
             }
             tx.commit()?;
@@ -113,12 +114,21 @@ impl SqliteLedger {
                 outcomes
             }
             // Nothing of this batch is durable: every record in it fails.
-            Err(e) => batch
-                .iter()
-                .map(|(id, _)| (*id, Err(format!("the ledger commit failed: {e:#}"))))
-                .collect(),
+            Err(e) => {
+                let f = Failed::of(&e.context("the ledger commit failed"));
+                batch.iter().map(|(id, _)| (*id, Err(f.clone()))).collect()
+            }
         }
     }
+}
+
+fn insert_certificate(tx: &Connection, r: &Record) -> Result<()> {
+    tx.execute(
+        "INSERT INTO certificates (serial, subject, names, not_before, not_after, fingerprint, token_id, profile, issued_at, revoked_at, pem, identity, renewed_from)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+        params![r.serial, r.subject, serde_json::to_string(&r.names)?, r.not_before, r.not_after, r.fingerprint, r.token_id, r.profile, r.issued_at, r.revoked_at, r.pem, r.identity, r.renewed_from],
+    )?;
+    Ok(())
 }
 
 fn write_record(tx: &rusqlite::Savepoint<'_>, r: &Record, is_token: bool) -> Result<()> {
@@ -131,16 +141,14 @@ fn write_record(tx: &rusqlite::Savepoint<'_>, r: &Record, is_token: bool) -> Res
             anyhow::bail!("token {} has no use left to spend", r.token_id);
         }
     }
-    tx.execute(
-        "INSERT INTO certificates (serial, subject, names, not_before, not_after, fingerprint, token_id, profile, issued_at, revoked_at, pem, identity, renewed_from)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, NULL, ?10, ?11, ?12)",
-        params![r.serial, r.subject, serde_json::to_string(&r.names)?, r.not_before, r.not_after, r.fingerprint, r.token_id, r.profile, r.issued_at, r.pem, r.identity, r.renewed_from],
-    )?;
-    Ok(())
+    insert_certificate(
+        tx,
+        &Record {
+            revoked_at: None,
+            ..r.clone()
+        },
+    )
 }
-
-/// The columns [`read_record`] reads, in its order.
-const COLUMNS: &str = "serial, subject, names, not_before, not_after, fingerprint, token_id, profile, issued_at, revoked_at, pem, identity, renewed_from";
 
 fn read_record(r: &rusqlite::Row<'_>) -> rusqlite::Result<Record> {
     let names: String = r.get(2)?;
@@ -218,29 +226,7 @@ impl Ledger for SqliteLedger {
     }
 
     fn record(&self, r: &Record) -> Result<()> {
-        // Group commit: whoever finds no commit running writes everything queued so far in one
-        // transaction (one fsync); the others wait for their outcome, or take the next turn.
-        let mut g = self.group.lock().unwrap();
-        let id = g.next;
-        g.next += 1;
-        g.queue.push((id, r.clone()));
-        loop {
-            if let Some(outcome) = g.done.remove(&id) {
-                return outcome.map_err(|e| anyhow::anyhow!(e));
-            }
-            if g.committing {
-                g = self.committed.wait(g).unwrap();
-                continue;
-            }
-            g.committing = true;
-            let batch = std::mem::take(&mut g.queue);
-            drop(g);
-            let outcomes = self.commit_batch(&batch);
-            g = self.group.lock().unwrap();
-            g.committing = false;
-            g.done.extend(outcomes);
-            self.committed.notify_all();
-        }
+        self.group.record(r, |batch| self.commit_batch(batch))
     }
 
     fn revoke(&self, serial: &str, at: i64) -> Result<bool> {
@@ -271,20 +257,7 @@ impl Ledger for SqliteLedger {
 
     fn lineage(&self, serial: &str) -> Result<Vec<String>> {
         let conn = self.conn.lock().unwrap();
-        // Up to the oldest ancestor still recorded, then down through every renewal of it.
-        let mut st = conn.prepare(
-            "WITH RECURSIVE
-               up(serial, parent) AS (
-                 SELECT serial, renewed_from FROM certificates WHERE serial = ?1
-                 UNION SELECT c.serial, c.renewed_from FROM certificates c JOIN up ON c.serial = up.parent),
-               root(serial) AS (
-                 SELECT serial FROM up
-                 WHERE parent IS NULL OR parent NOT IN (SELECT serial FROM certificates)),
-               down(serial) AS (
-                 SELECT serial FROM root
-                 UNION SELECT c.serial FROM certificates c JOIN down ON c.renewed_from = down.serial)
-             SELECT serial FROM down ORDER BY serial",
-        )?;
+        let mut st = conn.prepare(LINEAGE)?;
         let rows = st.query_map(params![serial.to_ascii_lowercase()], |r| r.get(0))?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
@@ -317,6 +290,66 @@ impl Ledger for SqliteLedger {
         Ok(n == 1)
     }
 
+    fn export(&self) -> Result<Snapshot> {
+        let certificates = self.list()?;
+        let conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
+        let mut st = conn.prepare(
+            "SELECT hash, id, profile, identity, uses_left, expires_at, created_at FROM tokens ORDER BY id",
+        )?;
+        let tokens = st
+            .query_map([], |r| {
+                Ok(TokenRow {
+                    hash: r.get(0)?,
+                    id: r.get(1)?,
+                    profile: r.get(2)?,
+                    identity: r.get(3)?,
+                    uses_left: r.get(4)?,
+                    expires_at: r.get(5)?,
+                    created_at: r.get(6)?,
+                })
+            })?
+            .collect::<Result<_, _>>()?;
+        let crl_number: i64 = conn
+            .query_row("SELECT value FROM counters WHERE name = 'crl'", [], |r| {
+                r.get(0)
+            })
+            .optional()?
+            .unwrap_or(0);
+        Ok(Snapshot {
+            tokens,
+            certificates,
+            crl_number: crl_number.max(0) as u64,
+        })
+    }
+
+    fn import(&self, s: &Snapshot) -> Result<()> {
+        let mut conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
+        let tx = conn.transaction()?;
+        let held: i64 = tx.query_row(
+            "SELECT (SELECT COUNT(*) FROM tokens) + (SELECT COUNT(*) FROM certificates)",
+            [],
+            |r| r.get(0),
+        )?;
+        if held > 0 {
+            bail!("the target ledger is not empty ({held} tokens and certificates): refusing to merge into it");
+        }
+        for t in &s.tokens {
+            tx.execute(
+                "INSERT INTO tokens (id, hash, profile, identity, uses_left, expires_at, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![t.id, t.hash, t.profile, t.identity, t.uses_left, t.expires_at, t.created_at],
+            )?;
+        }
+        for r in &s.certificates {
+            insert_certificate(&tx, r)?;
+        }
+        tx.execute(
+            "INSERT INTO counters (name, value) VALUES ('crl', ?1) ON CONFLICT(name) DO UPDATE SET value = ?1",
+            params![s.crl_number as i64],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
     fn next_crl_number(&self) -> Result<u64> {
         let conn = self.conn.lock().unwrap();
         let n: i64 = conn.query_row(
@@ -332,174 +365,16 @@ impl Ledger for SqliteLedger {
 mod tests {
     use super::*;
 
-    fn record(serial: &str, token: &str) -> Record {
-        Record {
-            serial: serial.into(),
-            subject: "CN=x".into(),
-            names: vec!["DNS:x".into()],
-            not_before: 1,
-            not_after: 2,
-            fingerprint: "f".into(),
-            token_id: token.into(),
-            profile: "default".into(),
-            issued_at: 1,
-            revoked_at: None,
-            pem: "pem".into(),
-            identity: None,
-            renewed_from: None,
-        }
-    }
-
     #[test]
-    fn a_proof_is_spent_once_and_forgotten_after_it_expires() {
+    fn a_newer_schema_is_refused() {
         let dir = tempfile::tempdir().unwrap();
-        let l = SqliteLedger::open(&dir.path().join("l.sqlite")).unwrap();
-        assert!(l.spend_proof("f1", "j", 100, 10).unwrap());
-        assert!(!l.spend_proof("f1", "j", 100, 20).unwrap(), "a replay");
-        assert!(
-            l.spend_proof("f2", "j", 100, 20).unwrap(),
-            "another certificate's jti"
-        );
-        assert!(l.spend_proof("f1", "k", 100, 20).unwrap());
-        // Past its expiry the record goes (the proof itself is refused as expired by then).
-        assert!(l.spend_proof("f1", "j", 300, 101).unwrap());
-        let n: i64 = l
-            .conn
-            .lock()
+        let path = dir.path().join("l.sqlite");
+        SqliteLedger::open(&path).unwrap();
+        Connection::open(&path)
             .unwrap()
-            .query_row("SELECT COUNT(*) FROM used_proofs", [], |r| r.get(0))
+            .pragma_update(None, "user_version", SCHEMA_VERSION + 1)
             .unwrap();
-        assert_eq!(n, 1);
-    }
-
-    #[test]
-    fn a_lineage_is_found_from_any_member_branches_included() {
-        let dir = tempfile::tempdir().unwrap();
-        let ledger = SqliteLedger::open(&dir.path().join("ledger.sqlite")).unwrap();
-        // a → b → c, b → d (renewed twice), and an unrelated e.
-        for (serial, from) in [
-            ("0a", None),
-            ("0b", Some("0a")),
-            ("0c", Some("0b")),
-            ("0d", Some("0b")),
-            ("0e", None),
-        ] {
-            let mut r = record(serial, "operator");
-            r.renewed_from = from.map(String::from);
-            ledger.record(&r).unwrap();
-        }
-        for member in ["0a", "0b", "0c", "0D"] {
-            assert_eq!(
-                ledger.lineage(member).unwrap(),
-                ["0a", "0b", "0c", "0d"],
-                "{member}"
-            );
-        }
-        assert_eq!(ledger.lineage("0e").unwrap(), ["0e"]);
-        assert!(ledger.lineage("ff").unwrap().is_empty());
-    }
-
-    #[test]
-    fn reserved_uses_are_spent_with_the_record_or_released() {
-        let dir = std::env::temp_dir().join(format!("wasm-pki-ledger-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let l = SqliteLedger::open(&dir.join("l.sqlite")).unwrap();
-        let t = NewToken {
-            hash: b"h2",
-            id: "t2",
-            profile: "default",
-            identity: None,
-            uses: 2,
-            expires_at: 100,
-            created_at: 0,
-        };
-        l.create_token(&t).unwrap();
-        // Two uses: two reservations succeed, the third is refused while they are in flight.
-        let a = l.consume_token(b"h2", 10).unwrap().unwrap();
-        let _b = l.consume_token(b"h2", 10).unwrap().unwrap();
-        assert_eq!(l.consume_token(b"h2", 10).unwrap(), Err(TokenRefusal::Used));
-        // One fails (released), one is recorded (spent): one use is left.
-        l.refund_token(&a.id).unwrap();
-        l.record(&record("01", "t2")).unwrap();
-        let c = l.consume_token(b"h2", 10).unwrap().unwrap();
-        l.record(&record("02", "t2")).unwrap();
-        assert_eq!(c.id, "t2");
-        assert_eq!(l.consume_token(b"h2", 10).unwrap(), Err(TokenRefusal::Used));
-        // A repeated serial is refused and spends nothing.
-        l.create_token(&NewToken {
-            hash: b"h3",
-            id: "t3",
-            uses: 1,
-            ..t
-        })
-        .unwrap();
-        l.consume_token(b"h3", 10).unwrap().unwrap();
-        assert!(l.record(&record("01", "t3")).is_err());
-        l.refund_token("t3").unwrap();
-        assert!(l.consume_token(b"h3", 10).unwrap().is_ok());
-        assert_eq!(
-            l.consume_token(b"nope", 10).unwrap(),
-            Err(TokenRefusal::Unknown)
-        );
-        assert_eq!(
-            l.consume_token(b"h2", 100).unwrap(),
-            Err(TokenRefusal::Expired)
-        );
-        assert_eq!(l.list().unwrap().len(), 2);
-        let _ = std::fs::remove_dir_all(dir);
-    }
-
-    #[test]
-    fn concurrent_records_share_commits_and_fail_alone() {
-        let dir = std::env::temp_dir().join(format!("wasm-pki-group-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let l = std::sync::Arc::new(SqliteLedger::open(&dir.join("l.sqlite")).unwrap());
-        l.create_token(&NewToken {
-            hash: b"g",
-            id: "g",
-            profile: "default",
-            identity: None,
-            uses: 1000,
-            expires_at: 100,
-            created_at: 0,
-        })
-        .unwrap();
-        // 8 threads x 50 records; every 10th repeats an earlier serial and must fail on its own.
-        let handles: Vec<_> = (0..8)
-            .map(|t| {
-                let l = l.clone();
-                std::thread::spawn(move || {
-                    let mut failed = 0;
-                    for i in 0..50 {
-                        l.consume_token(b"g", 10).unwrap().unwrap();
-                        let serial = if i % 10 == 9 {
-                            format!("{t:02x}{:04x}", i - 1)
-                        } else {
-                            format!("{t:02x}{i:04x}")
-                        };
-                        if l.record(&record(&serial, "g")).is_err() {
-                            l.refund_token("g").unwrap();
-                            failed += 1;
-                        }
-                    }
-                    failed
-                })
-            })
-            .collect();
-        let failed: i32 = handles.into_iter().map(|h| h.join().unwrap()).sum();
-        assert_eq!(failed, 8 * 5);
-        assert_eq!(l.list().unwrap().len(), 8 * 45);
-        // Exactly the recorded certificates spent uses; no reservation is left behind.
-        let left: i64 = l
-            .conn
-            .lock()
-            .unwrap()
-            .query_row("SELECT uses_left FROM tokens WHERE id = 'g'", [], |r| {
-                r.get(0)
-            })
-            .unwrap();
-        assert_eq!(left, 1000 - 8 * 45);
-        assert!(l.reserved.lock().unwrap().is_empty());
-        let _ = std::fs::remove_dir_all(dir);
+        let e = SqliteLedger::open(&path).err().unwrap().to_string();
+        assert!(e.contains("newer than this wasm-pki knows"), "{e}");
     }
 }

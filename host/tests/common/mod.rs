@@ -475,3 +475,43 @@ pub fn serial_of(work: &Path, pem: &str) -> String {
         .trim_start_matches("serial=")
         .to_ascii_lowercase()
 }
+
+/// A fresh, empty database on the test PostgreSQL server (`WASM_PKI_TEST_PG`, started by
+/// scripts/pg.sh), or None (after saying so) when there is none; under CI there must be one.
+pub fn pg_database(tag: &str) -> Option<String> {
+    let Some(base) = std::env::var("WASM_PKI_TEST_PG")
+        .ok()
+        .filter(|s| !s.is_empty())
+    else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must run the PostgreSQL tests: set WASM_PKI_TEST_PG (scripts/pg.sh start)"
+        );
+        eprintln!("skipped: no PostgreSQL (eval \"$(bash scripts/pg.sh start)\" to run it)");
+        return None;
+    };
+    let mut rnd = [0u8; 6];
+    getrandom::fill(&mut rnd).unwrap();
+    let name = format!("wasm_pki_{tag}_{}", wasm_pki::hex(&rnd));
+    let mut admin = postgres::Client::connect(&format!("{base}/postgres"), postgres::NoTls)
+        .expect("the test PostgreSQL server");
+    admin
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .unwrap();
+    Some(format!("{base}/{name}"))
+}
+
+/// Run scripts/pg.sh with `args` (the fault tests take the shared test cluster down and up).
+pub fn pg_sh(args: &[&str]) {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/pg.sh");
+    let out = Command::new("bash")
+        .arg(script)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "pg.sh {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

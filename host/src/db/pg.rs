@@ -1,0 +1,513 @@
+//! The PostgreSQL ledger: several signers share one database and behave as one CA. Token uses
+//! are reserved by one atomic statement, serials are unique by constraint, every record is
+//! committed (group commit, as for SQLite) before its certificate is answered, CRL numbers come
+//! from one sequence. The sync `postgres` driver (tokio-postgres underneath) with an r2d2 pool;
+//! TLS by rustls when the URL asks for it (`sslmode=require&sslrootcert=FILE`).
+
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context, Result};
+use postgres::config::SslMode;
+use postgres::{Config, GenericClient, Row};
+use r2d2_postgres::PostgresConnectionManager;
+use tokio_postgres_rustls::MakeRustlsConnect;
+
+use super::group::{Failed, GroupCommit, Outcome};
+use super::{
+    redact, Grant, Ledger, NewToken, Record, Snapshot, TokenRefusal, TokenRow, Unavailable,
+    COLUMNS, LINEAGE,
+};
+
+type Manager = PostgresConnectionManager<MakeRustlsConnect>;
+type Conn = r2d2::PooledConnection<Manager>;
+
+/// The schema this binary writes; a database with a newer one is refused.
+const SCHEMA_VERSION: i32 = 1;
+/// The migrations, in order: `MIGRATIONS[v]` takes the schema from version `v` to `v + 1`.
+const MIGRATIONS: &[&str] = &["
+    CREATE TABLE tokens (
+        id TEXT PRIMARY KEY, hash BYTEA NOT NULL UNIQUE, profile TEXT NOT NULL, identity TEXT,
+        uses_left BIGINT NOT NULL CHECK (uses_left >= 0), expires_at BIGINT NOT NULL,
+        created_at BIGINT NOT NULL);
+    CREATE TABLE certificates (
+        serial TEXT PRIMARY KEY, subject TEXT NOT NULL, names TEXT NOT NULL,
+        not_before BIGINT NOT NULL, not_after BIGINT NOT NULL, fingerprint TEXT NOT NULL,
+        token_id TEXT NOT NULL, profile TEXT NOT NULL, issued_at BIGINT NOT NULL,
+        revoked_at BIGINT, pem TEXT NOT NULL, identity TEXT, renewed_from TEXT);
+    CREATE INDEX certificates_renewed_from ON certificates (renewed_from);
+    CREATE INDEX certificates_revoked ON certificates (serial) WHERE revoked_at IS NOT NULL;
+    CREATE TABLE used_proofs (
+        fingerprint TEXT NOT NULL, jti TEXT NOT NULL, expires_at BIGINT NOT NULL,
+        PRIMARY KEY (fingerprint, jti));
+    CREATE SEQUENCE crl_number;
+"];
+/// Key of the advisory lock that serialises schema changes between signers starting together.
+const SCHEMA_LOCK: i64 = 0x0077_6173_6d70_6b69; // "wasmpki"
+/// Connections per signer.
+const POOL_SIZE: u32 = 16;
+/// How long a request waits for a connection (or to open one) before the ledger is unavailable.
+const CONNECT_WAIT: Duration = Duration::from_secs(2);
+
+/// The PostgreSQL ledger.
+pub struct PgLedger {
+    pool: r2d2::Pool<Manager>,
+    group: GroupCommit,
+}
+
+/// A driver error as the authority needs it: no answer from the database (I/O, a closed
+/// connection, the server shutting down or refusing connections) is [`Unavailable`]; an answer
+/// (a constraint, a bad statement) is an ordinary error.
+fn db(e: postgres::Error) -> anyhow::Error {
+    let unavailable = match e.code() {
+        None => true,
+        Some(c) => {
+            let c = c.code();
+            c.starts_with("08") || c.starts_with("57P") || c == "53300"
+        }
+    };
+    if unavailable {
+        anyhow::Error::new(Unavailable(e.to_string()))
+    } else {
+        anyhow::Error::new(e)
+    }
+}
+
+/// `url` without the query parameter `name`, and that parameter's value (libpq's `sslrootcert`
+/// is not a tokio-postgres option).
+fn take_param(url: &str, name: &str) -> (String, Option<String>) {
+    let Some((base, query)) = url.split_once('?') else {
+        return (url.to_string(), None);
+    };
+    let mut value = None;
+    let kept: Vec<&str> = query
+        .split('&')
+        .filter(|kv| match kv.split_once('=') {
+            Some((k, v)) if k == name => {
+                value = Some(v.to_string());
+                false
+            }
+            _ => true,
+        })
+        .collect();
+    if kept.is_empty() {
+        (base.to_string(), value)
+    } else {
+        (format!("{base}?{}", kept.join("&")), value)
+    }
+}
+
+/// The rustls configuration for the database: it trusts only the roots in `rootcert`.
+fn tls(rootcert: Option<&str>) -> Result<rustls::ClientConfig> {
+    use rustls::pki_types::{pem::PemObject, CertificateDer};
+    let mut roots = rustls::RootCertStore::empty();
+    if let Some(path) = rootcert {
+        for cert in
+            CertificateDer::pem_file_iter(path).with_context(|| format!("sslrootcert {path}"))?
+        {
+            roots.add(cert.with_context(|| format!("sslrootcert {path}"))?)?;
+        }
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
+}
+
+/// The pool's connection failures go to the log (the requests that needed one get 503).
+#[derive(Debug)]
+struct LogErrors;
+
+impl r2d2::HandleError<postgres::Error> for LogErrors {
+    fn handle_error(&self, e: postgres::Error) {
+        tracing::warn!(error = %anyhow::Error::new(e), "ledger connection failed");
+    }
+}
+
+impl PgLedger {
+    /// Connect (a pool that reconnects by itself), and create or migrate the schema.
+    pub fn open(url: &str) -> Result<Self> {
+        let shown = redact(url);
+        let (url, rootcert) = take_param(url, "sslrootcert");
+        let mut config: Config = url.parse().map_err(|e| anyhow!("--ledger {shown}: {e}"))?;
+        // TLS when the URL asks for it: sslmode=require (or a root to check the server with).
+        // The server's name is always verified against that root, as libpq's verify-full.
+        match (config.get_ssl_mode(), &rootcert) {
+            (SslMode::Require, None) => bail!("--ledger {shown}: sslmode=require needs sslrootcert=FILE, the root the database's certificate chains to"),
+            (SslMode::Disable, _) => {}
+            (_, Some(_)) => {
+                config.ssl_mode(SslMode::Require);
+            }
+            (_, None) => {
+                config.ssl_mode(SslMode::Disable);
+            }
+        }
+        config
+            .connect_timeout(CONNECT_WAIT)
+            .keepalives(true)
+            .application_name("wasm-pki");
+        let tls = tls(rootcert.as_deref())?;
+        // One connection first, outside the pool, so that a wrong address, password or root
+        // is reported as itself (the pool would only time out).
+        config
+            .connect(MakeRustlsConnect::new(tls.clone()))
+            .map_err(anyhow::Error::new)
+            .with_context(|| format!("connecting to the ledger {shown}"))?;
+        let manager = PostgresConnectionManager::new(config, MakeRustlsConnect::new(tls));
+        let pool = r2d2::Pool::builder()
+            .max_size(POOL_SIZE)
+            .min_idle(Some(0))
+            .connection_timeout(CONNECT_WAIT)
+            .error_handler(Box::new(LogErrors))
+            .build_unchecked(manager);
+        let ledger = PgLedger {
+            pool,
+            group: GroupCommit::default(),
+        };
+        ledger
+            .migrate()
+            .with_context(|| format!("the ledger {shown}"))?;
+        Ok(ledger)
+    }
+
+    fn conn(&self) -> Result<Conn> {
+        self.pool
+            .get()
+            .map_err(|e| anyhow::Error::new(Unavailable(format!("no database connection: {e}"))))
+    }
+
+    /// Create or upgrade the schema under an advisory lock, in one transaction.
+    fn migrate(&self) -> Result<()> {
+        let mut c = self.conn()?;
+        let mut tx = c.transaction().map_err(db)?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SCHEMA_LOCK])
+            .map_err(db)?;
+        tx.batch_execute("CREATE TABLE IF NOT EXISTS wasm_pki_schema (version INTEGER NOT NULL)")
+            .map_err(db)?;
+        let version: Option<i32> = tx
+            .query_opt("SELECT version FROM wasm_pki_schema", &[])
+            .map_err(db)?
+            .map(|r| r.get(0));
+        let from = version.unwrap_or(0);
+        if from > SCHEMA_VERSION {
+            bail!("the database has wasm-pki schema version {from}, newer than this wasm-pki knows ({SCHEMA_VERSION}): upgrade wasm-pki");
+        }
+        for m in &MIGRATIONS[from as usize..] {
+            tx.batch_execute(m).map_err(db)?;
+        }
+        if version.is_none() {
+            tx.execute(
+                "INSERT INTO wasm_pki_schema (version) VALUES ($1)",
+                &[&SCHEMA_VERSION],
+            )
+            .map_err(db)?;
+        } else {
+            tx.execute(
+                "UPDATE wasm_pki_schema SET version = $1",
+                &[&SCHEMA_VERSION],
+            )
+            .map_err(db)?;
+        }
+        tx.commit().map_err(db)?;
+        Ok(())
+    }
+
+    /// Write `batch` in one transaction, each record under its own savepoint so that one failing
+    /// record (a repeated serial) fails alone; an unreachable database fails them all.
+    fn commit_batch(&self, batch: &[(u64, Record)]) -> Vec<(u64, Outcome)> {
+        let result = (|| -> Result<Vec<(u64, Outcome)>> {
+            let mut c = self.conn()?;
+            let mut tx = c.transaction().map_err(db)?;
+            let mut outcomes = Vec::with_capacity(batch.len());
+            for (id, r) in batch {
+                let mut sp = tx.savepoint("record").map_err(db)?;
+                match insert_certificate(&mut sp, r) {
+                    Ok(()) => {
+                        sp.commit().map_err(db)?;
+                        outcomes.push((*id, Ok(())));
+                    }
+                    Err(e) => {
+                        let f = Failed::of(&e);
+                        if f.unavailable {
+                            return Err(e);
+                        }
+                        drop(sp); // rolled back
+                        outcomes.push((*id, Err(f)));
+                    }
+                }
+            }
+            tx.commit().map_err(db)?;
+            Ok(outcomes)
+        })();
+        result.unwrap_or_else(|e| {
+            let f = Failed::of(&e.context("the ledger commit failed"));
+            batch.iter().map(|(id, _)| (*id, Err(f.clone()))).collect()
+        })
+    }
+}
+
+fn insert_certificate(c: &mut impl GenericClient, r: &Record) -> Result<()> {
+    c.execute(
+        "INSERT INTO certificates (serial, subject, names, not_before, not_after, fingerprint, token_id, profile, issued_at, revoked_at, pem, identity, renewed_from)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+        &[&r.serial, &r.subject, &serde_json::to_string(&r.names)?, &r.not_before, &r.not_after, &r.fingerprint, &r.token_id, &r.profile, &r.issued_at, &r.revoked_at, &r.pem, &r.identity, &r.renewed_from],
+    )
+    .map_err(db)?;
+    Ok(())
+}
+
+fn read_record(r: &Row) -> Record {
+    let names: String = r.get(2);
+    Record {
+        serial: r.get(0),
+        subject: r.get(1),
+        names: serde_json::from_str(&names).unwrap_or_default(),
+        not_before: r.get(3),
+        not_after: r.get(4),
+        fingerprint: r.get(5),
+        token_id: r.get(6),
+        profile: r.get(7),
+        issued_at: r.get(8),
+        revoked_at: r.get(9),
+        pem: r.get(10),
+        identity: r.get(11),
+        renewed_from: r.get(12),
+    }
+}
+
+impl Ledger for PgLedger {
+    fn create_token(&self, t: &NewToken<'_>) -> Result<()> {
+        self.conn()?
+            .execute(
+                "INSERT INTO tokens (id, hash, profile, identity, uses_left, expires_at, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                &[&t.id, &t.hash, &t.profile, &t.identity, &i64::from(t.uses), &t.expires_at, &t.created_at],
+            )
+            .map_err(db)?;
+        Ok(())
+    }
+
+    fn consume_token(&self, hash: &[u8], now: i64) -> Result<Result<Grant, TokenRefusal>> {
+        let mut c = self.conn()?;
+        // One statement, committed at once: under READ COMMITTED, concurrent UPDATEs of one row
+        // queue on its row lock and each re-checks `uses_left > 0` on the version the one before
+        // committed, so the last use goes to exactly one caller across all replicas, with no
+        // SELECT … FOR UPDATE round trip and no serialisation failures to retry. The use is
+        // taken now and given back by refund_token when nothing is issued; a signer killed in
+        // between loses that use (never the other way round).
+        let row = c
+            .query_opt(
+                "UPDATE tokens SET uses_left = uses_left - 1
+                 WHERE hash = $1 AND uses_left > 0 AND expires_at > $2
+                 RETURNING id, profile, identity",
+                &[&hash, &now],
+            )
+            .map_err(db)?;
+        if let Some(r) = row {
+            return Ok(Ok(Grant {
+                id: r.get(0),
+                profile: r.get(1),
+                identity: r.get(2),
+            }));
+        }
+        let why = c
+            .query_opt("SELECT expires_at FROM tokens WHERE hash = $1", &[&hash])
+            .map_err(db)?;
+        Ok(Err(match why {
+            None => TokenRefusal::Unknown,
+            Some(r) if r.get::<_, i64>(0) <= now => TokenRefusal::Expired,
+            Some(_) => TokenRefusal::Used,
+        }))
+    }
+
+    fn refund_token(&self, id: &str) -> Result<()> {
+        self.conn()?
+            .execute(
+                "UPDATE tokens SET uses_left = uses_left + 1 WHERE id = $1",
+                &[&id],
+            )
+            .map_err(db)?;
+        Ok(())
+    }
+
+    fn record(&self, r: &Record) -> Result<()> {
+        self.group.record(r, |batch| self.commit_batch(batch))
+    }
+
+    fn revoke(&self, serial: &str, at: i64) -> Result<bool> {
+        let n = self
+            .conn()?
+            .execute(
+                "UPDATE certificates SET revoked_at = $2 WHERE serial = $1 AND revoked_at IS NULL",
+                &[&serial.to_ascii_lowercase(), &at],
+            )
+            .map_err(db)?;
+        Ok(n == 1)
+    }
+
+    fn list(&self) -> Result<Vec<Record>> {
+        let rows = self
+            .conn()?
+            .query(
+                &format!("SELECT {COLUMNS} FROM certificates ORDER BY issued_at DESC, serial"),
+                &[],
+            )
+            .map_err(db)?;
+        Ok(rows.iter().map(read_record).collect())
+    }
+
+    fn find(&self, serial: &str) -> Result<Option<Record>> {
+        let row = self
+            .conn()?
+            .query_opt(
+                &format!("SELECT {COLUMNS} FROM certificates WHERE serial = $1"),
+                &[&serial],
+            )
+            .map_err(db)?;
+        Ok(row.as_ref().map(read_record))
+    }
+
+    fn lineage(&self, serial: &str) -> Result<Vec<String>> {
+        let rows = self
+            .conn()?
+            .query(LINEAGE, &[&serial.to_ascii_lowercase()])
+            .map_err(db)?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
+    fn revoked(&self) -> Result<Vec<(String, i64)>> {
+        let rows = self
+            .conn()?
+            .query(
+                "SELECT serial, revoked_at FROM certificates WHERE revoked_at IS NOT NULL ORDER BY serial",
+                &[],
+            )
+            .map_err(db)?;
+        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+
+    fn check_writable(&self) -> Result<()> {
+        let standby: bool = self
+            .conn()?
+            .query_one("SELECT pg_is_in_recovery()", &[])
+            .map_err(db)?
+            .get(0);
+        if standby {
+            bail!("the database is a read-only standby");
+        }
+        Ok(())
+    }
+
+    fn next_crl_number(&self) -> Result<u64> {
+        let n: i64 = self
+            .conn()?
+            .query_one("SELECT nextval('crl_number')", &[])
+            .map_err(db)?
+            .get(0);
+        Ok(n as u64)
+    }
+
+    fn export(&self) -> Result<Snapshot> {
+        let certificates = self.list()?;
+        let mut c = self.conn()?;
+        let tokens = c
+            .query(
+                "SELECT hash, id, profile, identity, uses_left, expires_at, created_at FROM tokens ORDER BY id",
+                &[],
+            )
+            .map_err(db)?
+            .iter()
+            .map(|r| TokenRow {
+                hash: r.get(0),
+                id: r.get(1),
+                profile: r.get(2),
+                identity: r.get(3),
+                uses_left: r.get(4),
+                expires_at: r.get(5),
+                created_at: r.get(6),
+            })
+            .collect();
+        let seq = c
+            .query_one("SELECT last_value, is_called FROM crl_number", &[])
+            .map_err(db)?;
+        let crl_number = if seq.get::<_, bool>(1) {
+            seq.get::<_, i64>(0).max(0) as u64
+        } else {
+            0
+        };
+        Ok(Snapshot {
+            tokens,
+            certificates,
+            crl_number,
+        })
+    }
+
+    fn import(&self, s: &Snapshot) -> Result<()> {
+        let mut c = self.conn()?;
+        let mut tx = c.transaction().map_err(db)?;
+        let held: i64 = tx
+            .query_one(
+                "SELECT (SELECT COUNT(*) FROM tokens) + (SELECT COUNT(*) FROM certificates)",
+                &[],
+            )
+            .map_err(db)?
+            .get(0);
+        if held > 0 {
+            bail!("the target ledger is not empty ({held} tokens and certificates): refusing to merge into it");
+        }
+        for t in &s.tokens {
+            tx.execute(
+                "INSERT INTO tokens (id, hash, profile, identity, uses_left, expires_at, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                &[&t.id, &t.hash, &t.profile, &t.identity, &t.uses_left, &t.expires_at, &t.created_at],
+            )
+            .map_err(db)?;
+        }
+        for r in &s.certificates {
+            insert_certificate(&mut tx, r)?;
+        }
+        let n = s.crl_number as i64;
+        tx.execute(
+            "SELECT setval('crl_number', $1, $2)",
+            &[&n.max(1), &(n > 0)],
+        )
+        .map_err(db)?;
+        tx.commit().map_err(db)?;
+        Ok(())
+    }
+
+    fn spend_proof(&self, fingerprint: &str, jti: &str, expires_at: i64, now: i64) -> Result<bool> {
+        let mut c = self.conn()?;
+        c.execute("DELETE FROM used_proofs WHERE expires_at < $1", &[&now])
+            .map_err(db)?;
+        // The primary key decides: of two racing uses of one proof, one insert wins.
+        let n = c
+            .execute(
+                "INSERT INTO used_proofs (fingerprint, jti, expires_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+                &[&fingerprint, &jti, &expires_at],
+            )
+            .map_err(db)?;
+        Ok(n == 1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sslrootcert_is_taken_out_of_the_url() {
+        let (u, v) = take_param(
+            "postgres://h/db?sslmode=require&sslrootcert=/ca.pem&x=1",
+            "sslrootcert",
+        );
+        assert_eq!(
+            (u.as_str(), v.as_deref()),
+            ("postgres://h/db?sslmode=require&x=1", Some("/ca.pem"))
+        );
+        let (u, v) = take_param("postgres://h/db?sslrootcert=/ca.pem", "sslrootcert");
+        assert_eq!(
+            (u.as_str(), v.as_deref()),
+            ("postgres://h/db", Some("/ca.pem"))
+        );
+        assert_eq!(take_param("postgres://h/db", "sslrootcert").1, None);
+    }
+}

@@ -1,0 +1,263 @@
+//! One suite, both backends: every ledger test runs against SQLite and, when
+//! `WASM_PKI_TEST_PG` names a PostgreSQL server (`postgres://USER@HOST:PORT`; the test command
+//! starts a throwaway one), against a fresh database there. Under CI the server must be there.
+
+use std::sync::Arc;
+
+use super::*;
+
+pub(super) fn record(serial: &str, token: &str) -> Record {
+    Record {
+        serial: serial.into(),
+        subject: "CN=x".into(),
+        names: vec!["DNS:x".into()],
+        not_before: 1,
+        not_after: 2,
+        fingerprint: "f".into(),
+        token_id: token.into(),
+        profile: "default".into(),
+        issued_at: 1,
+        revoked_at: None,
+        pem: "pem".into(),
+        identity: None,
+        renewed_from: None,
+    }
+}
+
+/// A URL for a fresh, empty database on the test server, if there is one.
+pub(crate) fn fresh_pg_database(tag: &str) -> Option<String> {
+    let Some(base) = std::env::var("WASM_PKI_TEST_PG")
+        .ok()
+        .filter(|s| !s.is_empty())
+    else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must run the ledger suite against PostgreSQL: set WASM_PKI_TEST_PG"
+        );
+        return None;
+    };
+    let mut rnd = [0u8; 6];
+    getrandom::fill(&mut rnd).unwrap();
+    let name = format!("wasm_pki_{tag}_{}", wasm_pki::hex(&rnd));
+    let mut admin = ::postgres::Client::connect(&format!("{base}/postgres"), ::postgres::NoTls)
+        .expect("the test PostgreSQL server");
+    admin
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .unwrap();
+    Some(format!("{base}/{name}"))
+}
+
+/// A fresh ledger of each backend, with what keeps it alive.
+fn backends(tag: &str) -> Vec<(&'static str, Arc<dyn Ledger>, tempfile::TempDir)> {
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite: Arc<dyn Ledger> =
+        Arc::new(SqliteLedger::open(&dir.path().join("l.sqlite")).unwrap());
+    let mut v = vec![("sqlite", sqlite, dir)];
+    if let Some(url) = fresh_pg_database(tag) {
+        let pg: Arc<dyn Ledger> = Arc::new(PgLedger::open(&url).unwrap());
+        v.push(("postgres", pg, tempfile::tempdir().unwrap()));
+    }
+    v
+}
+
+#[test]
+fn a_proof_is_spent_once_and_forgotten_after_it_expires() {
+    for (b, l, _keep) in backends("proof") {
+        assert!(l.spend_proof("f1", "j", 100, 10).unwrap(), "{b}");
+        assert!(!l.spend_proof("f1", "j", 100, 20).unwrap(), "{b}: a replay");
+        assert!(
+            l.spend_proof("f2", "j", 100, 20).unwrap(),
+            "{b}: another certificate's jti"
+        );
+        assert!(l.spend_proof("f1", "k", 100, 20).unwrap(), "{b}");
+        // Past its expiry the record goes (the proof itself is refused as expired by then).
+        assert!(l.spend_proof("f1", "j", 300, 101).unwrap(), "{b}");
+        assert!(!l.spend_proof("f1", "j", 300, 102).unwrap(), "{b}");
+    }
+}
+
+#[test]
+fn a_lineage_is_found_from_any_member_branches_included() {
+    for (b, ledger, _keep) in backends("lineage") {
+        // a → b → c, b → d (renewed twice), and an unrelated e.
+        for (serial, from) in [
+            ("0a", None),
+            ("0b", Some("0a")),
+            ("0c", Some("0b")),
+            ("0d", Some("0b")),
+            ("0e", None),
+        ] {
+            let mut r = record(serial, "operator");
+            r.renewed_from = from.map(String::from);
+            ledger.record(&r).unwrap();
+        }
+        for member in ["0a", "0b", "0c", "0D"] {
+            assert_eq!(
+                ledger.lineage(member).unwrap(),
+                ["0a", "0b", "0c", "0d"],
+                "{b}: {member}"
+            );
+        }
+        assert_eq!(ledger.lineage("0e").unwrap(), ["0e"], "{b}");
+        assert!(ledger.lineage("ff").unwrap().is_empty(), "{b}");
+    }
+}
+
+#[test]
+fn reserved_uses_are_spent_with_the_record_or_released() {
+    for (b, l, _keep) in backends("uses") {
+        let t = NewToken {
+            hash: b"h2",
+            id: "t2",
+            profile: "default",
+            identity: None,
+            uses: 2,
+            expires_at: 100,
+            created_at: 0,
+        };
+        l.create_token(&t).unwrap();
+        // Two uses: two reservations succeed, the third is refused while they are in flight.
+        let a = l.consume_token(b"h2", 10).unwrap().unwrap();
+        let _b = l.consume_token(b"h2", 10).unwrap().unwrap();
+        assert_eq!(
+            l.consume_token(b"h2", 10).unwrap(),
+            Err(TokenRefusal::Used),
+            "{b}"
+        );
+        // One fails (released), one is recorded (spent): one use is left.
+        l.refund_token(&a.id).unwrap();
+        l.record(&record("01", "t2")).unwrap();
+        let c = l.consume_token(b"h2", 10).unwrap().unwrap();
+        l.record(&record("02", "t2")).unwrap();
+        assert_eq!(c.id, "t2");
+        assert_eq!(
+            l.consume_token(b"h2", 10).unwrap(),
+            Err(TokenRefusal::Used),
+            "{b}"
+        );
+        // A repeated serial is refused and spends nothing.
+        l.create_token(&NewToken {
+            hash: b"h3",
+            id: "t3",
+            uses: 1,
+            ..t
+        })
+        .unwrap();
+        l.consume_token(b"h3", 10).unwrap().unwrap();
+        assert!(l.record(&record("01", "t3")).is_err(), "{b}");
+        l.refund_token("t3").unwrap();
+        assert!(l.consume_token(b"h3", 10).unwrap().is_ok(), "{b}");
+        assert_eq!(
+            l.consume_token(b"nope", 10).unwrap(),
+            Err(TokenRefusal::Unknown),
+            "{b}"
+        );
+        assert_eq!(
+            l.consume_token(b"h2", 100).unwrap(),
+            Err(TokenRefusal::Expired),
+            "{b}"
+        );
+        assert_eq!(l.list().unwrap().len(), 2, "{b}");
+        // A token id or hash used twice is refused.
+        assert!(l.create_token(&t).is_err(), "{b}");
+    }
+}
+
+#[test]
+fn concurrent_records_share_commits_and_fail_alone() {
+    for (b, l, _keep) in backends("group") {
+        l.create_token(&NewToken {
+            hash: b"g",
+            id: "g",
+            profile: "default",
+            identity: None,
+            uses: 1000,
+            expires_at: 100,
+            created_at: 0,
+        })
+        .unwrap();
+        // 8 threads x 50 records; every 10th repeats an earlier serial and must fail on its own.
+        let handles: Vec<_> = (0..8)
+            .map(|t| {
+                let l = l.clone();
+                std::thread::spawn(move || {
+                    let mut failed = 0;
+                    for i in 0..50 {
+                        l.consume_token(b"g", 10).unwrap().unwrap();
+                        let serial = if i % 10 == 9 {
+                            format!("{t:02x}{:04x}", i - 1)
+                        } else {
+                            format!("{t:02x}{i:04x}")
+                        };
+                        if l.record(&record(&serial, "g")).is_err() {
+                            l.refund_token("g").unwrap();
+                            failed += 1;
+                        }
+                    }
+                    failed
+                })
+            })
+            .collect();
+        let failed: i32 = handles.into_iter().map(|h| h.join().unwrap()).sum();
+        assert_eq!(failed, 8 * 5, "{b}");
+        assert_eq!(l.list().unwrap().len(), 8 * 45, "{b}");
+        // Exactly the recorded certificates spent uses: the rest can still be taken, no more.
+        let left = l.export().unwrap().tokens[0].uses_left;
+        assert_eq!(left, 1000 - 8 * 45, "{b}");
+        for _ in 0..left {
+            l.consume_token(b"g", 10).unwrap().unwrap();
+        }
+        assert_eq!(
+            l.consume_token(b"g", 10).unwrap(),
+            Err(TokenRefusal::Used),
+            "{b}"
+        );
+    }
+}
+
+#[test]
+fn revocations_crl_numbers_and_a_copy_to_the_other_backend() {
+    let all = backends("copy");
+    for (b, l, _keep) in &all {
+        let t = NewToken {
+            hash: b"k",
+            id: "k",
+            profile: "web",
+            identity: Some("a.example.com"),
+            uses: 3,
+            expires_at: 100,
+            created_at: 5,
+        };
+        l.create_token(&t).unwrap();
+        for s in ["01", "02", "03"] {
+            let mut r = record(s, "k");
+            r.identity = Some("a.example.com".into());
+            l.record(&r).unwrap();
+        }
+        assert!(l.revoke("02", 50).unwrap(), "{b}");
+        assert!(!l.revoke("02", 60).unwrap(), "{b}: revoked once");
+        assert!(!l.revoke("ff", 60).unwrap(), "{b}: unknown");
+        assert_eq!(l.revoked().unwrap(), [("02".to_string(), 50)], "{b}");
+        let numbers: Vec<u64> = (0..3).map(|_| l.next_crl_number().unwrap()).collect();
+        assert_eq!(numbers, [1, 2, 3], "{b}");
+        l.check_writable().unwrap();
+        // Export, import into a fresh ledger of every backend: the same content, and the CRL
+        // number goes on from where it was.
+        let snap = l.export().unwrap();
+        assert_eq!(
+            (snap.tokens.len(), snap.certificates.len(), snap.crl_number),
+            (1, 3, 3),
+            "{b}"
+        );
+        for (b2, fresh, _k) in backends("copyto") {
+            fresh.import(&snap).unwrap();
+            assert_eq!(fresh.export().unwrap(), snap, "{b} → {b2}");
+            assert_eq!(fresh.next_crl_number().unwrap(), 4, "{b} → {b2}");
+            assert!(
+                fresh.import(&snap).is_err(),
+                "{b} → {b2}: a second import merges nothing"
+            );
+            assert_eq!(fresh.find("02").unwrap().unwrap().revoked_at, Some(50));
+        }
+    }
+}
