@@ -24,6 +24,16 @@ fn main() {
         }
     }
     println!("cargo:rustc-env=WASMTIME_VERSION={version}");
+
+    // The Trustee KBS plugin protocol, compiled by protox (pure Rust, no protoc needed).
+    println!("cargo:rerun-if-changed=proto/kbs_plugin.proto");
+    let fds = protox::compile(["proto/kbs_plugin.proto"], ["proto"])
+        .expect("proto/kbs_plugin.proto compiles");
+    tonic_prost_build::configure()
+        .build_server(true)
+        .build_client(true)
+        .compile_fds(fds)
+        .expect("the KBS plugin service is generated");
     println!("cargo:rerun-if-changed=../Cargo.lock");
 
     println!("cargo:rustc-check-cfg=cfg(embedded_package)");

@@ -9,6 +9,7 @@ pub mod crl;
 pub mod csr;
 pub mod error;
 pub mod inspect;
+pub mod kbs;
 pub mod key_pair;
 pub mod name;
 mod oids;

@@ -203,6 +203,17 @@ impl fmt::Display for SanName {
 }
 
 impl SanName {
+    /// The name without its type prefix, as [`SanName::parse`] reads it back (`a.example.com`,
+    /// `192.0.2.1`, `spiffe://…`, `user@example.com`).
+    pub fn value(&self) -> String {
+        match self {
+            SanName::Dns(d) => d.clone(),
+            SanName::Ip(ip) => ip.to_string(),
+            SanName::Uri(u) => u.clone(),
+            SanName::Email(e) => e.clone(),
+        }
+    }
+
     /// A validated DNS name (normalised to lower case).
     pub fn dns(name: &str) -> Result<Self> {
         Ok(SanName::Dns(normalize_dns(name)?))

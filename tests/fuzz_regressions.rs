@@ -53,3 +53,8 @@ fn sandbox_inputs() {
 fn proof_inputs() {
     assert!(replay("proof", bodies::proof) >= 4);
 }
+
+#[test]
+fn kbs_inputs() {
+    assert!(replay("kbs", bodies::kbs) >= 5);
+}

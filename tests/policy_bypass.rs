@@ -796,3 +796,136 @@ fn renewals_that_must_be_refused_are_refused_with_their_reason() {
         assert!(err.message.contains(reason), "{what}: {}", err.message);
     }
 }
+
+/// A KBS request row: what, method, path, query, body.
+type KbsRow<'a> = (
+    &'a str,
+    &'a str,
+    Vec<String>,
+    std::collections::BTreeMap<String, String>,
+    &'a [u8],
+);
+
+/// KBS plugin requests that must not reach issuance, or must not pass as attested: decoded as
+/// KBS forwards them (method, path after the backend, query map, body).
+#[test]
+fn kbs_plugin_requests_that_must_be_refused() {
+    use std::collections::BTreeMap;
+    use wasm_pki::kbs::{decode, needs_encryption, requires_admin, KbsError};
+    let q = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    };
+    let p = |segs: &[&str]| -> Vec<String> { segs.iter().map(|s| s.to_string()).collect() };
+    let csr = "MIIB";
+    let good = q(&[
+        ("profile", "tee"),
+        ("identity", "spiffe://coco.example/pod/p1"),
+        ("csr", csr),
+    ]);
+    assert!(decode("GET", &p(&["sign"]), &good, b"").is_ok(), "control");
+    assert!(!requires_admin("GET", &p(&["sign"])) && needs_encryption("GET", &p(&["sign"])));
+    let refused: Vec<KbsRow> = vec![
+        (
+            "admin route reached by a path trick",
+            "GET",
+            p(&["sign", "..", "tokens"]),
+            good.clone(),
+            b"",
+        ),
+        ("upper-case route", "GET", p(&["SIGN"]), good.clone(), b""),
+        ("method case", "get", p(&["sign"]), good.clone(), b""),
+        (
+            "a parameter that picks more",
+            "GET",
+            p(&["sign"]),
+            q(&[
+                ("profile", "tee"),
+                ("identity", "spiffe://coco.example/pod/p1"),
+                ("csr", csr),
+                ("names", "evil.com"),
+            ]),
+            b"",
+        ),
+        (
+            "a wildcard identity",
+            "GET",
+            p(&["sign"]),
+            q(&[
+                ("profile", "tee"),
+                ("identity", "*.example.com"),
+                ("csr", csr),
+            ]),
+            b"",
+        ),
+        (
+            "an identity with a NUL",
+            "GET",
+            p(&["sign"]),
+            q(&[
+                ("profile", "tee"),
+                ("identity", "a.example.com\0.evil"),
+                ("csr", csr),
+            ]),
+            b"",
+        ),
+        (
+            "a profile path",
+            "GET",
+            p(&["sign"]),
+            q(&[
+                ("profile", "../admin"),
+                ("identity", "a.example.com"),
+                ("csr", csr),
+            ]),
+            b"",
+        ),
+        (
+            "an empty identity",
+            "GET",
+            p(&["sign"]),
+            q(&[("profile", "tee"), ("identity", ""), ("csr", csr)]),
+            b"",
+        ),
+        (
+            "a token order with extra powers",
+            "POST",
+            p(&["tokens"]),
+            q(&[]),
+            br#"{"profile":"web","caTrue":true}"#,
+        ),
+        (
+            "a query on an admin route",
+            "POST",
+            p(&["revoke"]),
+            q(&[("serial", "01")]),
+            br#"{"serial":"01"}"#,
+        ),
+    ];
+    for (what, method, path, query, body) in refused {
+        let e = decode(method, &path, &query, body).err();
+        assert!(e.is_some(), "{what}: decoded");
+        assert!(
+            !matches!(e, Some(KbsError::MethodNotAllowed { allowed: "POST" }) if method == "GET" && path == ["sign"]),
+            "{what}"
+        );
+    }
+    // Which routes are attested is a function of method and path only: admin routes and any
+    // unknown path need KBS's admin credential, whatever the body or query says.
+    for (method, path) in [
+        ("POST", "tokens"),
+        ("POST", "revoke"),
+        ("GET", "certificates"),
+        ("GET", "tokens"),
+        ("POST", "sign"),
+        ("DELETE", "ca"),
+        ("GET", "x"),
+        ("GET", ""),
+    ] {
+        let path = if path.is_empty() { vec![] } else { p(&[path]) };
+        assert!(requires_admin(method, &path), "{method} {path:?}");
+        assert!(!needs_encryption(method, &path), "{method} {path:?}");
+    }
+}

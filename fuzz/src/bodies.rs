@@ -174,3 +174,38 @@ pub fn proof(data: &[u8]) {
         assert!(p.expires_at >= at);
     }
 }
+
+/// The KBS plugin's request decoder: the input is `METHOD\nseg/seg\nk=v&k=v\nbody`, as KBS would
+/// forward it. Whatever decodes, the admin and encryption answers agree with the route.
+pub fn kbs(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    let mut parts = text.splitn(4, '\n');
+    let method = parts.next().unwrap_or_default();
+    let path: Vec<String> = parts
+        .next()
+        .unwrap_or_default()
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .map(String::from)
+        .collect();
+    let query: std::collections::BTreeMap<String, String> = parts
+        .next()
+        .unwrap_or_default()
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let body = parts.next().unwrap_or_default().as_bytes();
+    let admin = kbs::requires_admin(method, &path);
+    assert_eq!(kbs::needs_encryption(method, &path), !admin);
+    match kbs::decode(method, &path, &query, body) {
+        Ok(kbs::KbsRequest::Sign { identity, .. }) => {
+            assert!(!admin, "sign must be an attested route");
+            assert_eq!(method, "GET");
+            assert_eq!(SanName::parse(&identity.value()).as_ref(), Ok(&identity));
+        }
+        Ok(kbs::KbsRequest::Ca) | Ok(kbs::KbsRequest::Bundle) => assert!(!admin),
+        Ok(_) => assert!(admin, "an admin route decoded without the admin credential"),
+        Err(_) => {}
+    }
+}

@@ -10,7 +10,7 @@ use wasm_pki::{Algorithm, CaParams, CertificateAuthority, KeyEncryption, OffsetD
 
 use wasm_pki_host::authority::policy::Policy;
 use wasm_pki_host::authority::{self, tokens, Authority, DataDir};
-use wasm_pki_host::db::{LedgerSpec, NewToken, SqliteLedger};
+use wasm_pki_host::db::{LedgerSpec, SqliteLedger};
 use wasm_pki_host::{api, assets};
 use wasm_pki_host::{client, files};
 
@@ -93,6 +93,14 @@ enum Command {
         log_format: LogFormat,
         #[command(flatten)]
         tls: TlsArgs,
+        /// Also serve the Trustee KBS external plugin (gRPC) on this address, over TLS with the
+        /// signer's certificate (plain only with --plain-http, and then only on loopback). Bind
+        /// it where KBS alone can reach it: KBS forwards no attestation claims.
+        #[arg(long, value_name = "ADDR")]
+        kbs_plugin: Option<String>,
+        /// The backend name KBS gives the plugin (recorded with what it issues).
+        #[arg(long, default_value = "wasm-pki", value_name = "NAME")]
+        kbs_backend: String,
     },
     /// Enrolment tokens.
     Token {
@@ -522,6 +530,8 @@ fn run(cli: Cli) -> Result<()> {
             www,
             log_format,
             tls,
+            kbs_plugin,
+            kbs_backend,
         } => {
             init_logs(log_format);
             let cores = std::thread::available_parallelism()
@@ -576,7 +586,31 @@ fn run(cli: Cli) -> Result<()> {
                     ca.display()
                 );
             }
-            api::serve(app, listener, transport, MAX_CONNECTIONS)
+            let plugin = match kbs_plugin {
+                None => None,
+                Some(addr) => {
+                    let listener = api::bind(&addr)?;
+                    let at = listener.local_addr()?;
+                    let tls = match &transport {
+                        api::server::Transport::Tls(acceptor) => Some(acceptor.clone()),
+                        api::server::Transport::Plain if at.ip().is_loopback() => {
+                            eprintln!("warning: the KBS plugin speaks plain gRPC on {at} (--plain-http); only processes on this machine can reach it");
+                            None
+                        }
+                        api::server::Transport::Plain => bail!(
+                            "--kbs-plugin {addr}: plain gRPC only on a loopback address; without --plain-http it uses TLS"
+                        ),
+                    };
+                    let scheme = if tls.is_some() { "https" } else { "http" };
+                    println!("wasm-pki signer: KBS plugin (kbs.plugin.v1) on {scheme}://{at} as backend \"{kbs_backend}\"");
+                    Some(api::PluginListener {
+                        listener,
+                        backend: kbs_backend,
+                        tls,
+                    })
+                }
+            };
+            api::serve(app, listener, transport, MAX_CONNECTIONS, plugin)
         }
         Command::Token {
             command:
@@ -597,34 +631,27 @@ fn run(cli: Cli) -> Result<()> {
             } else if profile != "default" {
                 eprintln!("note: profile \"{profile}\" is not checked (no --policy); the server refuses it if its policy lacks it");
             }
-            if let Some(id) = &identity {
-                wasm_pki::SanName::parse(id).with_context(|| format!("identity \"{id}\""))?;
-            }
-            if uses == 0 {
-                bail!("--uses must be at least 1");
-            }
             let ttl = tokens::parse_ttl(&ttl)?;
             let d = DataDir(dir.clone());
             if !d.ca_cert().exists() {
                 bail!("no CA in {}", dir.display());
             }
             let ledger = ledger_arg.spec(Some(&dir))?.open()?;
-            let (secret, hash, id) = tokens::generate()?;
-            let now = authority::now();
-            ledger.create_token(&NewToken {
-                hash: &hash,
-                id: &id,
-                profile: &profile,
-                identity: identity.as_deref(),
+            let t = tokens::create(
+                ledger.as_ref(),
+                &profile,
+                identity.as_deref(),
                 uses,
-                expires_at: now + ttl,
-                created_at: now,
-            })?;
+                ttl,
+                authority::now(),
+            )?;
             eprintln!(
-                "token {id}: profile {profile}, identity {}, {uses} use(s), expires in {ttl} s",
+                "token {}: profile {profile}, identity {}, {uses} use(s), expires in {ttl} s",
+                t.id,
                 identity.as_deref().unwrap_or("(none)")
             );
-            println!("{secret}");
+            let secret = t.secret;
+            println!("{}", secret.as_str());
             Ok(())
         }
         Command::Sign {
@@ -655,27 +682,16 @@ fn run(cli: Cli) -> Result<()> {
             lineage,
         } => {
             let ledger = ledger.spec(dir.as_deref())?.open()?;
-            let now = authority::now();
-            if !lineage {
-                if !ledger.revoke(&serial, now)? {
-                    bail!("no unrevoked certificate with serial {serial}");
-                }
-                eprintln!("revoked {serial}");
-                return Ok(());
+            let done = authority::revoke(ledger.as_ref(), &serial, lineage, authority::now())?;
+            for s in &done {
+                eprintln!("revoked {s}");
             }
-            let members = ledger.lineage(&serial)?;
-            if members.is_empty() {
-                bail!("no certificate with serial {serial}");
+            if lineage {
+                eprintln!(
+                    "the lineage of {serial} ({} certificates) is revoked",
+                    done.len()
+                );
             }
-            for s in &members {
-                if ledger.revoke(s, now)? {
-                    eprintln!("revoked {s}");
-                }
-            }
-            eprintln!(
-                "the lineage of {serial} ({} certificates) is revoked",
-                members.len()
-            );
             Ok(())
         }
         Command::Crl { dir, rt } => {

@@ -435,13 +435,27 @@ fn schema_versions_and_tls_to_the_database() {
     // The binary creates the schema; a newer schema than it knows is refused, clearly.
     cli_ok(&["list", "--ledger", &url]);
     let mut admin = postgres::Client::connect(&url, postgres::NoTls).unwrap();
-    assert_eq!(
+    let version = |admin: &mut postgres::Client| {
         admin
             .query_one("SELECT version FROM wasm_pki_schema", &[])
             .unwrap()
-            .get::<_, i32>(0),
-        1
-    );
+            .get::<_, i32>(0)
+    };
+    assert_eq!(version(&mut admin), 2);
+    // A database at version 1 is migrated to 2 (the identity index) when a signer opens it.
+    admin
+        .batch_execute("DROP INDEX certificates_identity; UPDATE wasm_pki_schema SET version = 1")
+        .unwrap();
+    cli_ok(&["list", "--ledger", &url]);
+    assert_eq!(version(&mut admin), 2);
+    let indexed: i64 = admin
+        .query_one(
+            "SELECT COUNT(*) FROM pg_indexes WHERE indexname = 'certificates_identity'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(indexed, 1);
     admin
         .execute("UPDATE wasm_pki_schema SET version = 99", &[])
         .unwrap();

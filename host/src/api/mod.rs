@@ -5,6 +5,7 @@
 
 mod guard;
 pub mod http;
+pub mod kbs;
 pub mod metrics;
 pub mod server;
 
@@ -53,6 +54,7 @@ pub fn status(e: &AuthorityError) -> u16 {
             401
         }
         AuthorityError::UnknownProfile(_) => 403,
+        AuthorityError::InvalidOrder(_) => 400,
         AuthorityError::NotIssuedHere(_)
         | AuthorityError::CertificateExpired
         | AuthorityError::ProofReplayed => 401,
@@ -149,11 +151,24 @@ fn text(status: u16, ctype: &str, body: impl Into<Vec<u8>>) -> Resp {
 /// Serve on `listener` until SIGTERM or SIGINT, then stop taking requests, answer the ones in
 /// flight (each answer already waits for its ledger record) and return. At most
 /// `max_connections` are open at once.
+/// The KBS plugin's listener, served beside the HTTPS API (`serve --kbs-plugin`).
+pub struct PluginListener {
+    /// The bound socket.
+    pub listener: std::net::TcpListener,
+    /// The name KBS knows the plugin by.
+    pub backend: String,
+    /// TLS (the signer's own certificate), or None: plain, loopback only.
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
+}
+
+/// Serve the API on `listener` (and the KBS plugin on `plugin`, when given) until SIGTERM or
+/// SIGINT, then stop gracefully.
 pub fn serve(
     app: Arc<App>,
     listener: std::net::TcpListener,
     transport: server::Transport,
     max_connections: usize,
+    plugin: Option<PluginListener>,
 ) -> Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -178,6 +193,19 @@ pub fn serve(
             eprintln!("wasm-pki signer: {name}, finishing the requests in flight");
             trigger.trigger();
         });
+        if let Some(p) = plugin {
+            p.listener.set_nonblocking(true)?;
+            let listener = tokio::net::TcpListener::from_std(p.listener)?;
+            let stopped = shutdown.clone();
+            let app = app.clone();
+            tokio::spawn(async move {
+                let stop = async move { stopped.stopped().await };
+                if let Err(e) = kbs::serve(app, p.backend, listener, p.tls, stop).await {
+                    tracing::error!(error = %e, "the KBS plugin listener failed");
+                    eprintln!("wasm-pki signer: the KBS plugin listener failed: {e:#}");
+                }
+            });
+        }
         server::run(listener, transport, limits, app, shutdown).await
     })?;
     // Blocking handlers still running past the grace period are not waited for.

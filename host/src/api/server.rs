@@ -59,6 +59,16 @@ impl Shutdown {
         self.tx.send_replace(true);
     }
 
+    /// Resolves once stopping has started.
+    pub async fn stopped(&self) {
+        let mut rx = self.tx.subscribe();
+        while !*rx.borrow_and_update() {
+            if rx.changed().await.is_err() {
+                return;
+            }
+        }
+    }
+
     fn stopping(&self) -> bool {
         *self.tx.borrow()
     }

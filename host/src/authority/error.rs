@@ -23,6 +23,8 @@ pub enum AuthorityError {
     TokenUsed,
     /// The credential names a profile the policy lacks.
     UnknownProfile(String),
+    /// An operator's order (a token to create) is not valid.
+    InvalidOrder(String),
     /// The certificate presented for renewal is not one this CA issued and recorded.
     NotIssuedHere(String),
     /// The certificate presented for renewal has been revoked.
@@ -62,6 +64,7 @@ impl AuthorityError {
             AuthorityError::TokenExpired => "token_expired",
             AuthorityError::TokenUsed => "token_used",
             AuthorityError::UnknownProfile(_) => "unknown_profile",
+            AuthorityError::InvalidOrder(_) => "invalid_order",
             AuthorityError::NotIssuedHere(_) => "not_issued_here",
             AuthorityError::Revoked => "revoked",
             AuthorityError::CertificateExpired => "certificate_expired",
@@ -89,7 +92,7 @@ impl AuthorityError {
             AuthorityError::TokenExpired => "the token has expired".into(),
             AuthorityError::TokenUsed => "the token has been used up".into(),
             AuthorityError::UnknownProfile(p) => format!("profile \"{p}\" is not in the policy"),
-            AuthorityError::NotIssuedHere(m) => m.clone(),
+            AuthorityError::NotIssuedHere(m) | AuthorityError::InvalidOrder(m) => m.clone(),
             AuthorityError::Revoked => "the certificate has been revoked".into(),
             AuthorityError::CertificateExpired => {
                 "the certificate has expired; enrol again with a token".into()

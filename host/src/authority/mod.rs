@@ -92,6 +92,46 @@ fn seed() -> Result<Seed, AuthorityError> {
     Ok(s)
 }
 
+/// How long a repeated attested request can get the certificate already issued (see
+/// [`Authority::sign_attested`]).
+pub const ATTESTED_RETRY_WINDOW_SECS: i64 = 300;
+
+/// A serial the ledger does not know (or, with `revoke` without lineage, that is already revoked).
+#[derive(Debug)]
+pub struct NoSuchSerial(pub String);
+
+impl std::fmt::Display for NoSuchSerial {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for NoSuchSerial {}
+
+/// Revoke `serial`, or its whole lineage, at `now`: the serials revoked now. Shared by the CLI
+/// (which has no sandbox) and the KBS plugin's admin route.
+pub fn revoke(ledger: &dyn Ledger, serial: &str, lineage: bool, now: i64) -> Result<Vec<String>> {
+    if !lineage {
+        if !ledger.revoke(serial, now)? {
+            return Err(
+                NoSuchSerial(format!("no unrevoked certificate with serial {serial}")).into(),
+            );
+        }
+        return Ok(vec![serial.to_ascii_lowercase()]);
+    }
+    let members = ledger.lineage(serial)?;
+    if members.is_empty() {
+        return Err(NoSuchSerial(format!("no certificate with serial {serial}")).into());
+    }
+    let mut done = Vec::new();
+    for s in members {
+        if ledger.revoke(&s, now)? {
+            done.push(s);
+        }
+    }
+    Ok(done)
+}
+
 /// Who vouches for a request, and so which profile and identity it gets.
 enum Credential<'a> {
     /// A token's grant: its id (never the secret), profile and bound identity.
@@ -103,6 +143,14 @@ enum Credential<'a> {
     },
     /// The signer itself, for its HTTPS listener: a built-in profile and a lifetime.
     Listener { profile: &'a Profile, lifetime: u64 },
+    /// An attestation KBS verified: where it came from, the policy's profile (by name, and
+    /// narrowed to the identity) and the identity KBS's policy bound.
+    Attested {
+        origin: &'a str,
+        name: &'a str,
+        profile: &'a Profile,
+        identity: &'a str,
+    },
 }
 
 /// The listener's own certificate, as [`Authority::issue_listener_cert`] makes it.
@@ -224,6 +272,132 @@ impl Authority {
         identity: Option<&str>,
     ) -> Result<Signed, AuthorityError> {
         self.sign(csr_pem, Credential::Operator { profile, identity })
+    }
+
+    /// Issue on an attestation KBS verified (the KBS plugin's `sign`; `origin`, e.g.
+    /// `kbs:wasm-pki/sign`, is recorded as the credential): no token. The KBS resource policy bound
+    /// `identity` to the TEE's claims, so the CSR may ask for that identity and nothing else,
+    /// whatever name rules the profile has (its allow list is dropped, its subject comes from the
+    /// identity). KBS may fail after the plugin answered (encrypting the answer) and its client
+    /// then asks again: a repeat (same identity, same key, same origin) within
+    /// [`ATTESTED_RETRY_WINDOW_SECS`] of the first issuance (or a tenth of the lifetime, if
+    /// shorter) gets the certificate already issued, not a second one.
+    pub fn sign_attested(
+        &self,
+        csr_pem: &str,
+        profile_name: &str,
+        identity: &str,
+        origin: &str,
+    ) -> Result<Signed, AuthorityError> {
+        if csr_pem.len() > MAX_CSR_BYTES {
+            return Err(AuthorityError::TooLarge {
+                size: csr_pem.len(),
+                limit: MAX_CSR_BYTES,
+            });
+        }
+        let profile = self
+            .policy
+            .profiles
+            .get(profile_name)
+            .ok_or_else(|| AuthorityError::UnknownProfile(profile_name.to_string()))?;
+        let mut spec = profile.to_spec();
+        spec.names.allow.clear();
+        spec.accept_csr = false;
+        spec.subject_from = wasm_pki::SubjectSource::Identity;
+        let narrowed = spec
+            .build()
+            .map_err(|e| AuthorityError::Internal(format!("narrowing {profile_name}: {e}")))?;
+        // The CSR's key, as the sandbox reads it (the CSR is untrusted input).
+        let described: serde_json::Value = self
+            .sandbox
+            .call(
+                &Request::Inspect(protocol::InspectRequest {
+                    pem: csr_pem.to_string(),
+                }),
+                SANDBOX_WAIT,
+            )?
+            .map_err(AuthorityError::Refused)?;
+        let key = described["key"]["fingerprintSha256"]
+            .as_str()
+            .ok_or_else(|| AuthorityError::SandboxReply("a description without a key".into()))?
+            .to_string();
+        let ledger = |e: anyhow::Error| AuthorityError::from_ledger(e, "");
+        let since = now() - ATTESTED_RETRY_WINDOW_SECS;
+        for r in self
+            .ledger
+            .recent(identity, origin, since)
+            .map_err(ledger)?
+        {
+            let window = ATTESTED_RETRY_WINDOW_SECS.min((r.not_after - r.issued_at) / 10);
+            let same_key = wasm_pki::Certificate::parse(r.pem.as_bytes())
+                .and_then(|c| c.public_key())
+                .is_ok_and(|k| wasm_pki::hex(&k.fingerprint_sha256()) == key);
+            if same_key && r.profile == profile_name && now() - r.issued_at <= window {
+                return Ok(Signed {
+                    renew_after: wasm_pki::renew_after(r.not_before, r.not_after, 0.5)
+                        .unwrap_or(r.not_after),
+                    certificate: r.pem,
+                    chain: self.chain.clone(),
+                    ca: self.root_pem.clone(),
+                    not_after: r.not_after,
+                    serial: r.serial,
+                });
+            }
+        }
+        self.sign(
+            csr_pem,
+            Credential::Attested {
+                origin,
+                name: profile_name,
+                profile: &narrowed,
+                identity,
+            },
+        )
+    }
+
+    /// Create an enrolment token for `profile` (which the policy must have), bound to
+    /// `identity` when given, for `uses` certificates, valid `ttl_secs`. The secret is returned
+    /// once and stored only as a hash.
+    pub fn create_token(
+        &self,
+        profile: &str,
+        identity: Option<&str>,
+        uses: u32,
+        ttl_secs: i64,
+    ) -> Result<tokens::Created, AuthorityError> {
+        if !self.policy.profiles.contains_key(profile) {
+            return Err(AuthorityError::UnknownProfile(profile.to_string()));
+        }
+        tokens::create(
+            self.ledger.as_ref(),
+            profile,
+            identity,
+            uses,
+            ttl_secs,
+            now(),
+        )
+        .map_err(|e| match e.downcast::<tokens::Invalid>() {
+            Ok(tokens::Invalid(m)) => AuthorityError::InvalidOrder(m),
+            Err(e) => AuthorityError::from_ledger(e, ""),
+        })
+    }
+
+    /// Revoke `serial` (with `lineage`, everything it renewed and everything that renewed it);
+    /// returns the serials revoked now. Unknown: [`AuthorityError::NotIssuedHere`].
+    pub fn revoke(&self, serial: &str, lineage: bool) -> Result<Vec<String>, AuthorityError> {
+        revoke(self.ledger.as_ref(), serial, lineage, now()).map_err(|e| {
+            match e.downcast::<NoSuchSerial>() {
+                Ok(NoSuchSerial(m)) => AuthorityError::NotIssuedHere(m),
+                Err(e) => AuthorityError::from_ledger(e, ""),
+            }
+        })
+    }
+
+    /// Every certificate in the ledger, newest first.
+    pub fn certificates(&self) -> Result<Vec<Record>, AuthorityError> {
+        self.ledger
+            .list()
+            .map_err(|e| AuthorityError::from_ledger(e, ""))
     }
 
     /// Issue the HTTPS listener's own certificate: a fresh P-256 key made here (from the OS RNG),
@@ -463,6 +637,12 @@ impl Authority {
             Credential::Listener { profile, lifetime } => {
                 ("listener", "listener", profile, None, Some(lifetime))
             }
+            Credential::Attested {
+                origin,
+                name,
+                profile,
+                identity,
+            } => (origin, name, profile, Some(identity), None),
         };
         let request = Request::Sign(Box::new(SignRequest {
             csr_pem: csr_pem.to_string(),

@@ -4,6 +4,68 @@ use anyhow::{bail, Result};
 use base64ct::{Base64UrlUnpadded, Encoding};
 use sha2::{Digest, Sha256};
 
+/// A token order that cannot be carried out (no use, a bad identity or lifetime).
+#[derive(Debug)]
+pub struct Invalid(pub String);
+
+impl std::fmt::Display for Invalid {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Invalid {}
+
+/// A token just created: the secret (shown once), its public id and expiry.
+pub struct Created {
+    /// The secret, `wpk_…`.
+    pub secret: zeroize::Zeroizing<String>,
+    /// The public id (in logs and the ledger).
+    pub id: String,
+    /// Expiry, Unix seconds.
+    pub expires_at: i64,
+}
+
+/// Create and store a token for `profile` bound to `identity` (checked to be a name), for
+/// `uses` certificates, valid `ttl_secs` from `now`. Shared by the CLI and the KBS plugin's
+/// admin route; the profile is checked against the policy by the caller.
+pub fn create(
+    ledger: &dyn crate::db::Ledger,
+    profile: &str,
+    identity: Option<&str>,
+    uses: u32,
+    ttl_secs: i64,
+    now: i64,
+) -> Result<Created> {
+    if let Some(id) = identity {
+        wasm_pki::SanName::parse(id).map_err(|e| Invalid(format!("identity \"{id}\": {e}")))?;
+    }
+    if uses == 0 {
+        return Err(Invalid("uses must be at least 1".into()).into());
+    }
+    if !(1..=MAX_TTL_SECS).contains(&ttl_secs) {
+        return Err(Invalid(format!("the lifetime must be 1 s to {MAX_TTL_SECS} s")).into());
+    }
+    let (secret, hash, id) = generate()?;
+    ledger.create_token(&crate::db::NewToken {
+        hash: &hash,
+        id: &id,
+        profile,
+        identity,
+        uses,
+        expires_at: now + ttl_secs,
+        created_at: now,
+    })?;
+    Ok(Created {
+        secret: zeroize::Zeroizing::new(secret),
+        id,
+        expires_at: now + ttl_secs,
+    })
+}
+
+/// Longest token lifetime: a year.
+pub const MAX_TTL_SECS: i64 = 365 * 86_400;
+
 /// Prefix that makes tokens recognisable in logs and secret scanners.
 const PREFIX: &str = "wpk_";
 
@@ -58,7 +120,7 @@ pub fn parse_ttl(s: &str) -> Result<i64> {
             })?
             .as_secs()
     };
-    if secs == 0 || secs > 365 * 86_400 {
+    if secs == 0 || secs > MAX_TTL_SECS as u64 {
         bail!("token lifetime must be between 1 s and 365 days");
     }
     Ok(secs as i64)

@@ -240,6 +240,9 @@ pub trait Ledger: Send + Sync {
     fn list(&self) -> Result<Vec<Record>>;
     /// The certificate with this serial, if any.
     fn find(&self, serial: &str) -> Result<Option<Record>>;
+    /// Unrevoked certificates issued to `identity` on the credential `token_id` since `since`
+    /// (Unix seconds), newest first: what an attested retry may get back.
+    fn recent(&self, identity: &str, token_id: &str, since: i64) -> Result<Vec<Record>>;
     /// Serials of the whole lineage `serial` belongs to: its oldest recorded ancestor and every
     /// certificate renewed from it, directly or not (branches included). Empty when unknown.
     fn lineage(&self, serial: &str) -> Result<Vec<String>>;

@@ -22,9 +22,10 @@ type Manager = PostgresConnectionManager<MakeRustlsConnect>;
 type Conn = r2d2::PooledConnection<Manager>;
 
 /// The schema this binary writes; a database with a newer one is refused.
-const SCHEMA_VERSION: i32 = 1;
+const SCHEMA_VERSION: i32 = 2;
 /// The migrations, in order: `MIGRATIONS[v]` takes the schema from version `v` to `v + 1`.
-const MIGRATIONS: &[&str] = &["
+const MIGRATIONS: &[&str] = &[
+    "
     CREATE TABLE tokens (
         id TEXT PRIMARY KEY, hash BYTEA NOT NULL UNIQUE, profile TEXT NOT NULL, identity TEXT,
         uses_left BIGINT NOT NULL CHECK (uses_left >= 0), expires_at BIGINT NOT NULL,
@@ -40,7 +41,11 @@ const MIGRATIONS: &[&str] = &["
         fingerprint TEXT NOT NULL, jti TEXT NOT NULL, expires_at BIGINT NOT NULL,
         PRIMARY KEY (fingerprint, jti));
     CREATE SEQUENCE crl_number;
-"];
+",
+    "
+    CREATE INDEX certificates_identity ON certificates (identity, token_id, issued_at);
+",
+];
 /// Key of the advisory lock that serialises schema changes between signers starting together.
 const SCHEMA_LOCK: i64 = 0x0077_6173_6d70_6b69; // "wasmpki"
 /// Connections per signer.
@@ -364,6 +369,17 @@ impl Ledger for PgLedger {
             )
             .map_err(db)?;
         Ok(row.as_ref().map(read_record))
+    }
+
+    fn recent(&self, identity: &str, token_id: &str, since: i64) -> Result<Vec<Record>> {
+        let rows = self
+            .conn()?
+            .query(
+                &format!("SELECT {COLUMNS} FROM certificates WHERE identity = $1 AND token_id = $2 AND issued_at >= $3 AND revoked_at IS NULL ORDER BY issued_at DESC"),
+                &[&identity, &token_id, &since],
+            )
+            .map_err(db)?;
+        Ok(rows.iter().map(read_record).collect())
     }
 
     fn lineage(&self, serial: &str) -> Result<Vec<String>> {

@@ -255,6 +255,15 @@ impl Ledger for SqliteLedger {
         Ok(rows.next().transpose()?)
     }
 
+    fn recent(&self, identity: &str, token_id: &str, since: i64) -> Result<Vec<Record>> {
+        let conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
+        let mut st = conn.prepare(&format!(
+            "SELECT {COLUMNS} FROM certificates WHERE identity = ?1 AND token_id = ?2 AND issued_at >= ?3 AND revoked_at IS NULL ORDER BY issued_at DESC"
+        ))?;
+        let rows = st.query_map(params![identity, token_id, since], read_record)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     fn lineage(&self, serial: &str) -> Result<Vec<String>> {
         let conn = self.conn.lock().unwrap();
         let mut st = conn.prepare(LINEAGE)?;

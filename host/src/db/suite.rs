@@ -261,3 +261,30 @@ fn revocations_crl_numbers_and_a_copy_to_the_other_backend() {
         }
     }
 }
+
+#[test]
+fn recent_certificates_of_an_identity_and_credential() {
+    for (b, l, _keep) in backends("recent") {
+        for (serial, identity, token, at) in [
+            ("01", "a", "kbs:x/sign", 100),
+            ("02", "a", "kbs:x/sign", 200),
+            ("03", "b", "kbs:x/sign", 200),
+            ("04", "a", "operator", 200),
+            ("05", "a", "kbs:x/sign", 300),
+        ] {
+            let mut r = record(serial, token);
+            r.identity = Some(identity.into());
+            r.issued_at = at;
+            l.record(&r).unwrap();
+        }
+        l.revoke("05", 301).unwrap();
+        let got: Vec<String> = l
+            .recent("a", "kbs:x/sign", 150)
+            .unwrap()
+            .into_iter()
+            .map(|r| r.serial)
+            .collect();
+        assert_eq!(got, ["02"], "{b}");
+        assert_eq!(l.recent("a", "kbs:x/sign", 0).unwrap().len(), 2, "{b}");
+    }
+}
