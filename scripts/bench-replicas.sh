@@ -29,12 +29,12 @@ python3 -c 'import json,sys; print(json.dumps({"csr": open(sys.argv[1]).read()})
 psql -q "$WASM_PKI_TEST_PG/postgres" -c "CREATE DATABASE bench"
 pg="$WASM_PKI_TEST_PG/bench"
 port=$((20000 + RANDOM % 10000))
-serve() { # dir [options...]: prints the URL
+serve() { # dir [options...]: starts a signer; its URL in $url
   port=$((port + 1))
   local dir=$1; shift
   "$bin" serve --dir "$dir" --listen "127.0.0.1:$port" --log-format off "$@" > "$work/serve-$port.log" 2>&1 &
   pids+=($!)
-  echo "https://127.0.0.1:$port/v1/sign"
+  url="https://127.0.0.1:$port/v1/sign"
 }
 ready() { # url token
   for _ in $(seq 200); do
@@ -53,16 +53,16 @@ echo "Loopback load: wrk, $conns connections in all, ${secs}s per row, $(nproc) 
 echo
 echo "| ledger | signers | certs/s | p99 ms | errors |"
 echo "|---|---|---|---|---|"
-u=$(serve "$work/ca"); t=$(token); ready "$u" "$t"
+serve "$work/ca"; u=$url; t=$(token); ready "$u" "$t"
 read -r rps p99 err < <(load "$u" "$t" "$conns")
 echo "| SQLite | 1 | $rps | $p99 | $err |"
 sqlite_rps=$rps
 kill "${pids[-1]}"
-u1=$(serve "$work/ca" --ledger "$pg"); t=$(token --ledger "$pg"); ready "$u1" "$t"
+serve "$work/ca" --ledger "$pg"; u1=$url; t=$(token --ledger "$pg"); ready "$u1" "$t"
 read -r rps p99 err < <(load "$u1" "$t" "$conns")
 echo "| PostgreSQL | 1 | $rps | $p99 | $err |"
 pg1=$rps
-u2=$(serve "$work/ca" --ledger "$pg"); ready "$u2" "$t"
+serve "$work/ca" --ledger "$pg"; u2=$url; ready "$u2" "$t"
 load "$u1" "$t" $((conns / 2)) > "$work/a" &
 first=$!
 load "$u2" "$t" $((conns - conns / 2)) > "$work/b"

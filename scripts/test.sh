@@ -67,7 +67,7 @@ WASM_PKI_SOAK_SECS="${WASM_PKI_SOAK_SECS:-120}" cargo test --workspace --all-tar
 cargo test --workspace --doc 2>&1 | tee -a "$log"
 # The server build of the module (wide arithmetic) through the same end-to-end tests.
 WASM_PKI_E2E_MODULE="$PWD/host/dist/wasm_pki_server.wasm" \
-  cargo test -p wasm-pki-host --test e2e 2>&1 | tee -a "$log"
+  cargo test --workspace --test e2e 2>&1 | tee -a "$log"
 
 step "Node tests (npm API, openssl, X509Certificate, WebCrypto, npm pack)"
 node --test tests/node/ 2>&1 | tee -a "$log"
