@@ -307,41 +307,44 @@ impl Authority {
         let narrowed = spec
             .build()
             .map_err(|e| AuthorityError::Internal(format!("narrowing {profile_name}: {e}")))?;
-        // The CSR's key, as the sandbox reads it (the CSR is untrusted input).
-        let described: serde_json::Value = self
-            .sandbox
-            .call(
-                &Request::Inspect(protocol::InspectRequest {
-                    pem: csr_pem.to_string(),
-                }),
-                SANDBOX_WAIT,
-            )?
-            .map_err(AuthorityError::Refused)?;
-        let key = described["key"]["fingerprintSha256"]
-            .as_str()
-            .ok_or_else(|| AuthorityError::SandboxReply("a description without a key".into()))?
-            .to_string();
+        // A repeat: a recent certificate for this identity from this origin with the CSR's key.
+        // Only when there is a candidate is the CSR read (in the sandbox: it is untrusted input).
         let ledger = |e: anyhow::Error| AuthorityError::from_ledger(e, "");
-        let since = now() - ATTESTED_RETRY_WINDOW_SECS;
-        for r in self
+        let at = now();
+        let recent = self
             .ledger
-            .recent(identity, origin, since)
-            .map_err(ledger)?
-        {
-            let window = ATTESTED_RETRY_WINDOW_SECS.min((r.not_after - r.issued_at) / 10);
-            let same_key = wasm_pki::Certificate::parse(r.pem.as_bytes())
-                .and_then(|c| c.public_key())
-                .is_ok_and(|k| wasm_pki::hex(&k.fingerprint_sha256()) == key);
-            if same_key && r.profile == profile_name && now() - r.issued_at <= window {
-                return Ok(Signed {
-                    renew_after: wasm_pki::renew_after(r.not_before, r.not_after, 0.5)
-                        .unwrap_or(r.not_after),
-                    certificate: r.pem,
-                    chain: self.chain.clone(),
-                    ca: self.root_pem.clone(),
-                    not_after: r.not_after,
-                    serial: r.serial,
-                });
+            .recent(identity, origin, at - ATTESTED_RETRY_WINDOW_SECS)
+            .map_err(ledger)?;
+        if !recent.is_empty() {
+            let described: serde_json::Value = self
+                .sandbox
+                .call(
+                    &Request::Inspect(protocol::InspectRequest {
+                        pem: csr_pem.to_string(),
+                    }),
+                    SANDBOX_WAIT,
+                )?
+                .map_err(AuthorityError::Refused)?;
+            let key = described["key"]["fingerprintSha256"]
+                .as_str()
+                .ok_or_else(|| AuthorityError::SandboxReply("a description without a key".into()))?
+                .to_string();
+            for r in recent {
+                let window = ATTESTED_RETRY_WINDOW_SECS.min((r.not_after - r.issued_at) / 10);
+                let same_key = wasm_pki::Certificate::parse(r.pem.as_bytes())
+                    .and_then(|c| c.public_key())
+                    .is_ok_and(|k| wasm_pki::hex(&k.fingerprint_sha256()) == key);
+                if same_key && r.profile == profile_name && at - r.issued_at <= window {
+                    return Ok(Signed {
+                        renew_after: wasm_pki::renew_after(r.not_before, r.not_after, 0.5)
+                            .unwrap_or(r.not_after),
+                        certificate: r.pem,
+                        chain: self.chain.clone(),
+                        ca: self.root_pem.clone(),
+                        not_after: r.not_after,
+                        serial: r.serial,
+                    });
+                }
             }
         }
         self.sign(

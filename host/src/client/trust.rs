@@ -8,7 +8,6 @@ use anyhow::{bail, Context, Result};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
-use sha2::{Digest, Sha256};
 
 use super::http::{self, Server};
 
@@ -131,11 +130,6 @@ impl ServerCertVerifier for AnyServer {
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.0.signature_verification_algorithms.supported_schemes()
     }
-}
-
-/// SHA-256 of `der`, hex.
-pub fn sha256_hex(der: &[u8]) -> String {
-    wasm_pki::hex(&Sha256::digest(der))
 }
 
 #[cfg(test)]
