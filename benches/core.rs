@@ -37,6 +37,7 @@ fn bench(c: &mut Criterion) {
         let opts = IssueOptions {
             identity: Some(SanName::dns("bench.example.com").unwrap()),
             lifetime_secs: None,
+            ..Default::default()
         };
         let t = now();
         g.bench_function("issue", |b| {

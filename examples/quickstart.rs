@@ -26,6 +26,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let opts = IssueOptions {
         identity: Some(SanName::dns("web.example.com")?),
         lifetime_secs: Some(3600),
+        ..Default::default()
     };
     let issued = ca.issue(&parsed, &profile, &opts, now, &mut rng)?;
     let chain = [issued.certificate.clone(), ca.certificate().clone()];

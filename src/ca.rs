@@ -2,8 +2,8 @@
 
 use rand_core::CryptoRng;
 use rcgen::{
-    BasicConstraints, CertificateParams, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyIdMethod,
-    KeyUsagePurpose, SerialNumber,
+    BasicConstraints, CertificateParams, CidrSubnet, ExtendedKeyUsagePurpose, GeneralSubtree, IsCa,
+    Issuer, KeyIdMethod, KeyUsagePurpose, NameConstraints, SerialNumber,
 };
 use time::{Duration, OffsetDateTime};
 
@@ -12,7 +12,7 @@ use crate::csr::ParsedCsr;
 use crate::error::{Error, Result};
 use crate::key_pair::{Algorithm, KeyPair};
 use crate::name::{SanName, Subject};
-use crate::policy::{IssueOptions, Profile, Usage};
+use crate::policy::{IntermediateRule, IssueOptions, NameConstraintRules, Profile, Usage};
 use crate::public_key::{KeyKind, PublicKey};
 
 /// How a new CA certificate is made.
@@ -308,16 +308,22 @@ impl CertificateAuthority {
             .iter()
             .map(SanName::to_rcgen)
             .collect::<Result<_>>()?;
-        params.is_ca = IsCa::ExplicitNoCa;
-        params.key_usages = leaf_key_usages(key, decision.usage);
-        params.extended_key_usages = match decision.usage {
-            Usage::Server => vec![ExtendedKeyUsagePurpose::ServerAuth],
-            Usage::Client => vec![ExtendedKeyUsagePurpose::ClientAuth],
-            Usage::ServerAndClient => vec![
-                ExtendedKeyUsagePurpose::ServerAuth,
-                ExtendedKeyUsagePurpose::ClientAuth,
-            ],
-        };
+        if let Some(rule) = &profile.intermediate {
+            params.is_ca = IsCa::Ca(BasicConstraints::Constrained(self.child_path_len(rule)?));
+            params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+            params.name_constraints = name_constraints(&rule.name_constraints);
+        } else {
+            params.is_ca = IsCa::ExplicitNoCa;
+            params.key_usages = leaf_key_usages(key, decision.usage);
+            params.extended_key_usages = match decision.usage {
+                Usage::Server => vec![ExtendedKeyUsagePurpose::ServerAuth],
+                Usage::Client => vec![ExtendedKeyUsagePurpose::ClientAuth],
+                Usage::ServerAndClient => vec![
+                    ExtendedKeyUsagePurpose::ServerAuth,
+                    ExtendedKeyUsagePurpose::ClientAuth,
+                ],
+            };
+        }
         params.use_authority_key_identifier_extension = true;
         params.key_identifier_method = KeyIdMethod::PreSpecified(key.key_identifier());
         params.serial_number = Some(random_serial(rng));
@@ -336,10 +342,47 @@ impl CertificateAuthority {
         })
     }
 
+    /// The path length an intermediate of `rule` gets, if this CA may sign one at all: below a
+    /// CA constrained to `n`, at most `n - 1`.
+    fn child_path_len(&self, rule: &IntermediateRule) -> Result<u8> {
+        match &self.params.is_ca {
+            IsCa::Ca(BasicConstraints::Constrained(0)) => Err(Error::Policy(
+                "this CA has path length 0: it cannot sign an intermediate".into(),
+            )),
+            IsCa::Ca(BasicConstraints::Constrained(n)) if rule.path_len >= *n => {
+                Err(Error::Policy(format!(
+                    "the profile asks for intermediates with path length {}, but this CA's own path length {n} allows at most {}",
+                    rule.path_len,
+                    n - 1
+                )))
+            }
+            _ => Ok(rule.path_len),
+        }
+    }
+
     /// Seconds since the epoch when this CA stops being valid.
     pub fn not_after_unix(&self) -> i64 {
         unix(self.not_after())
     }
+}
+
+fn name_constraints(rules: &NameConstraintRules) -> Option<NameConstraints> {
+    if rules.is_empty() {
+        return None;
+    }
+    fn subtrees(dns: &[String], ip: &[ipnet::IpNet]) -> Vec<GeneralSubtree> {
+        let ip = ip.iter().map(|n| {
+            GeneralSubtree::IpAddress(CidrSubnet::from_addr_prefix(n.addr(), n.prefix_len()))
+        });
+        dns.iter()
+            .map(|d| GeneralSubtree::DnsName(d.clone()))
+            .chain(ip)
+            .collect()
+    }
+    Some(NameConstraints {
+        permitted_subtrees: subtrees(&rules.permitted_dns, &rules.permitted_ip),
+        excluded_subtrees: subtrees(&rules.excluded_dns, &rules.excluded_ip),
+    })
 }
 
 fn leaf_key_usages(key: &PublicKey, usage: Usage) -> Vec<KeyUsagePurpose> {

@@ -2,6 +2,7 @@
 #![doc = include_str!("../README.md")]
 #![warn(missing_docs)]
 
+pub mod bundle;
 pub mod ca;
 pub mod certificate;
 pub mod chain;
@@ -22,7 +23,9 @@ pub mod rng;
 mod signature;
 pub mod spiffe;
 pub mod urls;
+pub mod vault;
 
+pub use bundle::trust_bundle;
 pub use ca::{CaParams, CertificateAuthority, Issued};
 pub use certificate::{renew_after, Certificate};
 pub use chain::{verify_chain, VerifiedChain};
@@ -34,8 +37,8 @@ pub use key_pair::{Algorithm, KeyEncryption, KeyPair};
 pub use name::{SanName, Subject};
 pub use pem::{hex, unhex, MAX_INPUT_BYTES};
 pub use policy::{
-    Decision, DnsPattern, IssueOptions, NamePattern, NameRules, Profile, ProfileSpec, RenewalRule,
-    SpiffeRule, SubjectSource, Usage,
+    Decision, DnsPattern, IntermediateRule, IssueOptions, NameConstraintRules, NamePattern,
+    NameRules, Profile, ProfileSpec, RenewalRule, SpiffeRule, SubjectSource, Usage,
 };
 pub use proof::{sign_proof, verify_proof, VerifiedProof};
 pub use public_key::{Jwk, KeyKind, PublicKey};

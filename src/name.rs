@@ -53,6 +53,22 @@ impl Subject {
         self.fields().iter().all(|(_, v)| v.is_none())
     }
 
+    /// Set every attribute `template` has, keeping the others: the issuer's word wins.
+    pub fn override_with(&mut self, template: &Subject) {
+        for (dst, src) in [
+            (&mut self.common_name, &template.common_name),
+            (&mut self.organization, &template.organization),
+            (&mut self.organizational_unit, &template.organizational_unit),
+            (&mut self.country, &template.country),
+            (&mut self.state, &template.state),
+            (&mut self.locality, &template.locality),
+        ] {
+            if src.is_some() {
+                *dst = src.clone();
+            }
+        }
+    }
+
     fn fields(&self) -> [(&'static str, &Option<String>); 6] {
         [
             ("C", &self.country),

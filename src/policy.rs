@@ -219,6 +219,51 @@ pub struct SpiffeRule {
     pub path_prefix: String,
 }
 
+/// Makes the profile issue intermediate CA certificates (e.g. for a SPIRE server that signs its
+/// own SVIDs under this CA). Such a profile carries no host names: at most the trust domain's own
+/// SPIFFE ID (`spiffe://<trust domain>`, when `spiffe` is set), and its subject comes from the
+/// profile's template (or the CSR's, with `subjectFrom = "csr"`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct IntermediateRule {
+    /// basicConstraints pathLenConstraint of the intermediates: 0 (the default) lets them sign
+    /// leaves only.
+    #[serde(default)]
+    pub path_len: u8,
+    /// Name constraints written into the intermediates (RFC 5280 4.2.1.10).
+    #[serde(default)]
+    pub name_constraints: NameConstraintRules,
+}
+
+/// Permitted and excluded subtrees for an intermediate: DNS suffixes (`example.com` covers it and
+/// every name below) and IP blocks (CIDR).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct NameConstraintRules {
+    /// DNS subtrees the intermediate may certify.
+    #[serde(default)]
+    pub permitted_dns: Vec<String>,
+    /// DNS subtrees it may not.
+    #[serde(default)]
+    pub excluded_dns: Vec<String>,
+    /// IP blocks it may certify.
+    #[serde(default)]
+    pub permitted_ip: Vec<IpNet>,
+    /// IP blocks it may not.
+    #[serde(default)]
+    pub excluded_ip: Vec<IpNet>,
+}
+
+impl NameConstraintRules {
+    /// Whether any subtree is set.
+    pub fn is_empty(&self) -> bool {
+        self.permitted_dns.is_empty()
+            && self.excluded_dns.is_empty()
+            && self.permitted_ip.is_empty()
+            && self.excluded_ip.is_empty()
+    }
+}
+
 /// The fields of a profile as written in JSON/TOML (camelCase) or built in code. Not checked:
 /// [`ProfileSpec::build`] turns it into a [`Profile`], which is always valid.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -264,6 +309,9 @@ pub struct ProfileSpec {
     /// they expire.
     #[serde(default)]
     pub renewal: RenewalRule,
+    /// Issue intermediate CA certificates instead of leaves (absent: leaves only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub intermediate: Option<IntermediateRule>,
 }
 
 /// Renewal by the holder of a certificate (with the certificate's own key, no new token).
@@ -318,6 +366,7 @@ impl Default for ProfileSpec {
             usage: Usage::ServerAndClient,
             backdate_secs: default_backdate(),
             renewal: RenewalRule::default(),
+            intermediate: None,
         }
     }
 }
@@ -366,6 +415,32 @@ impl ProfileSpec {
                     s.path_prefix.trim_end_matches('/')
                 ))
                 .map_err(|e| Error::InvalidParameter(format!("profile: spiffe.pathPrefix: {e}")))?;
+            }
+        }
+        if let Some(rule) = &mut self.intermediate {
+            if self.accept_csr || !self.names.allow.is_empty() {
+                return bad("an intermediate profile issues no host names: acceptCsr and names.allow cannot be set".into());
+            }
+            if let Some(s) = &self.spiffe {
+                if !s.path_prefix.is_empty() {
+                    return bad("an intermediate's SPIFFE ID is its trust domain: spiffe.pathPrefix cannot be set".into());
+                }
+            }
+            if self.subject_from == SubjectSource::Identity && self.subject.is_empty() {
+                return bad("an intermediate needs a subject: set subject (at least commonName or organization) or subjectFrom = \"csr\"".into());
+            }
+            let nc = &mut rule.name_constraints;
+            for list in [&mut nc.permitted_dns, &mut nc.excluded_dns] {
+                for d in list.iter_mut() {
+                    *d = normalize_dns(d.trim_start_matches('.')).map_err(|e| {
+                        Error::InvalidParameter(format!(
+                            "profile: intermediate.nameConstraints: {e}"
+                        ))
+                    })?;
+                    if d.starts_with("*.") {
+                        return bad(format!("intermediate.nameConstraints: {d}: a subtree is a domain, not a wildcard"));
+                    }
+                }
             }
         }
         self.default_lifetime_secs = Some(default);
@@ -418,6 +493,9 @@ pub struct IssueOptions {
     pub identity: Option<SanName>,
     /// Requested lifetime in seconds; the profile's default when `None`.
     pub lifetime_secs: Option<u64>,
+    /// Names asked for outside the CSR (a Vault client's `alt_names`, `ip_sans`, `uri_sans`):
+    /// checked by the same rules as the CSR's own.
+    pub extra_names: Vec<SanName>,
 }
 
 /// What the policy decided to put into the certificate.
@@ -491,24 +569,16 @@ impl Profile {
     /// Decide what to issue for `csr`, or refuse.
     pub fn decide(&self, csr: &ParsedCsr, opts: &IssueOptions) -> Result<Decision> {
         self.check_key(csr.public_key())?;
+        if let Some(rule) = &self.intermediate {
+            return self.decide_intermediate(rule, csr, opts);
+        }
         self.check_requested_extensions(csr)?;
 
-        let lifetime_secs = opts.lifetime_secs.unwrap_or(self.default_lifetime());
-        if lifetime_secs == 0 {
-            return Err(Error::Policy(
-                "a lifetime of zero seconds was requested".into(),
-            ));
-        }
-        if lifetime_secs > self.max_lifetime_secs {
-            return Err(Error::Policy(format!(
-                "a lifetime of {lifetime_secs} s was requested; this profile allows at most {} s",
-                self.max_lifetime_secs
-            )));
-        }
+        let lifetime_secs = self.lifetime(opts)?;
 
         let identity = opts.identity.as_ref();
         let mut names: Vec<SanName> = identity.into_iter().cloned().collect();
-        for name in csr.names() {
+        for name in csr.names().iter().chain(&opts.extra_names) {
             if Some(name) == identity || names.contains(name) {
                 continue;
             }
@@ -535,21 +605,7 @@ impl Profile {
                 self.check_csr_common_name(cn, &names)?;
             }
         }
-        for (dst, src) in [
-            (&mut subject.common_name, &self.subject.common_name),
-            (&mut subject.organization, &self.subject.organization),
-            (
-                &mut subject.organizational_unit,
-                &self.subject.organizational_unit,
-            ),
-            (&mut subject.country, &self.subject.country),
-            (&mut subject.state, &self.subject.state),
-            (&mut subject.locality, &self.subject.locality),
-        ] {
-            if src.is_some() {
-                *dst = src.clone();
-            }
-        }
+        subject.override_with(&self.subject);
         if subject.common_name.is_none() && self.subject_from == SubjectSource::Identity {
             subject.common_name = identity.and_then(common_name_for);
         }
@@ -565,6 +621,84 @@ impl Profile {
             lifetime_secs,
             usage: self.usage,
             spiffe: self.spiffe.is_some(),
+        })
+    }
+
+    fn lifetime(&self, opts: &IssueOptions) -> Result<u64> {
+        let lifetime_secs = opts.lifetime_secs.unwrap_or(self.default_lifetime());
+        if lifetime_secs == 0 {
+            return Err(Error::Policy(
+                "a lifetime of zero seconds was requested".into(),
+            ));
+        }
+        if lifetime_secs > self.max_lifetime_secs {
+            return Err(Error::Policy(format!(
+                "a lifetime of {lifetime_secs} s was requested; this profile allows at most {} s",
+                self.max_lifetime_secs
+            )));
+        }
+        Ok(lifetime_secs)
+    }
+
+    /// An intermediate CA: no host names, at most the trust domain's own SPIFFE ID; the subject
+    /// from the template (or the CSR's, when the profile says so); a requested path length only
+    /// if it is no longer than the profile's.
+    fn decide_intermediate(
+        &self,
+        rule: &IntermediateRule,
+        csr: &ParsedCsr,
+        opts: &IssueOptions,
+    ) -> Result<Decision> {
+        let req = csr.requested_extensions();
+        if let Some(n) = req.path_len {
+            if n > u32::from(rule.path_len) {
+                return Err(Error::Policy(format!(
+                    "the CSR asks for path length {n}; this profile allows at most {}",
+                    rule.path_len
+                )));
+            }
+        }
+        let lifetime_secs = self.lifetime(opts)?;
+        let own_id = self
+            .spiffe
+            .as_ref()
+            .map(|s| SanName::Uri(format!("spiffe://{}", s.trust_domain)));
+        let mut names: Vec<SanName> = Vec::new();
+        for name in opts
+            .identity
+            .iter()
+            .chain(csr.names())
+            .chain(&opts.extra_names)
+        {
+            if names.contains(name) {
+                continue;
+            }
+            if Some(name) != own_id.as_ref() {
+                return Err(Error::Policy(match &own_id {
+                    Some(id) => {
+                        format!("{name}: an intermediate of this profile carries no name but {id}")
+                    }
+                    None => format!("{name}: an intermediate of this profile carries no names"),
+                }));
+            }
+            names.push(name.clone());
+        }
+        let mut subject = match self.subject_from {
+            SubjectSource::Identity => Subject::default(),
+            SubjectSource::Csr => csr.subject().clone(),
+        };
+        subject.override_with(&self.subject);
+        if subject.is_empty() {
+            return Err(Error::Policy(
+                "the intermediate would have an empty subject: the CSR names none and the profile sets none".into(),
+            ));
+        }
+        Ok(Decision {
+            subject,
+            names,
+            lifetime_secs,
+            usage: self.usage,
+            spiffe: false,
         })
     }
 

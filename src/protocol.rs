@@ -111,6 +111,9 @@ pub struct SignRequest {
     pub seed: Seed,
     /// When to renew, as a fraction of the lifetime (default ½).
     pub renew_fraction: Option<f64>,
+    /// Names asked for outside the CSR (a Vault client's `alt_names`…), checked like the CSR's.
+    #[serde(default)]
+    pub extra_names: Vec<SanName>,
 }
 
 /// Renew `certificate_pem`, which must have been issued by the loaded CA: a new certificate for
@@ -395,7 +398,7 @@ impl Guest {
             &csr,
             &s.profile,
             s.identity.as_deref(),
-            s.lifetime_secs,
+            (s.lifetime_secs, &s.extra_names),
             s.now,
             &s.seed,
             s.renew_fraction,
@@ -436,7 +439,7 @@ impl Guest {
             &csr,
             &r.profile,
             r.identity.as_deref(),
-            r.lifetime_secs,
+            (r.lifetime_secs, &[]),
             r.now,
             &r.seed,
             r.renew_fraction,
@@ -449,7 +452,7 @@ impl Guest {
         csr: &ParsedCsr,
         profile: &Profile,
         identity: Option<&str>,
-        lifetime_secs: Option<u64>,
+        (lifetime_secs, extra_names): (Option<u64>, &[SanName]),
         now: i64,
         seed: &Seed,
         renew_fraction: Option<f64>,
@@ -461,6 +464,7 @@ impl Guest {
         let opts = IssueOptions {
             identity,
             lifetime_secs,
+            extra_names: extra_names.to_vec(),
         };
         let issued = ca.issue(csr, profile, &opts, now, &mut rng)?;
         let c = &issued.certificate;

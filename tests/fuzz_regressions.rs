@@ -58,3 +58,8 @@ fn proof_inputs() {
 fn kbs_inputs() {
     assert!(replay("kbs", bodies::kbs) >= 5);
 }
+
+#[test]
+fn vault_inputs() {
+    assert!(replay("vault", bodies::vault) >= 5);
+}

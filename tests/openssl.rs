@@ -105,6 +105,7 @@ fn openssl_verifies_issued_leaves_for_both_ca_algorithms() {
             let opts = IssueOptions {
                 identity: Some(SanName::dns("svc.example.com").unwrap()),
                 lifetime_secs: Some(3600),
+                ..Default::default()
             };
             let issued = int.issue(&csr, &profile, &opts, now(), &mut rng()).unwrap();
             dir.write("leaf.pem", issued.certificate.to_pem());

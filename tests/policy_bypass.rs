@@ -58,6 +58,7 @@ fn issue(ca: &CertificateAuthority, c: &Case) -> Result<Issued> {
     let opts = IssueOptions {
         identity: identity(c.identity),
         lifetime_secs: c.lifetime_secs,
+        ..Default::default()
     };
     ca.issue(&csr, &c.profile, &opts, now(), &mut rng())
 }
@@ -565,6 +566,7 @@ fn an_injected_subject_is_ignored_when_the_issuer_decides_it() {
     let opts = IssueOptions {
         identity: Some(SanName::dns("ok.example.com").unwrap()),
         lifetime_secs: None,
+        ..Default::default()
     };
     let issued = ca
         .issue(&csr, &Profile::default(), &opts, now(), &mut rng())
@@ -622,6 +624,7 @@ fn renewals_that_must_be_refused_are_refused_with_their_reason() {
     let opts = IssueOptions {
         identity: Some(SanName::dns(id).unwrap()),
         lifetime_secs: Some(3600),
+        ..Default::default()
     };
     let cert = ca
         .issue(&csr, &profile, &opts, now(), &mut rng())
@@ -643,6 +646,7 @@ fn renewals_that_must_be_refused_are_refused_with_their_reason() {
     let no_identity = IssueOptions {
         identity: None,
         lifetime_secs: Some(3600),
+        ..Default::default()
     };
     let ruled = ca
         .issue(&ruled_csr, &profile, &no_identity, now(), &mut rng())

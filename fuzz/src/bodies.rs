@@ -98,6 +98,7 @@ pub fn policy(data: &[u8]) {
     let opts = IssueOptions {
         identity: identity.clone(),
         lifetime_secs: v["lifetime"].as_u64(),
+        ..Default::default()
     };
     let Ok(d) = profile.decide(&csr, &opts) else {
         return;
@@ -139,6 +140,7 @@ static PROOF_CERT: LazyLock<(KeyPair, Certificate, CertificateAuthority)> = Lazy
     let opts = IssueOptions {
         identity: Some(name),
         lifetime_secs: Some(3600),
+        ..Default::default()
     };
     let issued = ca
         .issue(&csr, &Profile::default(), &opts, now, &mut rng)
@@ -207,5 +209,31 @@ pub fn kbs(data: &[u8]) {
         Ok(kbs::KbsRequest::Ca) | Ok(kbs::KbsRequest::Bundle) => assert!(!admin),
         Ok(_) => assert!(admin, "an admin route decoded without the admin credential"),
         Err(_) => {}
+    }
+}
+
+/// The Vault API's body decoder: the first byte picks the endpoint (and the intermediate path
+/// length), the rest is the body. Whatever decodes carries a CSR, and names that are their own
+/// normal form; a lifetime is never zero.
+pub fn vault(data: &[u8]) {
+    let Some((&pick, body)) = data.split_first() else {
+        return;
+    };
+    let endpoint = match pick % 3 {
+        0 => vault::Endpoint::Sign,
+        n => vault::Endpoint::SignIntermediate { path_len: n - 1 },
+    };
+    if let Ok(r) = vault::decode(body, endpoint) {
+        assert!(!r.csr.trim().is_empty());
+        assert_ne!(r.lifetime_secs, Some(0));
+        for n in &r.extra_names {
+            let again = match n {
+                SanName::Dns(d) => SanName::dns(d),
+                SanName::Email(e) => SanName::email(e),
+                SanName::Uri(u) => SanName::uri(u),
+                SanName::Ip(ip) => Ok(SanName::Ip(*ip)),
+            };
+            assert_eq!(again.as_ref(), Ok(n), "{n}");
+        }
     }
 }

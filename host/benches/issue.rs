@@ -53,6 +53,7 @@ fn main() {
         let opts = IssueOptions {
             identity: Some(SanName::dns("bench.example.com").unwrap()),
             lifetime_secs: None,
+            ..Default::default()
         };
         let request = || {
             Request::Sign(Box::new(SignRequest {
@@ -63,6 +64,7 @@ fn main() {
                 now: now_secs,
                 seed: Seed([0xab; 32]),
                 renew_fraction: None,
+                extra_names: Vec::new(),
             }))
         };
         let native = |n: usize| {

@@ -142,6 +142,14 @@ enum Command {
         #[command(flatten)]
         rt: Runtime,
     },
+    /// Print the SPIFFE trust bundle (the JWK Set `GET /v1/bundle` serves), with the sequence
+    /// number the ledger holds for this CA set.
+    Bundle {
+        #[arg(long)]
+        dir: PathBuf,
+        #[command(flatten)]
+        rt: Runtime,
+    },
     /// List issued certificates.
     List {
         #[arg(long, required_unless_present = "ledger")]
@@ -692,6 +700,10 @@ fn run(cli: Cli) -> Result<()> {
                     done.len()
                 );
             }
+            Ok(())
+        }
+        Command::Bundle { dir, rt } => {
+            println!("{}", open_authority(&dir, &rt, 1)?.trust_bundle()?);
             Ok(())
         }
         Command::Crl { dir, rt } => {

@@ -213,6 +213,13 @@ fn kbs_plays_the_plugin_attested_admin_and_hostile() {
         let (admin, a, encrypt) = kbs(&mut c, "GET", &["ca"], &[], b"").await;
         assert!(!admin && encrypt);
         assert_eq!((a.status_code, a.body.clone()), (200, root.clone().into_bytes()));
+        // GET bundle: the SPIFFE trust bundle, the same document as GET /v1/bundle.
+        let (admin, b, encrypt) = kbs(&mut c, "GET", &["bundle"], &[], b"").await;
+        assert!(!admin && encrypt);
+        assert_eq!((b.status_code, b.content_type.as_str()), (200, "application/json"));
+        let doc: serde_json::Value = serde_json::from_slice(&b.body).unwrap();
+        assert_eq!(doc["keys"][0]["use"], "x509-svid");
+        assert_eq!(doc, http(&server.addr, "GET", "/v1/bundle", &[], b"").unwrap().json());
 
         // Admin routes: KBS must check its admin credential; answers are not for a TEE.
         let order = serde_json::json!({"profile": "web", "identity": "n.example.com", "uses": 1, "ttl": "10m"}).to_string();

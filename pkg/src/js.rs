@@ -280,6 +280,7 @@ fn profile_from_js(profile: JsValue, options: JsValue) -> Res<(Profile, IssueOpt
         IssueOptions {
             identity,
             lifetime_secs: o.lifetime_secs,
+            ..Default::default()
         },
     ))
 }

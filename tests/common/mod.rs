@@ -111,6 +111,7 @@ pub fn request_for(
         IssueOptions {
             identity: Some(identity),
             lifetime_secs,
+            ..Default::default()
         },
     )
 }

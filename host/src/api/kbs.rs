@@ -121,11 +121,14 @@ pub fn handle(
             status_code: 200,
             content_type: "application/x-pem-file".into(),
         },
-        KbsRequest::Bundle => refusal(
-            404,
-            "no_bundle",
-            "this signer does not publish a SPIFFE trust bundle yet; GET ca gives the root",
-        ),
+        KbsRequest::Bundle => match authority.trust_bundle() {
+            Ok(doc) => PluginResponse {
+                body: doc.into_bytes(),
+                status_code: 200,
+                content_type: "application/json".into(),
+            },
+            Err(e) => refused(e),
+        },
         KbsRequest::CreateToken(order) => {
             let ttl = match order.ttl.as_deref() {
                 None => 3600,

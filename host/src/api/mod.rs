@@ -8,6 +8,7 @@ pub mod http;
 pub mod kbs;
 pub mod metrics;
 pub mod server;
+mod vault;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -53,7 +54,7 @@ pub fn status(e: &AuthorityError) -> u16 {
         AuthorityError::BadToken(_) | AuthorityError::TokenExpired | AuthorityError::TokenUsed => {
             401
         }
-        AuthorityError::UnknownProfile(_) => 403,
+        AuthorityError::UnknownProfile(_) | AuthorityError::Forbidden(_) => 403,
         AuthorityError::InvalidOrder(_) => 400,
         AuthorityError::NotIssuedHere(_)
         | AuthorityError::CertificateExpired
@@ -264,62 +265,67 @@ fn handle(app: &App, rq: &Request) -> Response {
     let started = Instant::now();
     let (method, path) = (rq.method.as_str(), rq.path.as_str());
     let mut outcome = Outcome::default();
-    let (route, resp) = match (method, path) {
-        ("POST", "/v1/sign") => ("/v1/sign", sign(app, rq, &mut outcome)),
-        ("POST", "/v1/renew") => ("/v1/renew", renew(app, rq, &mut outcome)),
-        ("GET", "/healthz") => ("/healthz", text(200, "text/plain", "ok\n")),
-        ("GET", "/readyz") => ("/readyz", ready(app)),
-        ("GET", "/v1/info") => ("/v1/info", info(app)),
-        ("GET", "/v1/ca") => (
-            "/v1/ca",
-            text(
-                200,
-                "application/x-pem-file",
-                app.authority.root_pem.clone(),
+    let routed = vault::route(app, rq, &mut outcome).or_else(|| bundle(app, method, path));
+    let (route, resp) = if let Some(routed) = routed {
+        routed
+    } else {
+        match (method, path) {
+            ("POST", "/v1/sign") => ("/v1/sign", sign(app, rq, &mut outcome)),
+            ("POST", "/v1/renew") => ("/v1/renew", renew(app, rq, &mut outcome)),
+            ("GET", "/healthz") => ("/healthz", text(200, "text/plain", "ok\n")),
+            ("GET", "/readyz") => ("/readyz", ready(app)),
+            ("GET", "/v1/info") => ("/v1/info", info(app)),
+            ("GET", "/v1/ca") => (
+                "/v1/ca",
+                text(
+                    200,
+                    "application/x-pem-file",
+                    app.authority.root_pem.clone(),
+                ),
             ),
-        ),
-        // DER forms, where certificates' CRL DP and AIA caIssuers point (RFC 5280 4.2.1.13,
-        // 4.2.2.1: application/pkix-crl and application/pkix-cert).
-        ("GET", "/v1/crl.der") => (
-            "/v1/crl.der",
-            match app.authority.crl_der() {
-                Ok(der) => text(200, "application/pkix-crl", der),
-                Err(e) => crl_failed(&e),
-            },
-        ),
-        ("GET", "/v1/ca.der") => (
-            "/v1/ca.der",
-            text(
-                200,
-                "application/pkix-cert",
-                app.authority.issuer_der.clone(),
+            // DER forms, where certificates' CRL DP and AIA caIssuers point (RFC 5280 4.2.1.13,
+            // 4.2.2.1: application/pkix-crl and application/pkix-cert).
+            ("GET", "/v1/crl.der") => (
+                "/v1/crl.der",
+                match app.authority.crl_der() {
+                    Ok(der) => text(200, "application/pkix-crl", der),
+                    Err(e) => crl_failed(&e),
+                },
             ),
-        ),
-        ("GET", "/v1/crl") => (
-            "/v1/crl",
-            match app.authority.crl() {
-                Ok(pem) => text(200, "application/x-pem-file", pem),
-                Err(e) => crl_failed(&e),
-            },
-        ),
-        ("GET", "/metrics") => (
-            "/metrics",
-            text(
-                200,
-                metrics::CONTENT_TYPE,
-                app.metrics
-                    .render(app.authority.sandbox.traps.load(Ordering::Relaxed)),
+            ("GET", "/v1/ca.der") => (
+                "/v1/ca.der",
+                text(
+                    200,
+                    "application/pkix-cert",
+                    app.authority.issuer_der.clone(),
+                ),
             ),
-        ),
-        ("GET", p) => ("static", static_file(app, p)),
-        _ => (
-            "other",
-            error_response(&ApiError::new(
-                405,
-                "method_not_allowed",
-                format!("{method} {path} is not served"),
-            )),
-        ),
+            ("GET", "/v1/crl") => (
+                "/v1/crl",
+                match app.authority.crl() {
+                    Ok(pem) => text(200, "application/x-pem-file", pem),
+                    Err(e) => crl_failed(&e),
+                },
+            ),
+            ("GET", "/metrics") => (
+                "/metrics",
+                text(
+                    200,
+                    metrics::CONTENT_TYPE,
+                    app.metrics
+                        .render(app.authority.sandbox.traps.load(Ordering::Relaxed)),
+                ),
+            ),
+            ("GET", p) => ("static", static_file(app, p)),
+            _ => (
+                "other",
+                error_response(&ApiError::new(
+                    405,
+                    "method_not_allowed",
+                    format!("{method} {path} is not served"),
+                )),
+            ),
+        }
     };
     app.metrics.request(route, resp.status);
     tracing::info!(
@@ -334,6 +340,21 @@ fn handle(app: &App, rq: &Request) -> Response {
         "request"
     );
     resp
+}
+
+/// `GET /v1/bundle` (and the policy's `bundle.path`): the SPIFFE trust bundle, for anyone.
+fn bundle(app: &App, method: &str, path: &str) -> Option<(&'static str, Resp)> {
+    let configured = app.authority.policy.bundle.path.as_deref();
+    if method != "GET" || (path != "/v1/bundle" && Some(path) != configured) {
+        return None;
+    }
+    Some((
+        "/v1/bundle",
+        match app.authority.trust_bundle() {
+            Ok(doc) => text(200, "application/json", doc),
+            Err(e) => error_response(&ApiError::new(status(&e).max(500), "bundle", e.message())),
+        },
+    ))
 }
 
 /// A CRL could not be made: never the client's fault (503 when the sandbox is busy, else 500).
@@ -373,13 +394,27 @@ fn issuing(
     renewal: bool,
     work: impl FnOnce(&mut Outcome) -> Result<crate::authority::Signed, ApiError>,
 ) -> Resp {
+    match counted(app, outcome, renewal, work) {
+        Ok(signed) => json_response(200, &serde_json::to_value(signed).unwrap_or_default()),
+        Err(e) => error_response(&e),
+    }
+}
+
+/// Run one issuing request under the in-flight limit (429 past it) and count its outcome; the
+/// caller renders the answer in its protocol's shape.
+fn counted(
+    app: &App,
+    outcome: &mut Outcome,
+    renewal: bool,
+    work: impl FnOnce(&mut Outcome) -> Result<crate::authority::Signed, ApiError>,
+) -> Result<crate::authority::Signed, ApiError> {
     let started = Instant::now();
     // Shed load before doing any work: a bounded queue answers 429 at once.
     if app.inflight.fetch_add(1, Ordering::SeqCst) >= app.max_inflight {
         app.inflight.fetch_sub(1, Ordering::SeqCst);
         app.metrics.refused("overloaded");
         outcome.code = Some("overloaded".into());
-        return error_response(&ApiError::new(
+        return Err(ApiError::new(
             429,
             "overloaded",
             "too many signing requests in flight; retry shortly",
@@ -392,18 +427,17 @@ fn issuing(
         app.metrics
             .renewal(result.as_ref().err().map(|e| e.code.as_str()));
     }
-    match result {
+    match &result {
         Ok(signed) => {
             app.metrics.issued();
             outcome.serial = Some(signed.serial.clone());
-            json_response(200, &serde_json::to_value(signed).unwrap_or_default())
         }
         Err(e) => {
             app.metrics.refused(&e.code);
             outcome.code = Some(e.code.clone());
-            error_response(&e)
         }
     }
+    result
 }
 
 fn sign_inner(

@@ -23,6 +23,8 @@ pub enum AuthorityError {
     TokenUsed,
     /// The credential names a profile the policy lacks.
     UnknownProfile(String),
+    /// The credential is valid but not for this: another profile's role, minting intermediates.
+    Forbidden(String),
     /// An operator's order (a token to create) is not valid.
     InvalidOrder(String),
     /// The certificate presented for renewal is not one this CA issued and recorded.
@@ -64,6 +66,7 @@ impl AuthorityError {
             AuthorityError::TokenExpired => "token_expired",
             AuthorityError::TokenUsed => "token_used",
             AuthorityError::UnknownProfile(_) => "unknown_profile",
+            AuthorityError::Forbidden(_) => "forbidden",
             AuthorityError::InvalidOrder(_) => "invalid_order",
             AuthorityError::NotIssuedHere(_) => "not_issued_here",
             AuthorityError::Revoked => "revoked",
@@ -92,6 +95,7 @@ impl AuthorityError {
             AuthorityError::TokenExpired => "the token has expired".into(),
             AuthorityError::TokenUsed => "the token has been used up".into(),
             AuthorityError::UnknownProfile(p) => format!("profile \"{p}\" is not in the policy"),
+            AuthorityError::Forbidden(m) => m.clone(),
             AuthorityError::NotIssuedHere(m) | AuthorityError::InvalidOrder(m) => m.clone(),
             AuthorityError::Revoked => "the certificate has been revoked".into(),
             AuthorityError::CertificateExpired => {

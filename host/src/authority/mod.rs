@@ -48,6 +48,33 @@ pub struct Signed {
     pub serial: String,
 }
 
+/// What a caller may ask for beyond the CSR (a Vault client's `ttl` and `alt_names`…): checked by
+/// the profile like the CSR's own requests, never trusted for identity.
+#[derive(Clone, Debug, Default)]
+pub struct Asked {
+    /// Requested lifetime, seconds; the profile's default when absent.
+    pub lifetime_secs: Option<u64>,
+    /// Names asked for outside the CSR.
+    pub extra_names: Vec<wasm_pki::SanName>,
+}
+
+/// A token's state as `lookup-self` reports it.
+#[derive(Clone, Debug)]
+pub struct TokenState {
+    /// Public id (never the secret).
+    pub id: String,
+    /// Its profile.
+    pub profile: String,
+    /// Seconds until it expires (0 once expired).
+    pub ttl_secs: i64,
+    /// Uses left.
+    pub uses_left: i64,
+    /// Creation, Unix seconds.
+    pub created_at: i64,
+    /// Expiry, Unix seconds.
+    pub expires_at: i64,
+}
+
 /// Paths of a CA data directory.
 pub struct DataDir(pub PathBuf);
 
@@ -242,6 +269,31 @@ impl Authority {
     /// Issue for an enrolment token: the token names the profile and the identity; a use is
     /// reserved first, spent with the record, and refunded when nothing was issued.
     pub fn sign_with_token(&self, token: &str, csr_pem: &str) -> Result<Signed, AuthorityError> {
+        self.spend_token(token, None, csr_pem, &Asked::default())
+    }
+
+    /// Issue for a token that must be of profile `profile` (a Vault role's, or the intermediate
+    /// profile for `sign-intermediate`), with what the request asks beyond the CSR. A token of
+    /// another profile is refused and its use given back.
+    pub fn sign_with_token_for(
+        &self,
+        token: &str,
+        profile: &str,
+        csr_pem: &str,
+        asked: &Asked,
+    ) -> Result<Signed, AuthorityError> {
+        self.spend_token(token, Some(profile), csr_pem, asked)
+    }
+
+    /// Reserve a use of `token`, issue (if its profile is `expected`, when given), and give the
+    /// use back when nothing was issued.
+    fn spend_token(
+        &self,
+        token: &str,
+        expected: Option<&str>,
+        csr_pem: &str,
+        asked: &Asked,
+    ) -> Result<Signed, AuthorityError> {
         if !tokens::well_formed(token) {
             return Err(AuthorityError::BadToken(
                 "the token is not a wasm-pki enrolment token",
@@ -256,12 +308,79 @@ impl Authority {
                 TokenRefusal::Expired => AuthorityError::TokenExpired,
                 TokenRefusal::Used => AuthorityError::TokenUsed,
             })?;
-        let result = self.sign(csr_pem, Credential::Token(&grant));
+        let result = match expected {
+            Some(p) if p != grant.profile => Err(AuthorityError::Forbidden(format!(
+                "this token is for profile \"{}\", not \"{p}\"",
+                grant.profile
+            ))),
+            _ => self.sign(csr_pem, Credential::Token(&grant), asked),
+        };
         if result.is_err() {
             // Nothing was issued or recorded: release the reserved use so the holder can retry.
             let _ = self.ledger.refund_token(&grant.id);
         }
         result
+    }
+
+    /// A token's state, without spending a use.
+    pub fn token_state(&self, token: &str) -> Result<TokenState, AuthorityError> {
+        if !tokens::well_formed(token) {
+            return Err(AuthorityError::BadToken(
+                "the token is not a wasm-pki enrolment token",
+            ));
+        }
+        let info = self
+            .ledger
+            .token_info(&tokens::hash(token))
+            .map_err(|e| AuthorityError::from_ledger(e, ""))?
+            .ok_or(AuthorityError::BadToken("unknown token"))?;
+        let at = now();
+        if info.expires_at <= at {
+            return Err(AuthorityError::TokenExpired);
+        }
+        if info.uses_left <= 0 {
+            return Err(AuthorityError::TokenUsed);
+        }
+        Ok(TokenState {
+            id: info.grant.id,
+            profile: info.grant.profile,
+            ttl_secs: info.expires_at - at,
+            uses_left: info.uses_left,
+            created_at: info.created_at,
+            expires_at: info.expires_at,
+        })
+    }
+
+    /// Every CA certificate this signer answers for: the issuing CA, the chain above it and the
+    /// root, each once.
+    pub fn authorities(&self) -> Vec<wasm_pki::Certificate> {
+        let mut certs: Vec<wasm_pki::Certificate> = Vec::new();
+        for pem in self.chain.iter().chain(std::iter::once(&self.root_pem)) {
+            for c in wasm_pki::Certificate::parse_all(pem.as_bytes()).unwrap_or_default() {
+                if !certs.iter().any(|k| k.der() == c.der()) {
+                    certs.push(c);
+                }
+            }
+        }
+        certs
+    }
+
+    /// The SPIFFE trust bundle (a JWK Set) for [`Self::authorities`], its sequence number taken
+    /// from the ledger: it grows when the set changes, never otherwise.
+    pub fn trust_bundle(&self) -> Result<String, AuthorityError> {
+        use sha2::Digest;
+        let certs = self.authorities();
+        let mut h = sha2::Sha256::new();
+        for c in &certs {
+            h.update(c.fingerprint_sha256().as_bytes());
+        }
+        let digest = wasm_pki::hex(&h.finalize());
+        let sequence = self
+            .ledger
+            .bundle_sequence(&digest, now())
+            .map_err(|e| AuthorityError::from_ledger(e, ""))?;
+        wasm_pki::trust_bundle(&certs, sequence, self.policy.bundle.refresh_hint_secs)
+            .map_err(|e| AuthorityError::Internal(format!("the trust bundle: {e}")))
     }
 
     /// Issue on the operator's word (the CLI's `sign`): no token, the given profile and identity.
@@ -271,7 +390,11 @@ impl Authority {
         profile: &str,
         identity: Option<&str>,
     ) -> Result<Signed, AuthorityError> {
-        self.sign(csr_pem, Credential::Operator { profile, identity })
+        self.sign(
+            csr_pem,
+            Credential::Operator { profile, identity },
+            &Asked::default(),
+        )
     }
 
     /// Issue on an attestation KBS verified (the KBS plugin's `sign`; `origin`, e.g.
@@ -300,6 +423,11 @@ impl Authority {
             .profiles
             .get(profile_name)
             .ok_or_else(|| AuthorityError::UnknownProfile(profile_name.to_string()))?;
+        if profile.intermediate.is_some() {
+            return Err(AuthorityError::Forbidden(format!(
+                "profile \"{profile_name}\" issues intermediate CAs; an attestation does not mint them"
+            )));
+        }
         let mut spec = profile.to_spec();
         spec.names.allow.clear();
         spec.accept_csr = false;
@@ -355,6 +483,7 @@ impl Authority {
                 profile: &narrowed,
                 identity,
             },
+            &Asked::default(),
         )
     }
 
@@ -452,6 +581,7 @@ impl Authority {
                 profile: &profile,
                 lifetime,
             },
+            &Asked::default(),
         )?;
         let mut chain = vec![
             pem_rfc7468::decode_vec(signed.certificate.as_bytes())
@@ -613,7 +743,12 @@ impl Authority {
         )
     }
 
-    fn sign(&self, csr_pem: &str, who: Credential<'_>) -> Result<Signed, AuthorityError> {
+    fn sign(
+        &self,
+        csr_pem: &str,
+        who: Credential<'_>,
+        asked: &Asked,
+    ) -> Result<Signed, AuthorityError> {
         if csr_pem.len() > MAX_CSR_BYTES {
             return Err(AuthorityError::TooLarge {
                 size: csr_pem.len(),
@@ -647,6 +782,7 @@ impl Authority {
                 identity,
             } => (origin, name, profile, Some(identity), None),
         };
+        let lifetime_secs = lifetime_secs.or(asked.lifetime_secs);
         let request = Request::Sign(Box::new(SignRequest {
             csr_pem: csr_pem.to_string(),
             profile: profile.clone(),
@@ -655,6 +791,7 @@ impl Authority {
             now: now(),
             seed: seed()?,
             renew_fraction: None,
+            extra_names: asked.extra_names.clone(),
         }));
         self.issue_in_sandbox(
             &request,

@@ -3,15 +3,59 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use serde::Deserialize;
 use wasm_pki::Profile;
 
-/// Named profiles.
+/// Named profiles, and which of them the protocols other clients speak may use.
 #[derive(Clone, Debug)]
 pub struct Policy {
     /// Profiles by name.
     pub profiles: BTreeMap<String, Profile>,
+    /// The Vault-compatible PKI API; `None` (the default): not served.
+    pub vault: Option<VaultConfig>,
+    /// The SPIFFE trust bundle endpoint.
+    pub bundle: BundleConfig,
+}
+
+/// `[vault]`: a Vault PKI secrets engine's API, as SPIRE's and cert-manager's Vault clients use it.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct VaultConfig {
+    /// The mount path (`pki`: served under `/v1/pki/…`); one or more `[a-z0-9_-]` segments.
+    pub mount: String,
+    /// Vault role name → profile name; a role answers only tokens of its profile.
+    #[serde(default)]
+    pub roles: BTreeMap<String, String>,
+    /// The profile `root/sign-intermediate` uses (an `intermediate` profile); absent: refused.
+    #[serde(default)]
+    pub intermediate_profile: Option<String>,
+}
+
+/// `[bundle]`: where else the trust bundle is served, and the refresh hint it carries.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct BundleConfig {
+    /// A second path for the bundle (SPIFFE federation's `bundle_endpoint_url`), besides
+    /// `/v1/bundle`.
+    #[serde(default)]
+    pub path: Option<String>,
+    /// `spiffe_refresh_hint`, seconds (default 300).
+    #[serde(default = "default_refresh_hint")]
+    pub refresh_hint_secs: u64,
+}
+
+fn default_refresh_hint() -> u64 {
+    300
+}
+
+impl Default for BundleConfig {
+    fn default() -> Self {
+        BundleConfig {
+            path: None,
+            refresh_hint_secs: default_refresh_hint(),
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -19,6 +63,10 @@ pub struct Policy {
 struct PolicyFile {
     #[serde(default)]
     profiles: BTreeMap<String, Profile>,
+    #[serde(default)]
+    vault: Option<VaultConfig>,
+    #[serde(default)]
+    bundle: BundleConfig,
 }
 
 impl Policy {
@@ -26,7 +74,11 @@ impl Policy {
     pub fn builtin() -> Self {
         let mut profiles = BTreeMap::new();
         profiles.insert("default".to_string(), Profile::default());
-        Policy { profiles }
+        Policy {
+            profiles,
+            vault: None,
+            bundle: BundleConfig::default(),
+        }
     }
 
     /// Read a TOML policy: `[profiles.NAME]` tables with the core's profile fields (camelCase).
@@ -43,7 +95,67 @@ impl Policy {
         let mut policy = Self::builtin();
         // Each profile was checked as it was read: an invalid one cannot be constructed.
         policy.profiles.extend(file.profiles);
+        policy.bundle = file.bundle;
+        if let Some(p) = &policy.bundle.path {
+            let reserved = ["/v1/", "/pkg/", "/healthz", "/readyz", "/metrics"];
+            if !p.starts_with('/')
+                || p.len() < 2
+                || reserved.iter().any(|r| p.starts_with(r))
+                || !p[1..].split('/').all(|s| {
+                    !s.is_empty()
+                        && s != "."
+                        && s != ".."
+                        && s.bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+                })
+            {
+                bail!("bundle.path {p:?}: an absolute path of [A-Za-z0-9._-] segments, outside /v1/, /pkg/ and the health paths");
+            }
+        }
+        if policy.bundle.refresh_hint_secs == 0 || policy.bundle.refresh_hint_secs > 86_400 * 7 {
+            bail!("bundle.refreshHintSecs must be between 1 s and 7 days");
+        }
+        if let Some(v) = &file.vault {
+            policy.check_vault(v)?;
+        }
+        policy.vault = file.vault;
         Ok(policy)
+    }
+
+    fn check_vault(&self, v: &VaultConfig) -> Result<()> {
+        let segment = |s: &str| {
+            !s.is_empty()
+                && s.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"_-".contains(&b))
+        };
+        if !v.mount.split('/').all(segment) || ["sys", "auth"].contains(&v.mount.as_str()) {
+            bail!(
+                "vault.mount {:?}: one or more [a-z0-9_-] segments, not sys or auth",
+                v.mount
+            );
+        }
+        for (role, profile) in &v.roles {
+            if !segment(role) {
+                bail!("vault.roles: role name {role:?}: use [a-z0-9_-]");
+            }
+            match self.profiles.get(profile) {
+                None => bail!("vault.roles.{role}: no profile named {profile:?}"),
+                Some(p) if p.intermediate.is_some() => bail!(
+                    "vault.roles.{role}: {profile:?} issues intermediates; give it as vault.intermediateProfile, not as a role"
+                ),
+                Some(_) => {}
+            }
+        }
+        if let Some(name) = &v.intermediate_profile {
+            match self.profiles.get(name) {
+                None => bail!("vault.intermediateProfile: no profile named {name:?}"),
+                Some(p) if p.intermediate.is_none() => bail!(
+                    "vault.intermediateProfile: {name:?} is not an intermediate profile (give it an `intermediate` table)"
+                ),
+                Some(_) => {}
+            }
+        }
+        Ok(())
     }
 }
 

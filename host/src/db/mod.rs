@@ -148,6 +148,21 @@ pub struct Snapshot {
     pub certificates: Vec<Record>,
     /// The last CRL number handed out (0: none yet).
     pub crl_number: u64,
+    /// The trust bundle's last sequence number and the CA set it was given to, if any.
+    pub bundle: Option<(u64, String)>,
+}
+
+/// A token's state, read without spending it (Vault's `lookup-self`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TokenInfo {
+    /// What it grants.
+    pub grant: Grant,
+    /// Uses left (reservations in flight not counted).
+    pub uses_left: i64,
+    /// Expiry, Unix seconds.
+    pub expires_at: i64,
+    /// Creation, Unix seconds.
+    pub created_at: i64,
 }
 
 /// What a valid token grants.
@@ -260,4 +275,10 @@ pub trait Ledger: Send + Sync {
     /// later try (a replay). Kept until `expires_at`, after which the proof is refused as expired
     /// anyway; older ones are forgotten here (`now`).
     fn spend_proof(&self, fingerprint: &str, jti: &str, expires_at: i64, now: i64) -> Result<bool>;
+    /// A token's state without spending a use; `None` when no token has this hash.
+    fn token_info(&self, hash: &[u8]) -> Result<Option<TokenInfo>>;
+    /// The trust bundle's sequence number for the CA set `digest`: the last one handed out when
+    /// the set is the one it was handed out for, else one more, recorded (so it only grows, across
+    /// restarts and signers sharing the ledger).
+    fn bundle_sequence(&self, digest: &str, now: i64) -> Result<u64>;
 }

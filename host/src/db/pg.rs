@@ -14,15 +14,15 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::group::{Failed, GroupCommit, Outcome};
 use super::{
-    redact, Grant, Ledger, NewToken, Record, Snapshot, TokenRefusal, TokenRow, Unavailable,
-    COLUMNS, LINEAGE,
+    redact, Grant, Ledger, NewToken, Record, Snapshot, TokenInfo, TokenRefusal, TokenRow,
+    Unavailable, COLUMNS, LINEAGE,
 };
 
 type Manager = PostgresConnectionManager<MakeRustlsConnect>;
 type Conn = r2d2::PooledConnection<Manager>;
 
 /// The schema this binary writes; a database with a newer one is refused.
-const SCHEMA_VERSION: i32 = 2;
+const SCHEMA_VERSION: i32 = 3;
 /// The migrations, in order: `MIGRATIONS[v]` takes the schema from version `v` to `v + 1`.
 const MIGRATIONS: &[&str] = &[
     "
@@ -45,9 +45,15 @@ const MIGRATIONS: &[&str] = &[
     "
     CREATE INDEX certificates_identity ON certificates (identity, token_id, issued_at);
 ",
+    "
+    CREATE TABLE bundle_sequence (
+        sequence BIGINT PRIMARY KEY, digest TEXT NOT NULL, created_at BIGINT NOT NULL);
+",
 ];
 /// Key of the advisory lock that serialises schema changes between signers starting together.
 const SCHEMA_LOCK: i64 = 0x0077_6173_6d70_6b69; // "wasmpki"
+/// Key of the advisory lock under which a new trust bundle sequence number is taken.
+const BUNDLE_LOCK: i64 = SCHEMA_LOCK + 1;
 /// Connections per signer.
 const POOL_SIZE: u32 = 16;
 /// How long a request waits for a connection (or to open one) before the ledger is unavailable.
@@ -413,6 +419,67 @@ impl Ledger for PgLedger {
         Ok(())
     }
 
+    fn token_info(&self, hash: &[u8]) -> Result<Option<TokenInfo>> {
+        Ok(self
+            .conn()?
+            .query_opt(
+                "SELECT id, profile, identity, uses_left, expires_at, created_at FROM tokens WHERE hash = $1",
+                &[&hash],
+            )
+            .map_err(db)?
+            .map(|r| TokenInfo {
+                grant: Grant {
+                    id: r.get(0),
+                    profile: r.get(1),
+                    identity: r.get(2),
+                },
+                uses_left: r.get(3),
+                expires_at: r.get(4),
+                created_at: r.get(5),
+            }))
+    }
+
+    fn bundle_sequence(&self, digest: &str, now: i64) -> Result<u64> {
+        let mut c = self.conn()?;
+        let last = |c: &mut Conn| -> Result<Option<(i64, String)>> {
+            Ok(c.query_opt(
+                "SELECT sequence, digest FROM bundle_sequence ORDER BY sequence DESC LIMIT 1",
+                &[],
+            )
+            .map_err(db)?
+            .map(|r| (r.get(0), r.get(1))))
+        };
+        // The common case reads only; a change is written under a lock so that signers meeting
+        // the same new set agree on one number.
+        if let Some((n, d)) = last(&mut c)? {
+            if d == digest {
+                return Ok(n as u64);
+            }
+        }
+        let mut tx = c.transaction().map_err(db)?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&BUNDLE_LOCK])
+            .map_err(db)?;
+        let row = tx
+            .query_opt(
+                "SELECT sequence, digest FROM bundle_sequence ORDER BY sequence DESC LIMIT 1",
+                &[],
+            )
+            .map_err(db)?
+            .map(|r| (r.get::<_, i64>(0), r.get::<_, String>(1)));
+        let n = match row {
+            Some((n, d)) if d == digest => return Ok(n as u64),
+            Some((n, _)) => n + 1,
+            None => 1,
+        };
+        tx.execute(
+            "INSERT INTO bundle_sequence (sequence, digest, created_at) VALUES ($1, $2, $3)",
+            &[&n, &digest, &now],
+        )
+        .map_err(db)?;
+        tx.commit().map_err(db)?;
+        Ok(n as u64)
+    }
+
     fn next_crl_number(&self) -> Result<u64> {
         let n: i64 = self
             .conn()?
@@ -450,10 +517,18 @@ impl Ledger for PgLedger {
         } else {
             0
         };
+        let bundle = c
+            .query_opt(
+                "SELECT sequence, digest FROM bundle_sequence ORDER BY sequence DESC LIMIT 1",
+                &[],
+            )
+            .map_err(db)?
+            .map(|r| (r.get::<_, i64>(0).max(0) as u64, r.get::<_, String>(1)));
         Ok(Snapshot {
             tokens,
             certificates,
             crl_number,
+            bundle,
         })
     }
 
@@ -486,6 +561,13 @@ impl Ledger for PgLedger {
             &[&n.max(1), &(n > 0)],
         )
         .map_err(db)?;
+        if let Some((n, digest)) = &s.bundle {
+            tx.execute(
+                "INSERT INTO bundle_sequence (sequence, digest, created_at) VALUES ($1, $2, 0)",
+                &[&(*n as i64), digest],
+            )
+            .map_err(db)?;
+        }
         tx.commit().map_err(db)?;
         Ok(())
     }

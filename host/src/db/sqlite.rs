@@ -7,10 +7,12 @@ use anyhow::{bail, Context, Result};
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::group::{Failed, GroupCommit, Outcome};
-use super::{Grant, Ledger, NewToken, Record, Snapshot, TokenRefusal, TokenRow, COLUMNS, LINEAGE};
+use super::{
+    Grant, Ledger, NewToken, Record, Snapshot, TokenInfo, TokenRefusal, TokenRow, COLUMNS, LINEAGE,
+};
 
 /// The schema this binary writes (`PRAGMA user_version`); a newer one is refused.
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
 
 /// The SQLite ledger in the data directory.
 pub struct SqliteLedger {
@@ -49,7 +51,9 @@ impl SqliteLedger {
              CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
              CREATE TABLE IF NOT EXISTS used_proofs (
                 fingerprint TEXT NOT NULL, jti TEXT NOT NULL, expires_at INTEGER NOT NULL,
-                PRIMARY KEY (fingerprint, jti));",
+                PRIMARY KEY (fingerprint, jti));
+             CREATE TABLE IF NOT EXISTS bundle_sequence (
+                sequence INTEGER PRIMARY KEY, digest TEXT NOT NULL, created_at INTEGER NOT NULL);",
         )?;
         // Columns added since the first schema: ledgers written before gain them empty.
         for (column, decl) in [("identity", "TEXT"), ("renewed_from", "TEXT")] {
@@ -324,10 +328,18 @@ impl Ledger for SqliteLedger {
             })
             .optional()?
             .unwrap_or(0);
+        let bundle: Option<(i64, String)> = conn
+            .query_row(
+                "SELECT sequence, digest FROM bundle_sequence ORDER BY sequence DESC LIMIT 1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
         Ok(Snapshot {
             tokens,
             certificates,
             crl_number: crl_number.max(0) as u64,
+            bundle: bundle.map(|(n, d)| (n.max(0) as u64, d)),
         })
     }
 
@@ -355,8 +367,59 @@ impl Ledger for SqliteLedger {
             "INSERT INTO counters (name, value) VALUES ('crl', ?1) ON CONFLICT(name) DO UPDATE SET value = ?1",
             params![s.crl_number as i64],
         )?;
+        if let Some((n, digest)) = &s.bundle {
+            tx.execute(
+                "INSERT INTO bundle_sequence (sequence, digest, created_at) VALUES (?1, ?2, 0)",
+                params![*n as i64, digest],
+            )?;
+        }
         tx.commit()?;
         Ok(())
+    }
+
+    fn token_info(&self, hash: &[u8]) -> Result<Option<TokenInfo>> {
+        let conn = self.conn.lock().unwrap();
+        Ok(conn
+            .query_row(
+                "SELECT id, profile, identity, uses_left, expires_at, created_at FROM tokens WHERE hash = ?1",
+                params![hash],
+                |r| {
+                    Ok(TokenInfo {
+                        grant: Grant {
+                            id: r.get(0)?,
+                            profile: r.get(1)?,
+                            identity: r.get(2)?,
+                        },
+                        uses_left: r.get(3)?,
+                        expires_at: r.get(4)?,
+                        created_at: r.get(5)?,
+                    })
+                },
+            )
+            .optional()?)
+    }
+
+    fn bundle_sequence(&self, digest: &str, now: i64) -> Result<u64> {
+        let mut conn = self.conn.lock().unwrap();
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let last: Option<(i64, String)> = tx
+            .query_row(
+                "SELECT sequence, digest FROM bundle_sequence ORDER BY sequence DESC LIMIT 1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        let n = match last {
+            Some((n, d)) if d == digest => return Ok(n as u64),
+            Some((n, _)) => n + 1,
+            None => 1,
+        };
+        tx.execute(
+            "INSERT INTO bundle_sequence (sequence, digest, created_at) VALUES (?1, ?2, ?3)",
+            params![n, digest, now],
+        )?;
+        tx.commit()?;
+        Ok(n as u64)
     }
 
     fn next_crl_number(&self) -> Result<u64> {

@@ -240,6 +240,8 @@ fn revocations_crl_numbers_and_a_copy_to_the_other_backend() {
         assert_eq!(l.revoked().unwrap(), [("02".to_string(), 50)], "{b}");
         let numbers: Vec<u64> = (0..3).map(|_| l.next_crl_number().unwrap()).collect();
         assert_eq!(numbers, [1, 2, 3], "{b}");
+        assert_eq!(l.bundle_sequence("set-a", 1).unwrap(), 1, "{b}");
+        assert_eq!(l.bundle_sequence("set-b", 2).unwrap(), 2, "{b}");
         l.check_writable().unwrap();
         // Export, import into a fresh ledger of every backend: the same content, and the CRL
         // number goes on from where it was.
@@ -253,6 +255,8 @@ fn revocations_crl_numbers_and_a_copy_to_the_other_backend() {
             fresh.import(&snap).unwrap();
             assert_eq!(fresh.export().unwrap(), snap, "{b} → {b2}");
             assert_eq!(fresh.next_crl_number().unwrap(), 4, "{b} → {b2}");
+            assert_eq!(fresh.bundle_sequence("set-b", 9).unwrap(), 2, "{b} → {b2}");
+            assert_eq!(fresh.bundle_sequence("set-a", 9).unwrap(), 3, "{b} → {b2}");
             assert!(
                 fresh.import(&snap).is_err(),
                 "{b} → {b2}: a second import merges nothing"
@@ -286,5 +290,48 @@ fn recent_certificates_of_an_identity_and_credential() {
             .collect();
         assert_eq!(got, ["02"], "{b}");
         assert_eq!(l.recent("a", "kbs:x/sign", 0).unwrap().len(), 2, "{b}");
+    }
+}
+
+#[test]
+fn token_state_is_read_without_spending_and_the_bundle_sequence_only_grows() {
+    for (b, l, _keep) in backends("peek") {
+        assert_eq!(l.token_info(b"nope").unwrap(), None, "{b}");
+        l.create_token(&NewToken {
+            hash: b"h",
+            id: "t1",
+            profile: "web",
+            identity: None,
+            uses: 2,
+            expires_at: 1_000,
+            created_at: 10,
+        })
+        .unwrap();
+        for _ in 0..3 {
+            let i = l.token_info(b"h").unwrap().unwrap();
+            assert_eq!(
+                (i.grant.id.as_str(), i.uses_left, i.expires_at, i.created_at),
+                ("t1", 2, 1_000, 10),
+                "{b}"
+            );
+        }
+        let g = l.consume_token(b"h", 20).unwrap().unwrap();
+        l.record(&record("aa", &g.id)).unwrap();
+        assert_eq!(l.token_info(b"h").unwrap().unwrap().uses_left, 1, "{b}");
+
+        // Same set: same number; a new set: one more; an old set again: one more still.
+        let seq: Vec<u64> = ["x", "x", "y", "y", "x", "z", "z"]
+            .iter()
+            .map(|d| l.bundle_sequence(d, 1).unwrap())
+            .collect();
+        assert_eq!(seq, [1, 1, 2, 2, 3, 4, 4], "{b}");
+        // Signers meeting one new set at once agree on one number.
+        let racing: Vec<u64> = std::thread::scope(|s| {
+            let hs: Vec<_> = (0..6)
+                .map(|_| s.spawn(|| l.bundle_sequence("w", 2).unwrap()))
+                .collect();
+            hs.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert!(racing.iter().all(|n| *n == 5), "{b}: {racing:?}");
     }
 }
