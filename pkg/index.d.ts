@@ -136,6 +136,12 @@ export interface Profile {
   backdateSecs?: number;
   /** Renewal by the certificate's holder: allowed by default; expired ones refused unless a grace (at most 30 days) is set. */
   renewal?: { enabled?: boolean; expiredGraceSecs?: number };
+  /** Issue intermediate CAs (CA:true, keyCertSign, cRLSign) instead of leaves: no host names, at most `spiffe://<trustDomain>`; needs `subject` or `subjectFrom: 'csr'`. */
+  intermediate?: {
+    pathLen?: number;
+    /** DNS subtrees (`example.com` covers it and below) and CIDR blocks written into the intermediate. */
+    nameConstraints?: { permittedDns?: string[]; excludedDns?: string[]; permittedIp?: string[]; excludedIp?: string[] };
+  };
 }
 
 /** What the caller vouches for in one issue call (kept out of the profile, as in Rust). */
