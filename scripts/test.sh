@@ -5,6 +5,9 @@ cd "$(dirname "$0")/.."
 
 # Builds live outside the clone so CI's fresh clones reuse them.
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/wasm-pki/target}"
+# No incremental caches: CI builds each crate once per change, and they grew the shared target
+# dir by gigabytes per run.
+export CARGO_INCREMENTAL=0
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 log=$(mktemp)
 trap 'rm -f "$log"; if [ -n "${WASM_PKI_PG_DIR:-}" ]; then bash scripts/pg.sh stop "$WASM_PKI_PG_DIR"; fi' EXIT
