@@ -21,9 +21,11 @@ fn csr_for(key: &KeyPair, subject: Subject, names: Vec<SanName>) -> ParsedCsr {
 }
 
 fn spire_csr(key: &KeyPair) -> ParsedCsr {
-    let mut subject = Subject::default();
-    subject.country = Some("US".into());
-    subject.organization = Some("SPIFFE".into());
+    let subject = Subject {
+        country: Some("US".into()),
+        organization: Some("SPIFFE".into()),
+        ..Default::default()
+    };
     csr_for(
         key,
         subject,
