@@ -145,6 +145,65 @@ fn vault_clients_sign_leaves_and_intermediates_under_policy() {
     );
     let lifetime = signed.expiration as i64 - wasm_pki_host::authority::now();
     assert!((7000..=7200).contains(&lifetime), "lifetime {lifetime}");
+    // The exact JSON cert-manager's Vault issuer POSTs (every value a string; the CSR's CN, which
+    // may be free text, with exclude_cn_from_sans "true"; Go's duration form).
+    let cm_csr = openssl_csr(
+        &work,
+        "cm",
+        P256,
+        "/CN=My App",
+        Some("DNS:app.example.com,IP:10.9.8.7"),
+    );
+    let cm_body = serde_json::json!({
+        "common_name": "My App",
+        "alt_names": "app.example.com",
+        "ip_sans": "10.9.8.7",
+        "uri_sans": "",
+        "ttl": "2160h0m0s",
+        "csr": cm_csr,
+        "exclude_cn_from_sans": "true",
+    });
+    let auth = [("X-Vault-Token", web.as_str())];
+    let r = http(
+        &server.addr,
+        "POST",
+        "/v1/pki/sign/web",
+        &auth,
+        cm_body.to_string().as_bytes(),
+    )
+    .unwrap();
+    assert_eq!(
+        r.status, 400,
+        "2160h is past the profile's 7 days: {}",
+        r.body
+    );
+    let cm_body = serde_json::json!({
+        "common_name": "My App", "alt_names": "app.example.com", "ip_sans": "10.9.8.7",
+        "uri_sans": "", "ttl": "24h0m0s", "csr": cm_csr, "exclude_cn_from_sans": "true",
+    });
+    let r = http(
+        &server.addr,
+        "POST",
+        "/v1/pki/sign/web",
+        &auth,
+        cm_body.to_string().as_bytes(),
+    )
+    .unwrap();
+    assert_eq!(r.status, 200, "{}", r.body);
+    std::fs::write(
+        work.join("cm.pem"),
+        r.json()["data"]["certificate"].as_str().unwrap(),
+    )
+    .unwrap();
+    let text = openssl_ok(&work, &["x509", "-in", "cm.pem", "-noout", "-text"]);
+    assert!(
+        text.contains("DNS:app.example.com") && text.contains("IP Address:10.9.8.7"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("My App"),
+        "free text from the request became part of the certificate"
+    );
     let before = issued(&dir).lines().count();
 
     // What would widen the profile is refused in Vault's shape, and nothing is recorded.
@@ -267,7 +326,6 @@ fn vault_clients_sign_leaves_and_intermediates_under_policy() {
         400
     );
     // Raw requests vaultrs would never send: unknown fields, a JSON bomb, no token, not JSON.
-    let auth = [("X-Vault-Token", web.as_str())];
     let csr_json = serde_json::to_string(&other_csr).unwrap();
     let bomb = format!(
         "{{\"csr\":{csr_json},\"x\":{}1{}}}",
@@ -314,15 +372,16 @@ fn vault_clients_sign_leaves_and_intermediates_under_policy() {
         before,
         "a refusal was recorded"
     );
-    // Every refusal gave its use back: 20 - 1 issued.
+    // Every refusal gave its use back: 20 - 2 issued.
     assert_eq!(
         rt.block_on(vaultrs::token::lookup_self(&c))
             .unwrap()
             .num_uses,
-        19
+        18
     );
 
-    // SPIRE's sign-intermediate: a CSR with the trust domain's ID, the subject hints it sends.
+    // SPIRE's sign-intermediate: a CSR with the trust domain's ID and the fields SPIRE's plugin
+    // sends (common_name, organization, country, csr, ttl as whole seconds; no uri_sans).
     let spire_c = client(&server, &root_path, &spire);
     let int_csr = openssl_csr(
         &work,
@@ -339,7 +398,6 @@ fn vault_clients_sign_leaves_and_intermediates_under_policy() {
             "",
             Some(
                 SignIntermediateRequest::builder()
-                    .uri_sans("spiffe://example.org")
                     .organization(vec!["SPIFFE".to_string()])
                     .country(vec!["US".to_string()])
                     .ttl("3600"),
@@ -416,6 +474,42 @@ fn vault_clients_sign_leaves_and_intermediates_under_policy() {
         !out.status.success(),
         "a name outside the constraints verified"
     );
+
+    // The same request in the exact JSON SPIRE's Go client writes (strings everywhere, PUT), and
+    // SPIRE's reading of the answer: issuing_ca plus every other ca_chain entry as its roots.
+    let spire_body = serde_json::json!({
+        "common_name": "",
+        "organization": "SPIFFE",
+        "country": "US",
+        "csr": openssl_csr(&work, "int3", P256, "/C=US/O=SPIFFE", Some("URI:spiffe://example.org")),
+        "ttl": "",
+    });
+    let r = http(
+        &server.addr,
+        "PUT",
+        "/v1/pki/root/sign-intermediate",
+        &[("X-Vault-Token", spire.as_str())],
+        spire_body.to_string().as_bytes(),
+    )
+    .unwrap();
+    assert_eq!(r.status, 200, "{}", r.body);
+    let d = &r.json()["data"];
+    let issuing = d["issuing_ca"].as_str().unwrap();
+    let roots: Vec<&str> = std::iter::once(issuing)
+        .chain(
+            d["ca_chain"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|c| c.as_str().unwrap())
+                .filter(|c| *c != issuing),
+        )
+        .collect();
+    assert_eq!(roots, [root_pem.trim()], "SPIRE's upstream roots");
+    assert!(r.json()["warnings"][0]
+        .as_str()
+        .unwrap()
+        .contains("organization"));
 
     // Intermediates: only for the intermediate profile's tokens, never wider than it.
     let before = issued(&dir).lines().count();
