@@ -154,41 +154,33 @@ fn vault_clients_sign_leaves_and_intermediates_under_policy() {
         "/CN=My App",
         Some("DNS:app.example.com,IP:10.9.8.7"),
     );
-    let cm_body = serde_json::json!({
-        "common_name": "My App",
-        "alt_names": "app.example.com",
-        "ip_sans": "10.9.8.7",
-        "uri_sans": "",
-        "ttl": "2160h0m0s",
-        "csr": cm_csr,
-        "exclude_cn_from_sans": "true",
-    });
     let auth = [("X-Vault-Token", web.as_str())];
-    let r = http(
-        &server.addr,
-        "POST",
-        "/v1/pki/sign/web",
-        &auth,
-        cm_body.to_string().as_bytes(),
-    )
-    .unwrap();
+    let cert_manager = |ttl: &str| {
+        let body = serde_json::json!({
+            "common_name": "My App",
+            "alt_names": "app.example.com",
+            "ip_sans": "10.9.8.7",
+            "uri_sans": "",
+            "ttl": ttl,
+            "csr": cm_csr,
+            "exclude_cn_from_sans": "true",
+        });
+        http(
+            &server.addr,
+            "POST",
+            "/v1/pki/sign/web",
+            &auth,
+            body.to_string().as_bytes(),
+        )
+        .unwrap()
+    };
+    let r = cert_manager("2160h0m0s");
     assert_eq!(
         r.status, 400,
         "2160h is past the profile's 7 days: {}",
         r.body
     );
-    let cm_body = serde_json::json!({
-        "common_name": "My App", "alt_names": "app.example.com", "ip_sans": "10.9.8.7",
-        "uri_sans": "", "ttl": "24h0m0s", "csr": cm_csr, "exclude_cn_from_sans": "true",
-    });
-    let r = http(
-        &server.addr,
-        "POST",
-        "/v1/pki/sign/web",
-        &auth,
-        cm_body.to_string().as_bytes(),
-    )
-    .unwrap();
+    let r = cert_manager("24h0m0s");
     assert_eq!(r.status, 200, "{}", r.body);
     std::fs::write(
         work.join("cm.pem"),
