@@ -112,7 +112,10 @@ cfssl_start cfssl-https https "${tls[@]}"
 cfssl_start cfssl-db-https https "${tls[@]}" -db-config "$work/cfssl-db-https.db.json"
 # Every server answers with a certificate before measuring (ours over HTTPS trusting only the CA).
 for name in "${servers[@]}"; do
-  for _ in $(seq 200); do
+  for i in $(seq 201); do
+    if [ "$i" = 201 ]; then
+      echo "$name (${URL[$name]}) never answered; its log:"; tail -n 20 "$work/$name.log"; exit 1
+    fi
     if [[ $name == cfssl* ]]; then
       curl -sf --cacert "$work/ca/root.pem" --data-binary @"$work/p256.cfssl.json" "${URL[$name]}" 2>/dev/null | grep -q BEGIN && break
     else
