@@ -24,6 +24,11 @@ spiffe = { trustDomain = "coco.example", pathPrefix = "/pod" }
 
 [profiles.web]
 names = { allow = [{ type = "dns", value = ".example.com" }] }
+
+[profiles.upstream]
+subject = { organization = "Upstream" }
+spiffe = { trustDomain = "coco.example" }
+intermediate = { pathLen = 0 }
 "#;
 
 const POD: &str = "spiffe://coco.example/pod/p1";
@@ -200,6 +205,7 @@ fn kbs_plays_the_plugin_attested_admin_and_hostile() {
             ("a CSR asking for a second name", "web".into(), vec![("identity", "a.example.com".into()), ("csr", web_csr.clone())], 403, "policy"),
             ("an identity outside the trust domain", "tee".into(), vec![("identity", "spiffe://evil.example/pod/p1".into()), ("csr", csr.clone())], 403, "policy"),
             ("a profile the policy lacks", "admin".into(), vec![("identity", POD.into()), ("csr", csr.clone())], 403, "unknown_profile"),
+            ("an intermediate profile", "upstream".into(), vec![("identity", "spiffe://coco.example".into()), ("csr", csr_b64(&t, "ca", "URI:spiffe://coco.example"))], 403, "forbidden"),
         ];
         for (what, profile, rest, status, want) in bypass {
             let mut q: Vec<(&str, &str)> = vec![("profile", profile.as_str())];
