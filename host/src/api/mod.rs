@@ -134,11 +134,15 @@ fn json_response(status: u16, body: &serde_json::Value) -> Resp {
 }
 
 fn error_response(e: &ApiError) -> Resp {
-    let r = json_response(
+    retry_later(json_response(
         e.status,
         &json!({"error": {"code": e.code, "message": e.message}}),
-    );
-    if e.status == 429 || e.status == 503 {
+    ))
+}
+
+/// A 429 or 503 tells the client when to come back (one second); other answers pass unchanged.
+fn retry_later(r: Resp) -> Resp {
+    if r.status == 429 || r.status == 503 {
         r.with_header("retry-after", "1")
     } else {
         r

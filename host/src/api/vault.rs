@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use wasm_pki::vault::{self, Endpoint};
 
 use super::http::{Request, Response};
-use super::{counted, status, text, ApiError, App, Outcome};
+use super::{counted, json_response, status, text, ApiError, App, Outcome};
 use crate::authority::policy::VaultConfig;
 use crate::authority::{tokens, Asked, AuthorityError, Signed};
 
@@ -217,21 +217,12 @@ fn signing(
 /// root last (unless `remove_roots`).
 fn ca_chain(app: &App, remove_roots: bool) -> Vec<String> {
     let a = &app.authority;
-    let mut chain: Vec<String> = a.chain.iter().map(|p| ensure_newline(p)).collect();
-    let root = ensure_newline(&a.root_pem);
-    if !chain.contains(&root) {
-        chain.push(root.clone());
-    }
-    if remove_roots {
-        chain.retain(|c| *c != root);
-    }
-    chain
-}
-
-fn ensure_newline(pem: &str) -> String {
-    let mut p = pem.trim_end().to_string();
-    p.push('\n');
-    p
+    let root = a.authorities.last().filter(|_| remove_roots);
+    a.authorities
+        .iter()
+        .filter(|c| Some(*c) != root)
+        .map(wasm_pki::Certificate::to_pem)
+        .collect()
 }
 
 fn signed(app: &App, s: &Signed, remove_roots: bool, warnings: &[String]) -> Response {
@@ -303,16 +294,7 @@ fn data(d: Value) -> Response {
     json_response(200, &envelope(d))
 }
 
-fn json_response(status: u16, v: &Value) -> Response {
-    super::json_response(status, v)
-}
-
 /// An error in Vault's shape: `{"errors": ["…"]}`.
 fn vault_error(status: u16, message: &str) -> Response {
-    let r = json_response(status, &json!({ "errors": [message] }));
-    if status == 429 || status == 503 {
-        r.with_header("retry-after", "1")
-    } else {
-        r
-    }
+    super::retry_later(json_response(status, &json!({ "errors": [message] })))
 }

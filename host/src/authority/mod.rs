@@ -207,6 +207,11 @@ pub struct Authority {
     pub ca_info: Loaded,
     /// The issuing CA certificate, DER (what AIA caIssuers points at).
     pub issuer_der: Vec<u8>,
+    /// Every CA certificate this signer answers for: the issuing CA, the chain above it and the
+    /// root, each once (a Vault client's `ca_chain`, the trust bundle's keys).
+    pub authorities: Vec<wasm_pki::Certificate>,
+    /// SHA-256 over the authorities' fingerprints: the CA set the bundle sequence is kept for.
+    authorities_digest: String,
 }
 
 impl Authority {
@@ -245,6 +250,22 @@ impl Authority {
             .with_context(|| format!("reading {}", d.ca_cert().display()))?;
         let issuer_der = certs[0].der().to_vec();
         let chain = certs.iter().map(wasm_pki::Certificate::to_pem).collect();
+        let mut authorities = certs;
+        for root in wasm_pki::Certificate::parse_all(root_pem.as_bytes())
+            .with_context(|| format!("reading {}", d.root_cert().display()))?
+        {
+            if !authorities.iter().any(|c| c.der() == root.der()) {
+                authorities.push(root);
+            }
+        }
+        let authorities_digest = {
+            use sha2::Digest;
+            let mut h = sha2::Sha256::new();
+            for c in &authorities {
+                h.update(c.fingerprint_sha256().as_bytes());
+            }
+            wasm_pki::hex(&h.finalize())
+        };
         let sandbox = Sandbox::new(module, &d.module_cache(), workers)?;
         let ca_info = sandbox
             .load_ca(LoadCa {
@@ -263,6 +284,8 @@ impl Authority {
             chain,
             ca_info,
             issuer_der,
+            authorities,
+            authorities_digest,
         })
     }
 
@@ -351,36 +374,19 @@ impl Authority {
         })
     }
 
-    /// Every CA certificate this signer answers for: the issuing CA, the chain above it and the
-    /// root, each once.
-    pub fn authorities(&self) -> Vec<wasm_pki::Certificate> {
-        let mut certs: Vec<wasm_pki::Certificate> = Vec::new();
-        for pem in self.chain.iter().chain(std::iter::once(&self.root_pem)) {
-            for c in wasm_pki::Certificate::parse_all(pem.as_bytes()).unwrap_or_default() {
-                if !certs.iter().any(|k| k.der() == c.der()) {
-                    certs.push(c);
-                }
-            }
-        }
-        certs
-    }
-
     /// The SPIFFE trust bundle (a JWK Set) for [`Self::authorities`], its sequence number taken
     /// from the ledger: it grows when the set changes, never otherwise.
     pub fn trust_bundle(&self) -> Result<String, AuthorityError> {
-        use sha2::Digest;
-        let certs = self.authorities();
-        let mut h = sha2::Sha256::new();
-        for c in &certs {
-            h.update(c.fingerprint_sha256().as_bytes());
-        }
-        let digest = wasm_pki::hex(&h.finalize());
         let sequence = self
             .ledger
-            .bundle_sequence(&digest, now())
+            .bundle_sequence(&self.authorities_digest, now())
             .map_err(|e| AuthorityError::from_ledger(e, ""))?;
-        wasm_pki::trust_bundle(&certs, sequence, self.policy.bundle.refresh_hint_secs)
-            .map_err(|e| AuthorityError::Internal(format!("the trust bundle: {e}")))
+        wasm_pki::trust_bundle(
+            &self.authorities,
+            sequence,
+            self.policy.bundle.refresh_hint_secs,
+        )
+        .map_err(|e| AuthorityError::Internal(format!("the trust bundle: {e}")))
     }
 
     /// Issue on the operator's word (the CLI's `sign`): no token, the given profile and identity.

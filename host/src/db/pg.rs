@@ -441,17 +441,9 @@ impl Ledger for PgLedger {
 
     fn bundle_sequence(&self, digest: &str, now: i64) -> Result<u64> {
         let mut c = self.conn()?;
-        let last = |c: &mut Conn| -> Result<Option<(i64, String)>> {
-            Ok(c.query_opt(
-                "SELECT sequence, digest FROM bundle_sequence ORDER BY sequence DESC LIMIT 1",
-                &[],
-            )
-            .map_err(db)?
-            .map(|r| (r.get(0), r.get(1))))
-        };
         // The common case reads only; a change is written under a lock so that signers meeting
         // the same new set agree on one number.
-        if let Some((n, d)) = last(&mut c)? {
+        if let Some((n, d)) = last_bundle(&mut *c)? {
             if d == digest {
                 return Ok(n as u64);
             }
@@ -459,14 +451,7 @@ impl Ledger for PgLedger {
         let mut tx = c.transaction().map_err(db)?;
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&BUNDLE_LOCK])
             .map_err(db)?;
-        let row = tx
-            .query_opt(
-                "SELECT sequence, digest FROM bundle_sequence ORDER BY sequence DESC LIMIT 1",
-                &[],
-            )
-            .map_err(db)?
-            .map(|r| (r.get::<_, i64>(0), r.get::<_, String>(1)));
-        let n = match row {
+        let n = match last_bundle(&mut tx)? {
             Some((n, d)) if d == digest => return Ok(n as u64),
             Some((n, _)) => n + 1,
             None => 1,
@@ -517,13 +502,7 @@ impl Ledger for PgLedger {
         } else {
             0
         };
-        let bundle = c
-            .query_opt(
-                "SELECT sequence, digest FROM bundle_sequence ORDER BY sequence DESC LIMIT 1",
-                &[],
-            )
-            .map_err(db)?
-            .map(|r| (r.get::<_, i64>(0).max(0) as u64, r.get::<_, String>(1)));
+        let bundle = last_bundle(&mut *c)?.map(|(n, d)| (n.max(0) as u64, d));
         Ok(Snapshot {
             tokens,
             certificates,
@@ -585,6 +564,16 @@ impl Ledger for PgLedger {
             .map_err(db)?;
         Ok(n == 1)
     }
+}
+
+/// The last trust bundle sequence number handed out and the CA set's digest it was for.
+fn last_bundle(c: &mut impl postgres::GenericClient) -> Result<Option<(i64, String)>> {
+    Ok(c.query_opt(
+        "SELECT sequence, digest FROM bundle_sequence ORDER BY sequence DESC LIMIT 1",
+        &[],
+    )
+    .map_err(db)?
+    .map(|r| (r.get(0), r.get(1))))
 }
 
 #[cfg(test)]

@@ -154,6 +154,16 @@ fn write_record(tx: &rusqlite::Savepoint<'_>, r: &Record, is_token: bool) -> Res
     )
 }
 
+/// The last trust bundle sequence number handed out and the CA set's digest it was for.
+fn last_bundle(c: &Connection) -> Result<Option<(i64, String)>> {
+    Ok(c.query_row(
+        "SELECT sequence, digest FROM bundle_sequence ORDER BY sequence DESC LIMIT 1",
+        [],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )
+    .optional()?)
+}
+
 fn read_record(r: &rusqlite::Row<'_>) -> rusqlite::Result<Record> {
     let names: String = r.get(2)?;
     Ok(Record {
@@ -328,13 +338,7 @@ impl Ledger for SqliteLedger {
             })
             .optional()?
             .unwrap_or(0);
-        let bundle: Option<(i64, String)> = conn
-            .query_row(
-                "SELECT sequence, digest FROM bundle_sequence ORDER BY sequence DESC LIMIT 1",
-                [],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .optional()?;
+        let bundle = last_bundle(&conn)?;
         Ok(Snapshot {
             tokens,
             certificates,
@@ -402,14 +406,7 @@ impl Ledger for SqliteLedger {
     fn bundle_sequence(&self, digest: &str, now: i64) -> Result<u64> {
         let mut conn = self.conn.lock().unwrap();
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let last: Option<(i64, String)> = tx
-            .query_row(
-                "SELECT sequence, digest FROM bundle_sequence ORDER BY sequence DESC LIMIT 1",
-                [],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .optional()?;
-        let n = match last {
+        let n = match last_bundle(&tx)? {
             Some((n, d)) if d == digest => return Ok(n as u64),
             Some((n, _)) => n + 1,
             None => 1,
