@@ -42,6 +42,7 @@ fn main() {
         "pkg/dist/wasm_pki_bg.wasm",
         "pkg/dist/wasm_pki.js",
         "pkg/web.js",
+        "pkg/verify.js",
         "www",
     ] {
         println!("cargo:rerun-if-changed=../{f}");

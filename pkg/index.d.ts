@@ -167,6 +167,32 @@ export declare class Ca {
   privateKeyPem(passphrase?: string): string;
   /** Issue a leaf for the CSR under `profile` (default `{}`); returns the certificate PEM. */
   issue(csrPem: string, profile?: Profile, options?: IssueOptions): string;
+  /**
+   * The same as `issue`, with the CSR's signature (P-256, Ed25519) verified by the platform's
+   * crypto (node:crypto in Node, WebCrypto in browsers) instead of in wasm: several times faster
+   * for P-256. Refuses exactly the CSRs `issue` refuses; RSA is verified in wasm.
+   */
+  issueAsync(csrPem: string, profile?: Profile, options?: IssueOptions): Promise<string>;
+  /** `issueAsync`'s first half: parse and check all but the signature's arithmetic. */
+  beginIssue(csrPem: string, profile?: Profile, options?: IssueOptions): PendingIssue;
+  /** `issueAsync`'s second half: `valid` is the verdict on `pending`; `undefined` verifies in wasm. */
+  finishIssue(pending: PendingIssue, valid?: boolean): string;
+  free(): void;
+}
+
+/** An issue call between `beginIssue` and `finishIssue`; every field is `undefined` for RSA. */
+export class PendingIssue {
+  private constructor();
+  /** 'ES256' (ECDSA P-256 with SHA-256, r‖s) or 'Ed25519'. */
+  readonly algorithm: 'ES256' | 'Ed25519' | undefined;
+  /** Raw public key: P-256 uncompressed point, Ed25519 32 bytes. */
+  readonly publicKey: Uint8Array | undefined;
+  /** The key as SubjectPublicKeyInfo DER. */
+  readonly spki: Uint8Array | undefined;
+  /** The signed bytes. */
+  readonly message: Uint8Array | undefined;
+  /** The signature, 64 bytes. */
+  readonly signature: Uint8Array | undefined;
   free(): void;
 }
 

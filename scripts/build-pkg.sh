@@ -15,10 +15,11 @@ if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
 fi
 [ -x pkg/node_modules/.bin/wasm-opt ] || (cd pkg && npm ci --no-audit --no-fund)
 
-cargo build -p wasm-pki-module --lib --release --target wasm32-unknown-unknown
+# The `wasm` profile (Cargo.toml): size-optimised but for the hot crypto crates.
+cargo build -p wasm-pki-module --lib --profile wasm --target wasm32-unknown-unknown
 rm -rf pkg/dist
 wasm-bindgen --target web --out-dir pkg/dist --out-name wasm_pki \
-  "$CARGO_TARGET_DIR/wasm32-unknown-unknown/release/wasm_pki_module.wasm"
+  "$CARGO_TARGET_DIR/wasm32-unknown-unknown/wasm/wasm_pki_module.wasm"
 rm -f pkg/dist/package.json pkg/dist/*.d.ts pkg/dist/.gitignore
 # Debian's binaryen 108 breaks wasm-bindgen output; the npm one (v132) does not.
 pkg/node_modules/.bin/wasm-opt -O3 --enable-reference-types --enable-multivalue --enable-bulk-memory \
@@ -38,21 +39,21 @@ for arg in "$@"; do
   case "$arg" in
     --test-hooks)
       out="$CARGO_TARGET_DIR/wasm-pki-test-module"
-      cargo build -p wasm-pki-module --lib --release --target wasm32-unknown-unknown --features test-hooks \
+      cargo build -p wasm-pki-module --lib --profile wasm --target wasm32-unknown-unknown --features test-hooks \
         --target-dir "$CARGO_TARGET_DIR/test-hooks"
       rm -rf "$out"
       wasm-bindgen --target web --out-dir "$out" --out-name wasm_pki \
-        "$CARGO_TARGET_DIR/test-hooks/wasm32-unknown-unknown/release/wasm_pki_module.wasm"
+        "$CARGO_TARGET_DIR/test-hooks/wasm32-unknown-unknown/wasm/wasm_pki_module.wasm"
       echo "test module: $out/wasm_pki_bg.wasm"
       ;;
     --server)
       RUSTFLAGS='-C target-feature=+wide-arithmetic --cfg curve25519_dalek_bits="64"' \
-        cargo build -p wasm-pki-module --lib --release --target wasm32-unknown-unknown \
+        cargo build -p wasm-pki-module --lib --profile wasm --target wasm32-unknown-unknown \
         --target-dir "$CARGO_TARGET_DIR/server-module"
       tmp="$CARGO_TARGET_DIR/server-module/bindgen"
       rm -rf "$tmp" && mkdir -p host/dist
       wasm-bindgen --target web --out-dir "$tmp" --out-name wasm_pki \
-        "$CARGO_TARGET_DIR/server-module/wasm32-unknown-unknown/release/wasm_pki_module.wasm"
+        "$CARGO_TARGET_DIR/server-module/wasm32-unknown-unknown/wasm/wasm_pki_module.wasm"
       pkg/node_modules/.bin/wasm-opt -O3 --enable-reference-types --enable-multivalue \
         --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext \
         --enable-mutable-globals --enable-wide-arithmetic \

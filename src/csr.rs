@@ -12,6 +12,7 @@ use crate::key_pair::KeyPair;
 use crate::name::{SanName, Subject};
 use crate::pem;
 use crate::public_key::PublicKey;
+use crate::signature::{Scheme, SignatureCheck};
 
 /// What a CSR asks for: a subject and subject alternative names.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -104,19 +105,65 @@ pub struct ParsedCsr {
     signature_algorithm: String,
 }
 
-impl ParsedCsr {
-    /// Parse a CSR (PEM `CERTIFICATE REQUEST`/`NEW CERTIFICATE REQUEST`, or DER) and verify its
-    /// self-signature. Input larger than [`crate::MAX_INPUT_BYTES`] is refused before parsing.
+/// A CSR that parsed, with its signature's encoding checked but the signature itself not yet
+/// verified. [`UncheckedCsr::verify`] verifies it in the core; or [`UncheckedCsr::check`] hands
+/// the arithmetic to a verifier of the host's (ring in wasmtime's host, Node's crypto, WebCrypto)
+/// and [`UncheckedCsr::accept_verdict`] takes its answer. Either way the same inputs are refused.
+#[derive(Clone, Debug)]
+pub struct UncheckedCsr {
+    csr: ParsedCsr,
+    scheme: Scheme,
+    message: Vec<u8>,
+    signature: Vec<u8>,
+}
+
+impl UncheckedCsr {
+    /// Parse a CSR as [`ParsedCsr::parse`] does, except for the signature arithmetic.
     pub fn parse(input: &[u8]) -> Result<Self> {
         let der = pem::der_from_pem_or_der(
             "CSR",
             input,
             &["CERTIFICATE REQUEST", "NEW CERTIFICATE REQUEST"],
         )?;
-        Self::parse_der(der)
+        ParsedCsr::parse_unchecked(der)
     }
 
-    fn parse_der(der: Vec<u8>) -> Result<Self> {
+    fn prepared(&self) -> Result<crate::signature::Prepared<'_>> {
+        crate::signature::prepare(self.scheme, &self.csr.public_key, &self.signature, "CSR")
+    }
+
+    /// The signature's pieces for an outside verifier; `None` for RSA, which the core verifies.
+    pub fn check(&self) -> Option<SignatureCheck> {
+        self.prepared().ok()?.check(&self.message)
+    }
+
+    /// Verify the signature in the core.
+    pub fn verify(self) -> Result<ParsedCsr> {
+        self.prepared()?.verify(&self.message)?;
+        Ok(self.csr)
+    }
+
+    /// Take an outside verifier's answer on [`UncheckedCsr::check`]'s pieces; a signature the
+    /// core keeps for itself (no check) is verified here whatever `valid` says.
+    pub fn accept_verdict(self, valid: bool) -> Result<ParsedCsr> {
+        let prepared = self.prepared()?;
+        if !prepared.checked_outside() {
+            prepared.verify(&self.message)?;
+        } else {
+            prepared.verdict(valid)?;
+        }
+        Ok(self.csr)
+    }
+}
+
+impl ParsedCsr {
+    /// Parse a CSR (PEM `CERTIFICATE REQUEST`/`NEW CERTIFICATE REQUEST`, or DER) and verify its
+    /// self-signature. Input larger than [`crate::MAX_INPUT_BYTES`] is refused before parsing.
+    pub fn parse(input: &[u8]) -> Result<Self> {
+        UncheckedCsr::parse(input)?.verify()
+    }
+
+    fn parse_unchecked(der: Vec<u8>) -> Result<UncheckedCsr> {
         let (rest, csr) =
             X509CertificationRequest::from_der(&der).map_err(|e| Error::malformed("CSR", e))?;
         if !rest.is_empty() {
@@ -130,13 +177,10 @@ impl ParsedCsr {
             ));
         }
         let public_key = PublicKey::from_parsed(&info.subject_pki)?;
-        crate::signature::verify_x509(
-            &csr.signature_algorithm,
-            &public_key,
-            info.raw,
-            &csr.signature_value.data,
-            "CSR",
-        )?;
+        let scheme = Scheme::from_x509(&csr.signature_algorithm, "CSR")?;
+        let signature = csr.signature_value.data.to_vec();
+        crate::signature::prepare(scheme, &public_key, &signature, "CSR")?;
+        let message = info.raw.to_vec();
         let subject = Subject::from_x509(&info.subject)?;
         let subject_dn = info.subject.to_string();
         let mut names = Vec::new();
@@ -155,14 +199,19 @@ impl ParsedCsr {
             }
         }
         let signature_algorithm = crate::oids::describe(&csr.signature_algorithm.algorithm);
-        Ok(ParsedCsr {
-            der,
-            subject,
-            subject_dn,
-            public_key,
-            names,
-            requested,
-            signature_algorithm,
+        Ok(UncheckedCsr {
+            csr: ParsedCsr {
+                der,
+                subject,
+                subject_dn,
+                public_key,
+                names,
+                requested,
+                signature_algorithm,
+            },
+            scheme,
+            message,
+            signature,
         })
     }
 

@@ -30,7 +30,7 @@ pub use ca::{CaParams, CertificateAuthority, Issued};
 pub use certificate::{renew_after, Certificate};
 pub use chain::{verify_chain, VerifiedChain};
 pub use crl::{crl_pem, Revoked};
-pub use csr::{Csr, CsrRequest, ParsedCsr, RequestedExtensions};
+pub use csr::{Csr, CsrRequest, ParsedCsr, RequestedExtensions, UncheckedCsr};
 pub use error::{Error, ProofFault, Result};
 pub use inspect::{inspect, Description};
 pub use key_pair::{Algorithm, KeyEncryption, KeyPair};
@@ -43,6 +43,7 @@ pub use policy::{
 pub use proof::{sign_proof, verify_proof, VerifiedProof};
 pub use public_key::{Jwk, KeyKind, PublicKey};
 pub use rng::SeedRng;
+pub use signature::{CheckAlgorithm, SignatureCheck};
 pub use spiffe::SpiffeId;
 pub use time::OffsetDateTime;
 pub use urls::PublicUrls;

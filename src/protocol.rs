@@ -31,6 +31,9 @@ pub enum Request {
     Renew(Box<RenewRequest>),
     /// Check a renewal proof (form, signature, lifetime, audience); answered with [`ProofChecked`].
     CheckProof(ProofRequest),
+    /// The host's verdict on the signature a [`VerifyAsk`] handed out: resumes the sign request
+    /// that asked, answered as that request is.
+    Verified(Verdict),
     /// Sign a CRL; answered with the CRL PEM.
     Crl(CrlRequest),
     /// Describe a certificate or CSR; answered with [`crate::Description`].
@@ -56,6 +59,10 @@ pub struct LoadCa {
     #[zeroize(skip)]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub public_urls: Option<crate::PublicUrls>,
+    /// The host verifies P-256 and Ed25519 CSR signatures with its own crypto: a sign request
+    /// is then answered with a [`VerifyAsk`] first, and resumed by [`Request::Verified`].
+    #[serde(default)]
+    pub host_verifies: bool,
 }
 
 impl core::fmt::Debug for LoadCa {
@@ -192,6 +199,38 @@ pub struct RevokedEntry {
     pub serial: String,
     /// Revocation time, Unix seconds.
     pub revoked_at: i64,
+}
+
+/// The host's answer to a [`VerifyAsk`].
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Verdict {
+    /// Whether the signature verified.
+    pub valid: bool,
+}
+
+/// The guest's mid-request question, `{"verify": SignatureCheck}`: the host verifies the
+/// signature with its own crypto and resumes with [`Request::Verified`]. Everything but the
+/// arithmetic (encodings, scheme against key) has been checked in the guest.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase", deny_unknown_fields)]
+pub enum VerifyAsk {
+    /// Verify this signature.
+    Verify(crate::SignatureCheck),
+}
+
+impl VerifyAsk {
+    /// The check a guest reply asks for, if it is a [`VerifyAsk`] (else the reply is final).
+    pub fn from_reply(bytes: &[u8]) -> Option<Result<crate::SignatureCheck, Error>> {
+        if !bytes.starts_with(br#"{"verify":"#) {
+            return None;
+        }
+        Some(
+            serde_json::from_slice::<VerifyAsk>(bytes)
+                .map(|VerifyAsk::Verify(c)| c)
+                .map_err(|e| Error::InvalidParameter(format!("unreadable signature check: {e}"))),
+        )
+    }
 }
 
 /// Describe a certificate or CSR.
@@ -341,6 +380,10 @@ fn check_proof(p: &ProofRequest) -> Result<ProofChecked, Error> {
 #[derive(Default)]
 pub struct Guest {
     ca: Option<CertificateAuthority>,
+    host_verifies: bool,
+    /// A sign request waiting for the host's verdict on its CSR's signature. Any other request
+    /// drops it, so a verdict only ever resumes the request that asked.
+    pending: Option<(crate::UncheckedCsr, SignRequest)>,
 }
 
 impl Guest {
@@ -355,9 +398,19 @@ impl Guest {
 
     /// Handle a decoded request.
     pub fn handle_request(&mut self, req: Request) -> Vec<u8> {
+        let pending = self.pending.take();
         match req {
             Request::LoadCa(l) => encode(self.load_ca(&l)),
-            Request::Sign(s) => encode(self.sign(*s)),
+            Request::Sign(s) => self.sign_or_ask(*s),
+            Request::Verified(v) => match pending {
+                Some((csr, s)) => encode(
+                    csr.accept_verdict(v.valid)
+                        .and_then(|csr| self.sign_parsed(&csr, s)),
+                ),
+                None => encode::<()>(Err(Error::InvalidParameter(
+                    "a verdict without a pending signature check".into(),
+                ))),
+            },
             Request::Renew(r) => encode(self.renew(*r)),
             Request::CheckProof(p) => encode(check_proof(&p)),
             Request::Crl(c) => encode(self.crl(&c)),
@@ -389,13 +442,41 @@ impl Guest {
             fingerprint: ca.certificate().fingerprint_sha256(),
         };
         self.ca = Some(ca);
+        self.host_verifies = l.host_verifies;
         Ok(loaded)
     }
 
-    fn sign(&self, s: SignRequest) -> Result<Signed, Error> {
-        let csr = ParsedCsr::parse(s.csr_pem.as_bytes())?;
+    /// Sign, or, when the host verifies, parse and hand the CSR's signature out first.
+    fn sign_or_ask(&mut self, s: SignRequest) -> Vec<u8> {
+        if !self.host_verifies {
+            return encode(
+                ParsedCsr::parse(s.csr_pem.as_bytes()).and_then(|c| self.sign_parsed(&c, s)),
+            );
+        }
+        let csr = match crate::UncheckedCsr::parse(s.csr_pem.as_bytes()) {
+            Ok(csr) => csr,
+            Err(e) => return encode::<()>(Err(e)),
+        };
+        match csr.check() {
+            Some(check) => {
+                let ask = serde_json::to_vec(&VerifyAsk::Verify(check));
+                match ask {
+                    Ok(bytes) => {
+                        self.pending = Some((csr, s));
+                        bytes
+                    }
+                    Err(e) => encode::<()>(Err(Error::InvalidParameter(format!(
+                        "signature check encoding: {e}"
+                    )))),
+                }
+            }
+            None => encode(csr.verify().and_then(|c| self.sign_parsed(&c, s))),
+        }
+    }
+
+    fn sign_parsed(&self, csr: &ParsedCsr, s: SignRequest) -> Result<Signed, Error> {
         self.issue(
-            &csr,
+            csr,
             &s.profile,
             s.identity.as_deref(),
             (s.lifetime_secs, &s.extra_names),
@@ -583,6 +664,7 @@ mod tests {
             key_pem: ca.key().to_pkcs8_pem().unwrap().to_string(),
             passphrase: None,
             public_urls: None,
+            host_verifies: false,
         });
         assert!(!format!("{load:?}").contains("PRIVATE"));
         let loaded: Loaded = decode_reply(&g.handle(&encode_request(&load).unwrap()))

@@ -1,6 +1,7 @@
 //! Signature verification for the algorithms the core accepts from outside: the one path every
 //! signature (CSR, certificate, CRL, a raw message) goes through.
 
+use serde::{Deserialize, Serialize};
 use signature::Verifier;
 use x509_parser::signature_algorithm::SignatureAlgorithm as XAlg;
 use x509_parser::x509::AlgorithmIdentifier;
@@ -63,6 +64,185 @@ impl Scheme {
     }
 }
 
+/// The canonical pieces of one ECDSA P-256 or Ed25519 signature, for a verifier outside the core
+/// (the wasmtime host's `ring`, Node's `crypto`, WebCrypto). Everything about the encoding has
+/// already been checked by the core ([`prepare`]): the verifier only does the arithmetic, so every
+/// verifier refuses exactly the same inputs.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SignatureCheck {
+    /// Which arithmetic to do.
+    pub algorithm: CheckAlgorithm,
+    /// P-256: the uncompressed SEC1 point (65 bytes); Ed25519: the 32-byte key.
+    #[serde(with = "hex_bytes")]
+    pub public_key: Vec<u8>,
+    /// The key as a SubjectPublicKeyInfo (for verifiers that import only that form).
+    #[serde(with = "hex_bytes")]
+    pub spki: Vec<u8>,
+    /// The signed bytes.
+    #[serde(with = "hex_bytes")]
+    pub message: Vec<u8>,
+    /// P-256: r‖s, 32 bytes each (IEEE P1363, WebCrypto's form); Ed25519: R‖S, 64 bytes.
+    #[serde(with = "hex_bytes")]
+    pub signature: Vec<u8>,
+}
+
+/// The algorithms a [`SignatureCheck`] may name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CheckAlgorithm {
+    /// ECDSA on P-256 with SHA-256 (`ring::signature::ECDSA_P256_SHA256_FIXED`).
+    #[serde(rename = "ES256")]
+    EcdsaP256Sha256,
+    /// Ed25519 (`ring::signature::ED25519`).
+    #[serde(rename = "Ed25519")]
+    Ed25519,
+}
+
+mod hex_bytes {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&crate::hex(v))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let text = <&str>::deserialize(d)?;
+        crate::unhex("bytes", text, crate::MAX_INPUT_BYTES).map_err(serde::de::Error::custom)
+    }
+}
+
+/// A signature whose encoding the core has checked, ready for the arithmetic: by the core
+/// ([`Prepared::verify`]) or, for P-256 and Ed25519, by another verifier ([`Prepared::check`]).
+pub(crate) struct Prepared<'a> {
+    key: &'a PublicKey,
+    sig: PreparedSig,
+    what: &'static str,
+}
+
+enum PreparedSig {
+    P256(p256::ecdsa::Signature),
+    Ed25519(ed25519_dalek::Signature),
+    RsaPkcs1(rsa::pkcs1v15::Signature),
+    RsaPss(rsa::pss::Signature, usize),
+}
+
+/// Check everything about a signature but the arithmetic: the scheme fits the key, the encoding
+/// is strict (DER for ECDSA; for Ed25519 a canonical S, a canonical R of large order and a
+/// canonical key of large order). `what` names the signed object in errors.
+pub(crate) fn prepare<'a>(
+    scheme: Scheme,
+    key: &'a PublicKey,
+    sig: &[u8],
+    what: &'static str,
+) -> Result<Prepared<'a>> {
+    let bad = || Error::BadSignature(what);
+    let sig = match (scheme, &key.key) {
+        (Scheme::EcdsaP256Sha256, VerifyingKey::P256(_)) => {
+            PreparedSig::P256(p256::ecdsa::Signature::from_der(sig).map_err(|_| bad())?)
+        }
+        (Scheme::EcdsaP256Sha256Fixed, VerifyingKey::P256(_)) => {
+            PreparedSig::P256(p256::ecdsa::Signature::from_slice(sig).map_err(|_| bad())?)
+        }
+        (Scheme::Ed25519, VerifyingKey::Ed25519(vk)) => {
+            let s = ed25519_dalek::Signature::from_slice(sig).map_err(|_| bad())?;
+            ed25519_strict_encoding(vk, &s).ok_or_else(bad)?;
+            PreparedSig::Ed25519(s)
+        }
+        (Scheme::RsaPkcs1Sha256, VerifyingKey::Rsa(_)) => {
+            PreparedSig::RsaPkcs1(rsa::pkcs1v15::Signature::try_from(sig).map_err(|_| bad())?)
+        }
+        (Scheme::RsaPssSha256 { salt_len }, VerifyingKey::Rsa(_)) => PreparedSig::RsaPss(
+            rsa::pss::Signature::try_from(sig).map_err(|_| bad())?,
+            salt_len,
+        ),
+        _ => {
+            return Err(Error::AlgorithmMismatch(format!(
+                "{what} is signed with {} but the key is {}",
+                scheme.name(),
+                key.name()
+            )))
+        }
+    };
+    Ok(Prepared { key, sig, what })
+}
+
+/// What `verify_strict` refuses beyond the verification equation, checked on the encodings so
+/// that any Ed25519 verifier (which compares R's encoding, as ring, OpenSSL and BoringSSL do)
+/// then agrees with it: S below the group order, R and the key canonical and not of small order.
+fn ed25519_strict_encoding(
+    vk: &ed25519_dalek::VerifyingKey,
+    sig: &ed25519_dalek::Signature,
+) -> Option<()> {
+    use curve25519_dalek::edwards::CompressedEdwardsY;
+    let canonical_large = |bytes: [u8; 32]| {
+        let point = CompressedEdwardsY(bytes).decompress()?;
+        (point.compress().to_bytes() == bytes && !point.is_small_order()).then_some(())
+    };
+    Option::<curve25519_dalek::Scalar>::from(curve25519_dalek::Scalar::from_canonical_bytes(
+        *sig.s_bytes(),
+    ))?;
+    canonical_large(*sig.r_bytes())?;
+    canonical_large(vk.to_bytes())
+}
+
+impl Prepared<'_> {
+    /// The pieces for a verifier outside the core; `None` for RSA, which the core verifies itself.
+    pub(crate) fn check(&self, msg: &[u8]) -> Option<SignatureCheck> {
+        let (algorithm, public_key, signature) = match (&self.sig, &self.key.key) {
+            (PreparedSig::P256(s), VerifyingKey::P256(vk)) => (
+                CheckAlgorithm::EcdsaP256Sha256,
+                vk.to_sec1_point(false).as_bytes().to_vec(),
+                s.to_bytes().to_vec(),
+            ),
+            (PreparedSig::Ed25519(s), VerifyingKey::Ed25519(vk)) => (
+                CheckAlgorithm::Ed25519,
+                vk.to_bytes().to_vec(),
+                s.to_bytes().to_vec(),
+            ),
+            _ => return None,
+        };
+        Some(SignatureCheck {
+            algorithm,
+            public_key,
+            spki: self.key.spki_der().to_vec(),
+            message: msg.to_vec(),
+            signature,
+        })
+    }
+
+    /// Whether [`Prepared::check`] hands this signature out (P-256 and Ed25519).
+    pub(crate) fn checked_outside(&self) -> bool {
+        matches!(self.sig, PreparedSig::P256(_) | PreparedSig::Ed25519(_))
+    }
+
+    /// Verify `msg` in the core.
+    pub(crate) fn verify(&self, msg: &[u8]) -> Result<()> {
+        let ok = match (&self.sig, &self.key.key) {
+            (PreparedSig::P256(s), VerifyingKey::P256(vk)) => vk.verify(msg, s).is_ok(),
+            (PreparedSig::Ed25519(s), VerifyingKey::Ed25519(vk)) => {
+                vk.verify_strict(msg, s).is_ok()
+            }
+            (PreparedSig::RsaPkcs1(s), VerifyingKey::Rsa(pk)) => {
+                rsa::pkcs1v15::VerifyingKey::<sha2::Sha256>::new((**pk).clone())
+                    .verify(msg, s)
+                    .is_ok()
+            }
+            (PreparedSig::RsaPss(s, salt_len), VerifyingKey::Rsa(pk)) => {
+                rsa::pss::VerifyingKey::<sha2::Sha256>::new_with_salt_len((**pk).clone(), *salt_len)
+                    .verify(msg, s)
+                    .is_ok()
+            }
+            _ => false,
+        };
+        ok.then_some(()).ok_or(Error::BadSignature(self.what))
+    }
+
+    /// Take another verifier's verdict on [`Prepared::check`]'s pieces.
+    pub(crate) fn verdict(&self, valid: bool) -> Result<()> {
+        valid.then_some(()).ok_or(Error::BadSignature(self.what))
+    }
+}
+
 /// Verify `sig` over `msg` with `key` under `scheme`. `what` names the signed object.
 pub(crate) fn verify(
     scheme: Scheme,
@@ -71,37 +251,7 @@ pub(crate) fn verify(
     sig: &[u8],
     what: &'static str,
 ) -> Result<()> {
-    let bad = || Error::BadSignature(what);
-    match (scheme, &key.key) {
-        (Scheme::EcdsaP256Sha256, VerifyingKey::P256(vk)) => {
-            let s = p256::ecdsa::Signature::from_der(sig).map_err(|_| bad())?;
-            vk.verify(msg, &s).map_err(|_| bad())
-        }
-        (Scheme::EcdsaP256Sha256Fixed, VerifyingKey::P256(vk)) => {
-            let s = p256::ecdsa::Signature::from_slice(sig).map_err(|_| bad())?;
-            vk.verify(msg, &s).map_err(|_| bad())
-        }
-        (Scheme::Ed25519, VerifyingKey::Ed25519(vk)) => {
-            let s = ed25519_dalek::Signature::from_slice(sig).map_err(|_| bad())?;
-            vk.verify_strict(msg, &s).map_err(|_| bad())
-        }
-        (Scheme::RsaPkcs1Sha256, VerifyingKey::Rsa(pk)) => {
-            let vk = rsa::pkcs1v15::VerifyingKey::<sha2::Sha256>::new((**pk).clone());
-            let s = rsa::pkcs1v15::Signature::try_from(sig).map_err(|_| bad())?;
-            vk.verify(msg, &s).map_err(|_| bad())
-        }
-        (Scheme::RsaPssSha256 { salt_len }, VerifyingKey::Rsa(pk)) => {
-            let vk =
-                rsa::pss::VerifyingKey::<sha2::Sha256>::new_with_salt_len((**pk).clone(), salt_len);
-            let s = rsa::pss::Signature::try_from(sig).map_err(|_| bad())?;
-            vk.verify(msg, &s).map_err(|_| bad())
-        }
-        _ => Err(Error::AlgorithmMismatch(format!(
-            "{what} is signed with {} but the key is {}",
-            scheme.name(),
-            key.name()
-        ))),
-    }
+    prepare(scheme, key, sig, what)?.verify(msg)
 }
 
 /// Verify an X.509 signature (CSR, certificate, CRL): the algorithm identifier picks the scheme.

@@ -612,6 +612,7 @@ fn renewals_that_must_be_refused_are_refused_with_their_reason() {
         key_pem: ca.key().to_pkcs8_pem().unwrap().to_string(),
         passphrase: None,
         public_urls: None,
+        host_verifies: false,
     });
     assert!(guest
         .handle(&encode_request(&load).unwrap())

@@ -34,11 +34,15 @@ const PAGE: &[(&str, &[u8])] = &[
 #[cfg(embedded_package)]
 const PACKAGE: &[(&str, &[u8])] = &[
     ("web.js", embed!("pkg/web.js")),
+    ("verify.js", embed!("pkg/verify.js")),
     ("dist/wasm_pki.js", embed!("pkg/dist/wasm_pki.js")),
     ("dist/wasm_pki_bg.wasm", embed!("pkg/dist/wasm_pki_bg.wasm")),
 ];
 #[cfg(not(embedded_package))]
-const PACKAGE: &[(&str, &[u8])] = &[("web.js", embed!("pkg/web.js"))];
+const PACKAGE: &[(&str, &[u8])] = &[
+    ("web.js", embed!("pkg/web.js")),
+    ("verify.js", embed!("pkg/verify.js")),
+];
 
 /// Where the page and the package come from.
 #[derive(Clone, Debug, Default)]

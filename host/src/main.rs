@@ -39,6 +39,10 @@ struct Runtime {
     public_urls: Vec<String>,
     #[command(flatten)]
     ledger: LedgerArg,
+    /// Who verifies CSR signatures: the host with ring (P-256, Ed25519), or the sandbox in pure
+    /// wasm (every step inside; slower).
+    #[arg(long, value_enum, default_value = "host", env = "WASM_PKI_VERIFY")]
+    verify: wasm_pki_host::sandbox::Verifier,
 }
 
 /// Where the ledger is.
@@ -463,7 +467,10 @@ fn open_authority(dir: &Path, rt: &Runtime, workers: usize) -> Result<Authority>
         &assets::module_bytes(rt.module.as_deref())?,
         load_policy(&rt.policy)?,
         pass.as_ref().map(|p| p.as_str()),
-        workers,
+        wasm_pki_host::authority::Pool {
+            instances: workers,
+            verifier: rt.verify,
+        },
         &rt.public_urls,
         &rt.ledger.spec(Some(dir))?,
     )

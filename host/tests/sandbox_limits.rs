@@ -61,6 +61,7 @@ fn loaded_sandbox(tag: &str, size: usize) -> (Arc<Sandbox>, PathBuf, OffsetDateT
             key_pem: ca.key().to_pkcs8_pem().unwrap().to_string(),
             passphrase: None,
             public_urls: None,
+            host_verifies: false,
         })
         .unwrap();
     assert_eq!(loaded.subject, "CN=Limits CA", "{loaded:?}");

@@ -8,7 +8,8 @@ use wasm_bindgen::prelude::*;
 
 use wasm_pki::{
     Algorithm, CaParams, Certificate, CertificateAuthority, CsrRequest, Error, IssueOptions,
-    KeyEncryption, KeyPair, OffsetDateTime, ParsedCsr, Profile, SanName, Subject,
+    KeyEncryption, KeyPair, OffsetDateTime, ParsedCsr, Profile, SanName, SignatureCheck, Subject,
+    UncheckedCsr,
 };
 
 type Rng = rand_core::UnwrapErr<getrandom::SysRng>;
@@ -308,6 +309,85 @@ impl Ca {
             .inner
             .issue(&csr, &profile, &opts, now()?, &mut rng())?;
         Ok(issued.certificate.to_pem())
+    }
+
+    /// The first half of `issueAsync`: parse the CSR and check everything but its signature's
+    /// arithmetic, which the returned object hands to the platform's crypto.
+    #[wasm_bindgen(js_name = beginIssue)]
+    pub fn begin_issue(
+        &self,
+        csr_pem: &str,
+        profile: JsValue,
+        options: JsValue,
+    ) -> Res<PendingIssue> {
+        let (profile, opts) = profile_from_js(profile, options)?;
+        let csr = UncheckedCsr::parse(csr_pem.as_bytes())?;
+        Ok(PendingIssue {
+            check: csr.check(),
+            csr,
+            profile,
+            opts,
+        })
+    }
+
+    /// The second half: `valid` is the platform's verdict on the pending check; `undefined`
+    /// (no platform crypto for it) verifies in the module. Returns the certificate PEM.
+    #[wasm_bindgen(js_name = finishIssue)]
+    pub fn finish_issue(&self, pending: PendingIssue, valid: Option<bool>) -> Res<String> {
+        let csr = match valid {
+            Some(v) => pending.csr.accept_verdict(v)?,
+            None => pending.csr.verify()?,
+        };
+        let issued = self
+            .inner
+            .issue(&csr, &pending.profile, &pending.opts, now()?, &mut rng())?;
+        Ok(issued.certificate.to_pem())
+    }
+}
+
+/// An issue call between `Ca.beginIssue` and `Ca.finishIssue`: the CSR's signature as the
+/// platform's crypto needs it (every getter `undefined` when the module verifies it itself, RSA).
+#[wasm_bindgen]
+pub struct PendingIssue {
+    csr: UncheckedCsr,
+    profile: Profile,
+    opts: IssueOptions,
+    check: Option<SignatureCheck>,
+}
+
+#[wasm_bindgen]
+impl PendingIssue {
+    /// `"ES256"` (ECDSA P-256 SHA-256, r‖s) or `"Ed25519"`.
+    #[wasm_bindgen(getter)]
+    pub fn algorithm(&self) -> Option<String> {
+        self.check.as_ref().map(|c| match c.algorithm {
+            wasm_pki::CheckAlgorithm::EcdsaP256Sha256 => "ES256".to_string(),
+            wasm_pki::CheckAlgorithm::Ed25519 => "Ed25519".to_string(),
+        })
+    }
+
+    /// The raw public key (P-256: uncompressed point; Ed25519: 32 bytes).
+    #[wasm_bindgen(getter, js_name = publicKey)]
+    pub fn public_key(&self) -> Option<Vec<u8>> {
+        self.check.as_ref().map(|c| c.public_key.clone())
+    }
+
+    /// The key as SubjectPublicKeyInfo DER.
+    #[wasm_bindgen(getter)]
+    pub fn spki(&self) -> Option<Vec<u8>> {
+        self.check.as_ref().map(|c| c.spki.clone())
+    }
+
+    /// The signed bytes.
+    #[wasm_bindgen(getter)]
+    pub fn message(&self) -> Option<Vec<u8>> {
+        self.check.as_ref().map(|c| c.message.clone())
+    }
+
+    /// The signature (P-256: r‖s, 64 bytes; Ed25519: 64 bytes).
+    #[wasm_bindgen(getter)]
+    pub fn signature(&self) -> Option<Vec<u8>> {
+        self.check.as_ref().map(|c| c.signature.clone())
     }
 }
 

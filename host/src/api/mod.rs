@@ -540,6 +540,7 @@ fn static_file(app: &App, path: &str) -> Resp {
         "/" | "/index.html" => (app.assets.page("index.html"), "index.html"),
         "/app.js" | "/style.css" => (app.assets.page(&path[1..]), &path[1..]),
         p if p == "/pkg/web.js"
+            || p == "/pkg/verify.js"
             || (p.starts_with("/pkg/dist/")
                 && !p[10..].contains(['/', '\\'])
                 && !p[10..].starts_with('.')) =>

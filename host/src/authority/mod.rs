@@ -21,7 +21,7 @@ use wasm_pki::protocol::{
 pub use error::AuthorityError;
 
 use crate::db::{Ledger, LedgerSpec, Record, TokenRefusal};
-use crate::sandbox::{CallError, Sandbox};
+use crate::sandbox::{CallError, Sandbox, Verifier};
 use policy::Policy;
 use wasm_pki::Profile;
 
@@ -192,6 +192,15 @@ pub struct ListenerCert {
     pub not_after: i64,
 }
 
+/// The sandbox pool an authority runs: how many instances, and who verifies CSR signatures.
+#[derive(Clone, Copy, Debug)]
+pub struct Pool {
+    /// Instances (each holds the CA; one call at a time each).
+    pub instances: usize,
+    /// The host (`ring`) or the guest.
+    pub verifier: Verifier,
+}
+
 /// A running certificate authority: sandbox, ledger and policy.
 pub struct Authority {
     /// The sandbox pool.
@@ -225,7 +234,7 @@ impl Authority {
         module: &[u8],
         policy: Policy,
         passphrase: Option<&str>,
-        workers: usize,
+        pool: Pool,
         public_urls: &[String],
         ledger: &LedgerSpec,
     ) -> Result<Self> {
@@ -266,13 +275,14 @@ impl Authority {
             }
             wasm_pki::hex(&h.finalize())
         };
-        let sandbox = Sandbox::new(module, &d.module_cache(), workers)?;
+        let sandbox = Sandbox::new(module, &d.module_cache(), pool.instances)?;
         let ca_info = sandbox
             .load_ca(LoadCa {
                 cert_pem,
                 key_pem,
                 passphrase: passphrase.map(String::from),
                 public_urls: published(public_urls),
+                host_verifies: pool.verifier == Verifier::Host,
             })
             .context("the sandbox could not load the CA")?;
         let ledger = ledger.open()?;

@@ -4,6 +4,9 @@
 //! dropped. Requests and replies are the core's typed protocol (`wasm_pki::protocol`).
 
 mod cache;
+mod verify;
+
+pub use verify::{verify, Verifier};
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -13,7 +16,7 @@ use std::time::Duration;
 use anyhow::{anyhow, Context, Result};
 use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
-use wasm_pki::protocol::{self, GuestError, LoadCa, Loaded, Request};
+use wasm_pki::protocol::{self, GuestError, LoadCa, Loaded, Request, Verdict, VerifyAsk};
 use wasmtime::{
     Config, Engine, InstancePre, Linker, Memory, Module, Store, StoreLimits, StoreLimitsBuilder,
     TypedFunc,
@@ -274,13 +277,26 @@ impl Sandbox {
     }
 
     /// Send request bytes as they are (hostile-input tests, benchmarks) and return the reply's
-    /// bytes as the guest wrote them.
+    /// bytes as the guest wrote them. A guest that asks for a signature check (the CA was loaded
+    /// with `host_verifies`) gets the host's verdict in the same instance, and its answer to that
+    /// is the reply; a second ask in one call is returned as it is (and is no typed reply).
     pub fn call_bytes(&self, request: &[u8], wait: Duration) -> Result<Vec<u8>, CallError> {
         let mut w = self.acquire(wait)?;
-        match w.call(request) {
+        let out = w
+            .call(request)
+            .and_then(|out| match VerifyAsk::from_reply(&out) {
+                None => Ok(Ok(out)),
+                Some(Err(e)) => Ok(Err(CallError::BadReply(e.to_string()))),
+                Some(Ok(check)) => {
+                    let valid = verify(&check);
+                    let verdict = protocol::encode_request(&Request::Verified(Verdict { valid }))?;
+                    w.call(&verdict).map(Ok)
+                }
+            });
+        match out {
             Ok(out) => {
                 self.release(w);
-                Ok(out)
+                out
             }
             Err(e) => {
                 // The guest heap may be broken after a trap: never reuse this instance.
