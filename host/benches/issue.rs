@@ -94,7 +94,7 @@ fn main() {
                     key_pem: ca.key().to_pkcs8_pem().unwrap().to_string(),
                     passphrase: None,
                     public_urls: None,
-                    host_verifies: false,
+                    host_verifies,
                 })
                 .unwrap();
             let sandboxed = |n: usize| {
