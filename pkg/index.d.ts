@@ -168,9 +168,9 @@ export declare class Ca {
   /** Issue a leaf for the CSR under `profile` (default `{}`); returns the certificate PEM. */
   issue(csrPem: string, profile?: Profile, options?: IssueOptions): string;
   /**
-   * The same as `issue`, with the CSR's signature (P-256, Ed25519) verified by the platform's
-   * crypto (node:crypto in Node, WebCrypto in browsers) instead of in wasm: several times faster
-   * for P-256. Refuses exactly the CSRs `issue` refuses; RSA is verified in wasm.
+   * The same as `issue`, with the CSR's signature verified by the platform's crypto instead of
+   * in wasm (P-256 by node:crypto in Node, P-256 and Ed25519 by WebCrypto in browsers): several
+   * times faster for P-256. Refuses exactly the CSRs `issue` refuses; RSA is verified in wasm.
    */
   issueAsync(csrPem: string, profile?: Profile, options?: IssueOptions): Promise<string>;
   /** `issueAsync`'s first half: parse and check all but the signature's arithmetic. */
