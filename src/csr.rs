@@ -132,7 +132,8 @@ impl UncheckedCsr {
         crate::signature::prepare(self.scheme, &self.csr.public_key, &self.signature, "CSR")
     }
 
-    /// The signature's pieces for an outside verifier; `None` for RSA, which the core verifies.
+    /// The signature's pieces for an outside verifier; `None` for RSA-PSS with a salt other than
+    /// 32 bytes, which the core verifies.
     pub fn check(&self) -> Option<SignatureCheck> {
         self.prepared().ok()?.check(&self.message)
     }

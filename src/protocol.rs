@@ -59,7 +59,7 @@ pub struct LoadCa {
     #[zeroize(skip)]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub public_urls: Option<crate::PublicUrls>,
-    /// The host verifies P-256 and Ed25519 CSR signatures with its own crypto: a sign request
+    /// The host verifies CSR signatures (P-256, Ed25519, RSA) with its own crypto: a sign request
     /// is then answered with a [`VerifyAsk`] first, and resumed by [`Request::Verified`].
     #[serde(default)]
     pub host_verifies: bool,

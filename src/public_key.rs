@@ -173,6 +173,11 @@ impl PublicKey {
         })
     }
 
+    /// The subjectPublicKey bits: the SEC1 point, the Ed25519 key or the RSAPublicKey DER.
+    pub(crate) fn raw_bytes(&self) -> &[u8] {
+        &self.raw
+    }
+
     /// The key type.
     pub fn kind(&self) -> KeyKind {
         self.kind

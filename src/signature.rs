@@ -64,7 +64,7 @@ impl Scheme {
     }
 }
 
-/// The canonical pieces of one ECDSA P-256 or Ed25519 signature, for a verifier outside the core
+/// The canonical pieces of one ECDSA P-256, Ed25519 or RSA signature, for a verifier outside the core
 /// (the wasmtime host's `ring`, Node's `crypto`, WebCrypto). Everything about the encoding has
 /// already been checked by the core ([`prepare`]): the verifier only does the arithmetic, so every
 /// verifier refuses exactly the same inputs.
@@ -73,7 +73,8 @@ impl Scheme {
 pub struct SignatureCheck {
     /// Which arithmetic to do.
     pub algorithm: CheckAlgorithm,
-    /// P-256: the uncompressed SEC1 point (65 bytes); Ed25519: the 32-byte key.
+    /// P-256: the uncompressed SEC1 point (65 bytes); Ed25519: the 32-byte key; RSA: the
+    /// RSAPublicKey DER (PKCS#1).
     #[serde(with = "hex_bytes")]
     pub public_key: Vec<u8>,
     /// The key as a SubjectPublicKeyInfo (for verifiers that import only that form).
@@ -82,7 +83,8 @@ pub struct SignatureCheck {
     /// The signed bytes.
     #[serde(with = "hex_bytes")]
     pub message: Vec<u8>,
-    /// P-256: r‖s, 32 bytes each (IEEE P1363, WebCrypto's form); Ed25519: R‖S, 64 bytes.
+    /// P-256: r‖s, 32 bytes each (IEEE P1363, WebCrypto's form); Ed25519: R‖S, 64 bytes; RSA:
+    /// exactly as many bytes as the modulus.
     #[serde(with = "hex_bytes")]
     pub signature: Vec<u8>,
 }
@@ -96,6 +98,13 @@ pub enum CheckAlgorithm {
     /// Ed25519 (`ring::signature::ED25519`).
     #[serde(rename = "Ed25519")]
     Ed25519,
+    /// RSA PKCS#1 v1.5 with SHA-256 (`ring::signature::RSA_PKCS1_2048_8192_SHA256`).
+    #[serde(rename = "RS256")]
+    RsaPkcs1Sha256,
+    /// RSASSA-PSS with SHA-256, MGF1-SHA-256 and a 32-byte salt
+    /// (`ring::signature::RSA_PSS_2048_8192_SHA256`).
+    #[serde(rename = "PS256")]
+    RsaPssSha256,
 }
 
 mod hex_bytes {
@@ -122,8 +131,9 @@ pub(crate) struct Prepared<'a> {
 enum PreparedSig {
     P256(p256::ecdsa::Signature),
     Ed25519(ed25519_dalek::Signature),
-    RsaPkcs1(rsa::pkcs1v15::Signature),
-    RsaPss(rsa::pss::Signature, usize),
+    // RSA keeps the bytes as they came: an encoder may trim a leading zero byte.
+    RsaPkcs1(rsa::pkcs1v15::Signature, Vec<u8>),
+    RsaPss(rsa::pss::Signature, usize, Vec<u8>),
 }
 
 /// Check everything about a signature but the arithmetic: the scheme fits the key, the encoding
@@ -148,13 +158,21 @@ pub(crate) fn prepare<'a>(
             ed25519_strict_encoding(vk, &s).ok_or_else(bad)?;
             PreparedSig::Ed25519(s)
         }
-        (Scheme::RsaPkcs1Sha256, VerifyingKey::Rsa(_)) => {
-            PreparedSig::RsaPkcs1(rsa::pkcs1v15::Signature::try_from(sig).map_err(|_| bad())?)
+        (Scheme::RsaPkcs1Sha256, VerifyingKey::Rsa(pk)) => {
+            rsa_strict_encoding(pk, sig).ok_or_else(bad)?;
+            PreparedSig::RsaPkcs1(
+                rsa::pkcs1v15::Signature::try_from(sig).map_err(|_| bad())?,
+                sig.to_vec(),
+            )
         }
-        (Scheme::RsaPssSha256 { salt_len }, VerifyingKey::Rsa(_)) => PreparedSig::RsaPss(
-            rsa::pss::Signature::try_from(sig).map_err(|_| bad())?,
-            salt_len,
-        ),
+        (Scheme::RsaPssSha256 { salt_len }, VerifyingKey::Rsa(pk)) => {
+            rsa_strict_encoding(pk, sig).ok_or_else(bad)?;
+            PreparedSig::RsaPss(
+                rsa::pss::Signature::try_from(sig).map_err(|_| bad())?,
+                salt_len,
+                sig.to_vec(),
+            )
+        }
         _ => {
             return Err(Error::AlgorithmMismatch(format!(
                 "{what} is signed with {} but the key is {}",
@@ -185,8 +203,23 @@ fn ed25519_strict_encoding(
     canonical_large(vk.to_bytes())
 }
 
+/// What ring requires of an RSA key and signature beyond the arithmetic, checked for every
+/// verifier: an odd modulus, an odd exponent from 3 to 2^33 - 1, and a signature exactly as long as
+/// the modulus (RFC 8017 8.2.2 step 1, which the rsa crate checks too).
+fn rsa_strict_encoding(pk: &rsa::PublicKey, sig: &[u8]) -> Option<()> {
+    use rsa::traits::PublicKeyParts;
+    let n = pk.n().as_ref().to_be_bytes_trimmed_vartime();
+    let e = pk.e().to_be_bytes_trimmed_vartime();
+    let e_value = e.iter().try_fold(0u64, |acc, b| {
+        acc.checked_mul(256).map(|v| v + u64::from(*b))
+    })?;
+    let odd = |bytes: &[u8]| bytes.last().is_some_and(|b| b & 1 == 1);
+    (odd(&n) && odd(&e) && (3..1 << 33).contains(&e_value) && sig.len() == n.len()).then_some(())
+}
+
 impl Prepared<'_> {
-    /// The pieces for a verifier outside the core; `None` for RSA, which the core verifies itself.
+    /// The pieces for a verifier outside the core; `None` for RSA-PSS with a salt other than 32
+    /// bytes, which the core verifies itself.
     pub(crate) fn check(&self, msg: &[u8]) -> Option<SignatureCheck> {
         let (algorithm, public_key, signature) = match (&self.sig, &self.key.key) {
             (PreparedSig::P256(s), VerifyingKey::P256(vk)) => (
@@ -199,6 +232,16 @@ impl Prepared<'_> {
                 vk.to_bytes().to_vec(),
                 s.to_bytes().to_vec(),
             ),
+            (PreparedSig::RsaPkcs1(_, raw), VerifyingKey::Rsa(_)) => (
+                CheckAlgorithm::RsaPkcs1Sha256,
+                self.key.raw_bytes().to_vec(),
+                raw.clone(),
+            ),
+            (PreparedSig::RsaPss(_, 32, raw), VerifyingKey::Rsa(_)) => (
+                CheckAlgorithm::RsaPssSha256,
+                self.key.raw_bytes().to_vec(),
+                raw.clone(),
+            ),
             _ => return None,
         };
         Some(SignatureCheck {
@@ -210,9 +253,10 @@ impl Prepared<'_> {
         })
     }
 
-    /// Whether [`Prepared::check`] hands this signature out (P-256 and Ed25519).
+    /// Whether [`Prepared::check`] hands this signature out (all but RSA-PSS with a salt other
+    /// than 32 bytes, which ring does not verify).
     pub(crate) fn checked_outside(&self) -> bool {
-        matches!(self.sig, PreparedSig::P256(_) | PreparedSig::Ed25519(_))
+        !matches!(self.sig, PreparedSig::RsaPss(_, salt, _) if salt != 32)
     }
 
     /// Verify `msg` in the core.
@@ -222,12 +266,12 @@ impl Prepared<'_> {
             (PreparedSig::Ed25519(s), VerifyingKey::Ed25519(vk)) => {
                 vk.verify_strict(msg, s).is_ok()
             }
-            (PreparedSig::RsaPkcs1(s), VerifyingKey::Rsa(pk)) => {
+            (PreparedSig::RsaPkcs1(s, _), VerifyingKey::Rsa(pk)) => {
                 rsa::pkcs1v15::VerifyingKey::<sha2::Sha256>::new((**pk).clone())
                     .verify(msg, s)
                     .is_ok()
             }
-            (PreparedSig::RsaPss(s, salt_len), VerifyingKey::Rsa(pk)) => {
+            (PreparedSig::RsaPss(s, salt_len, _), VerifyingKey::Rsa(pk)) => {
                 rsa::pss::VerifyingKey::<sha2::Sha256>::new_with_salt_len((**pk).clone(), *salt_len)
                     .verify(msg, s)
                     .is_ok()

@@ -1,6 +1,6 @@
 //! Every CSR signature verifier refuses exactly the same inputs: the core in pure Rust, the core
 //! with ring doing the arithmetic, the sandbox verifying in wasm, the sandbox with the host
-//! (ring) verifying, and in Node the module in wasm (`issue`), with node:crypto (`issueAsync`)
+//! (ring: P-256, Ed25519, RSA PKCS#1 and PSS-32) verifying, and in Node the module in wasm (`issue`), with node:crypto (`issueAsync`)
 //! and with WebCrypto (the browser entry's verifier). The table holds tampered signatures, wrong
 //! algorithm OIDs, wrong keys for the algorithm, truncated and non-canonical signatures, Ed25519
 //! weak keys and small-order R (which ring alone would accept), and RSA-PSS parameter tricks.
@@ -379,6 +379,11 @@ fn table(dir: &Path) -> Vec<(&'static str, Vec<u8>, bool)> {
         false,
     ));
     t.push((
+        "rsa signature with a leading zero byte",
+        assemble(&rinfo, &ralg, &[&[0u8][..], &rsig[..]].concat()),
+        false,
+    ));
+    t.push((
         "rsa key, ecdsa OID",
         assemble(&rinfo, ALG_ECDSA_SHA256, &rsig),
         false,
@@ -634,9 +639,38 @@ fn every_verifier_refuses_the_same_csrs() {
         }
         println!("{name}: {first:?}");
     }
+    // The host's verifier really is on the path: what passes the encoding checks is handed out,
+    // but for PSS with a 20-byte salt.
+    let handed_out: Vec<&str> = table
+        .iter()
+        .filter(|(_, d, _)| {
+            UncheckedCsr::parse(d)
+                .ok()
+                .and_then(|u| u.check())
+                .is_some()
+        })
+        .map(|(n, _, _)| *n)
+        .collect();
+    for name in [
+        "p256 valid",
+        "p256 high-S (valid ECDSA)",
+        "p256 signature bit flipped",
+        "ed25519 valid",
+        "ed25519 S bit flipped",
+        "rsa pkcs1 valid (openssl)",
+        "rsa pkcs1 bit flipped",
+        "rsa-pss salt 32 valid (openssl)",
+    ] {
+        assert!(
+            handed_out.contains(&name),
+            "{name} not handed out: {handed_out:?}"
+        );
+    }
+    assert!(!handed_out.contains(&"rsa-pss salt 20 valid (openssl)"));
     println!(
-        "{} CSRs, {refused} refused, identically by {} paths",
+        "{} CSRs, {refused} refused, identically by {} paths; {} checked outside the core",
         table.len(),
-        paths.len()
+        paths.len(),
+        handed_out.len()
     );
 }

@@ -322,8 +322,15 @@ impl Ca {
     ) -> Res<PendingIssue> {
         let (profile, opts) = profile_from_js(profile, options)?;
         let csr = UncheckedCsr::parse(csr_pem.as_bytes())?;
+        // JS verifies P-256 and Ed25519; RSA stays in the module.
+        let check = csr.check().filter(|c| {
+            matches!(
+                c.algorithm,
+                wasm_pki::CheckAlgorithm::EcdsaP256Sha256 | wasm_pki::CheckAlgorithm::Ed25519
+            )
+        });
         Ok(PendingIssue {
-            check: csr.check(),
+            check,
             csr,
             profile,
             opts,
@@ -334,9 +341,10 @@ impl Ca {
     /// (no platform crypto for it) verifies in the module. Returns the certificate PEM.
     #[wasm_bindgen(js_name = finishIssue)]
     pub fn finish_issue(&self, pending: PendingIssue, valid: Option<bool>) -> Res<String> {
-        let csr = match valid {
-            Some(v) => pending.csr.accept_verdict(v)?,
-            None => pending.csr.verify()?,
+        // A verdict counts only for a check this object handed out.
+        let csr = match (valid, &pending.check) {
+            (Some(v), Some(_)) => pending.csr.accept_verdict(v)?,
+            _ => pending.csr.verify()?,
         };
         let issued = self
             .inner
@@ -363,6 +371,8 @@ impl PendingIssue {
         self.check.as_ref().map(|c| match c.algorithm {
             wasm_pki::CheckAlgorithm::EcdsaP256Sha256 => "ES256".to_string(),
             wasm_pki::CheckAlgorithm::Ed25519 => "Ed25519".to_string(),
+            wasm_pki::CheckAlgorithm::RsaPkcs1Sha256 => "RS256".to_string(),
+            wasm_pki::CheckAlgorithm::RsaPssSha256 => "PS256".to_string(),
         })
     }
 
