@@ -12,7 +12,7 @@ use crate::key_pair::KeyPair;
 use crate::name::{SanName, Subject};
 use crate::pem;
 use crate::public_key::PublicKey;
-use crate::signature::{Scheme, SignatureCheck};
+use crate::signature::{Prepared, Scheme, SignatureCheck};
 
 /// What a CSR asks for: a subject and subject alternative names.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -112,9 +112,9 @@ pub struct ParsedCsr {
 #[derive(Clone, Debug)]
 pub struct UncheckedCsr {
     csr: ParsedCsr,
-    scheme: Scheme,
+    /// The signature, its encoding checked once at parse.
+    prepared: Prepared,
     message: Vec<u8>,
-    signature: Vec<u8>,
 }
 
 impl UncheckedCsr {
@@ -128,30 +128,25 @@ impl UncheckedCsr {
         ParsedCsr::parse_unchecked(der)
     }
 
-    fn prepared(&self) -> Result<crate::signature::Prepared<'_>> {
-        crate::signature::prepare(self.scheme, &self.csr.public_key, &self.signature, "CSR")
-    }
-
     /// The signature's pieces for an outside verifier; `None` for RSA-PSS with a salt other than
     /// 32 bytes, which the core verifies.
     pub fn check(&self) -> Option<SignatureCheck> {
-        self.prepared().ok()?.check(&self.message)
+        self.prepared.check(&self.csr.public_key, &self.message)
     }
 
     /// Verify the signature in the core.
     pub fn verify(self) -> Result<ParsedCsr> {
-        self.prepared()?.verify(&self.message)?;
+        self.prepared.verify(&self.csr.public_key, &self.message)?;
         Ok(self.csr)
     }
 
     /// Take an outside verifier's answer on [`UncheckedCsr::check`]'s pieces; a signature the
     /// core keeps for itself (no check) is verified here whatever `valid` says.
     pub fn accept_verdict(self, valid: bool) -> Result<ParsedCsr> {
-        let prepared = self.prepared()?;
-        if !prepared.checked_outside() {
-            prepared.verify(&self.message)?;
+        if self.prepared.checked_outside() {
+            self.prepared.verdict(valid)?;
         } else {
-            prepared.verdict(valid)?;
+            self.prepared.verify(&self.csr.public_key, &self.message)?;
         }
         Ok(self.csr)
     }
@@ -179,8 +174,8 @@ impl ParsedCsr {
         }
         let public_key = PublicKey::from_parsed(&info.subject_pki)?;
         let scheme = Scheme::from_x509(&csr.signature_algorithm, "CSR")?;
-        let signature = csr.signature_value.data.to_vec();
-        crate::signature::prepare(scheme, &public_key, &signature, "CSR")?;
+        let prepared =
+            crate::signature::prepare(scheme, &public_key, &csr.signature_value.data, "CSR")?;
         let message = info.raw.to_vec();
         let subject = Subject::from_x509(&info.subject)?;
         let subject_dn = info.subject.to_string();
@@ -210,9 +205,8 @@ impl ParsedCsr {
                 requested,
                 signature_algorithm,
             },
-            scheme,
+            prepared,
             message,
-            signature,
         })
     }
 

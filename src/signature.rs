@@ -122,12 +122,13 @@ mod hex_bytes {
 
 /// A signature whose encoding the core has checked, ready for the arithmetic: by the core
 /// ([`Prepared::verify`]) or, for P-256 and Ed25519, by another verifier ([`Prepared::check`]).
-pub(crate) struct Prepared<'a> {
-    key: &'a PublicKey,
+#[derive(Clone, Debug)]
+pub(crate) struct Prepared {
     sig: PreparedSig,
     what: &'static str,
 }
 
+#[derive(Clone, Debug)]
 enum PreparedSig {
     P256(p256::ecdsa::Signature),
     Ed25519(ed25519_dalek::Signature),
@@ -139,12 +140,12 @@ enum PreparedSig {
 /// Check everything about a signature but the arithmetic: the scheme fits the key, the encoding
 /// is strict (DER for ECDSA; for Ed25519 a canonical S, a canonical R of large order and a
 /// canonical key of large order). `what` names the signed object in errors.
-pub(crate) fn prepare<'a>(
+pub(crate) fn prepare(
     scheme: Scheme,
-    key: &'a PublicKey,
+    key: &PublicKey,
     sig: &[u8],
     what: &'static str,
-) -> Result<Prepared<'a>> {
+) -> Result<Prepared> {
     let bad = || Error::BadSignature(what);
     let sig = match (scheme, &key.key) {
         (Scheme::EcdsaP256Sha256, VerifyingKey::P256(_)) => {
@@ -181,7 +182,7 @@ pub(crate) fn prepare<'a>(
             )))
         }
     };
-    Ok(Prepared { key, sig, what })
+    Ok(Prepared { sig, what })
 }
 
 /// What `verify_strict` refuses beyond the verification equation, checked on the encodings so
@@ -217,11 +218,11 @@ fn rsa_strict_encoding(pk: &rsa::PublicKey, sig: &[u8]) -> Option<()> {
     (odd(&n) && odd(&e) && (3..1 << 33).contains(&e_value) && sig.len() == n.len()).then_some(())
 }
 
-impl Prepared<'_> {
+impl Prepared {
     /// The pieces for a verifier outside the core; `None` for RSA-PSS with a salt other than 32
     /// bytes, which the core verifies itself.
-    pub(crate) fn check(&self, msg: &[u8]) -> Option<SignatureCheck> {
-        let (algorithm, public_key, signature) = match (&self.sig, &self.key.key) {
+    pub(crate) fn check(&self, key: &PublicKey, msg: &[u8]) -> Option<SignatureCheck> {
+        let (algorithm, public_key, signature) = match (&self.sig, &key.key) {
             (PreparedSig::P256(s), VerifyingKey::P256(vk)) => (
                 CheckAlgorithm::EcdsaP256Sha256,
                 vk.to_sec1_point(false).as_bytes().to_vec(),
@@ -234,12 +235,12 @@ impl Prepared<'_> {
             ),
             (PreparedSig::RsaPkcs1(_, raw), VerifyingKey::Rsa(_)) => (
                 CheckAlgorithm::RsaPkcs1Sha256,
-                self.key.raw_bytes().to_vec(),
+                key.raw_bytes().to_vec(),
                 raw.clone(),
             ),
             (PreparedSig::RsaPss(_, 32, raw), VerifyingKey::Rsa(_)) => (
                 CheckAlgorithm::RsaPssSha256,
-                self.key.raw_bytes().to_vec(),
+                key.raw_bytes().to_vec(),
                 raw.clone(),
             ),
             _ => return None,
@@ -247,7 +248,7 @@ impl Prepared<'_> {
         Some(SignatureCheck {
             algorithm,
             public_key,
-            spki: self.key.spki_der().to_vec(),
+            spki: key.spki_der().to_vec(),
             message: msg.to_vec(),
             signature,
         })
@@ -259,9 +260,9 @@ impl Prepared<'_> {
         !matches!(self.sig, PreparedSig::RsaPss(_, salt, _) if salt != 32)
     }
 
-    /// Verify `msg` in the core.
-    pub(crate) fn verify(&self, msg: &[u8]) -> Result<()> {
-        let ok = match (&self.sig, &self.key.key) {
+    /// Verify `msg` with `key` (the key [`prepare`] was given) in the core.
+    pub(crate) fn verify(&self, key: &PublicKey, msg: &[u8]) -> Result<()> {
+        let ok = match (&self.sig, &key.key) {
             (PreparedSig::P256(s), VerifyingKey::P256(vk)) => vk.verify(msg, s).is_ok(),
             (PreparedSig::Ed25519(s), VerifyingKey::Ed25519(vk)) => {
                 vk.verify_strict(msg, s).is_ok()
@@ -295,7 +296,7 @@ pub(crate) fn verify(
     sig: &[u8],
     what: &'static str,
 ) -> Result<()> {
-    prepare(scheme, key, sig, what)?.verify(msg)
+    prepare(scheme, key, sig, what)?.verify(key, msg)
 }
 
 /// Verify an X.509 signature (CSR, certificate, CRL): the algorithm identifier picks the scheme.
