@@ -25,15 +25,20 @@ fn main() {
     }
     println!("cargo:rustc-env=WASMTIME_VERSION={version}");
 
-    // The Trustee KBS plugin protocol, compiled by protox (pure Rust, no protoc needed).
+    // The Trustee KBS plugin protocol and the SPIFFE Workload API, compiled by protox (pure
+    // Rust, no protoc needed).
     println!("cargo:rerun-if-changed=proto/kbs_plugin.proto");
-    let fds = protox::compile(["proto/kbs_plugin.proto"], ["proto"])
-        .expect("proto/kbs_plugin.proto compiles");
+    println!("cargo:rerun-if-changed=proto/workload.proto");
+    let fds = protox::compile(
+        ["proto/kbs_plugin.proto", "proto/workload.proto"],
+        ["proto"],
+    )
+    .expect("the .proto files compile");
     tonic_prost_build::configure()
         .build_server(true)
         .build_client(true)
         .compile_fds(fds)
-        .expect("the KBS plugin service is generated");
+        .expect("the gRPC services are generated");
     println!("cargo:rerun-if-changed=../Cargo.lock");
 
     println!("cargo:rustc-check-cfg=cfg(embedded_package)");

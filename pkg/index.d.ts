@@ -8,7 +8,8 @@ export type ErrorCode =
   | 'too_large' | 'bad_pem' | 'malformed' | 'unsupported_algorithm' | 'algorithm_mismatch'
   | 'invalid_key' | 'bad_signature' | 'passphrase' | 'invalid_name' | 'policy'
   | 'invalid_parameter' | 'chain' | 'encoding'
-  | 'proof_malformed' | 'proof_signature' | 'proof_expired' | 'proof_audience';
+  | 'proof_malformed' | 'proof_signature' | 'proof_expired' | 'proof_audience'
+  | 'jwt_malformed' | 'jwt_signature' | 'jwt_expired' | 'jwt_audience';
 
 /** The Error every function throws: `message` says what was wrong, `code` is stable. */
 export interface WasmPkiError extends Error { code: ErrorCode }

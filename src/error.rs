@@ -52,9 +52,16 @@ pub enum Error {
         /// What exactly.
         detail: String,
     },
+    /// A JWT-SVID was refused; the fault says which check failed (the same four checks).
+    JwtSvid {
+        /// Which check failed.
+        fault: ProofFault,
+        /// What exactly.
+        detail: String,
+    },
 }
 
-/// Why a renewal proof ([`crate::proof`]) was refused.
+/// Why a renewal proof ([`crate::wire::proof`]) was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ProofFault {
     /// Not a well-formed proof (JWS form, header, claims, certificate).
@@ -91,6 +98,10 @@ impl Error {
         "proof_signature",
         "proof_expired",
         "proof_audience",
+        "jwt_malformed",
+        "jwt_signature",
+        "jwt_expired",
+        "jwt_audience",
     ];
 
     /// A stable string for programs (HTTP error codes, JS `error.code`).
@@ -114,6 +125,12 @@ impl Error {
                 ProofFault::Signature => "proof_signature",
                 ProofFault::Expired => "proof_expired",
                 ProofFault::Audience => "proof_audience",
+            },
+            Error::JwtSvid { fault, .. } => match fault {
+                ProofFault::Malformed => "jwt_malformed",
+                ProofFault::Signature => "jwt_signature",
+                ProofFault::Expired => "jwt_expired",
+                ProofFault::Audience => "jwt_audience",
             },
         }
     }
@@ -148,6 +165,7 @@ impl fmt::Display for Error {
             Error::Chain(m) => write!(f, "chain verification failed: {m}"),
             Error::Encoding(m) => write!(f, "encoding failed: {m}"),
             Error::Proof { detail, .. } => write!(f, "renewal proof refused: {detail}"),
+            Error::JwtSvid { detail, .. } => write!(f, "JWT-SVID refused: {detail}"),
         }
     }
 }
@@ -201,6 +219,17 @@ mod tests {
                 detail: String::new(),
             },
         ];
+        let jwt = [
+            ProofFault::Malformed,
+            ProofFault::Signature,
+            ProofFault::Expired,
+            ProofFault::Audience,
+        ]
+        .map(|fault| Error::JwtSvid {
+            fault,
+            detail: String::new(),
+        });
+        let all: Vec<Error> = all.into_iter().chain(jwt).collect();
         let codes: Vec<&str> = all.iter().map(Error::code).collect();
         assert_eq!(codes, Error::CODES);
     }

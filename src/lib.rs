@@ -2,7 +2,6 @@
 #![doc = include_str!("../README.md")]
 #![warn(missing_docs)]
 
-pub mod bundle;
 pub mod ca;
 pub mod certificate;
 pub mod chain;
@@ -10,22 +9,19 @@ pub mod crl;
 pub mod csr;
 pub mod error;
 pub mod inspect;
-pub mod kbs;
 pub mod key_pair;
 pub mod name;
 mod oids;
 mod pem;
 pub mod policy;
-pub mod proof;
 pub mod protocol;
 pub mod public_key;
 pub mod rng;
 mod signature;
 pub mod spiffe;
 pub mod urls;
-pub mod vault;
+pub mod wire;
 
-pub use bundle::trust_bundle;
 pub use ca::{CaParams, CertificateAuthority, Issued};
 pub use certificate::{renew_after, Certificate};
 pub use chain::{verify_chain, VerifiedChain};
@@ -40,10 +36,14 @@ pub use policy::{
     Decision, DnsPattern, IntermediateRule, IssueOptions, NameConstraintRules, NamePattern,
     NameRules, Profile, ProfileSpec, RenewalRule, SpiffeRule, SubjectSource, Usage,
 };
-pub use proof::{sign_proof, verify_proof, VerifiedProof};
 pub use public_key::{Jwk, KeyKind, PublicKey};
 pub use rng::SeedRng;
 pub use signature::{CheckAlgorithm, SignatureCheck};
 pub use spiffe::SpiffeId;
 pub use time::OffsetDateTime;
 pub use urls::PublicUrls;
+pub use wire::bundle::trust_bundle;
+pub use wire::jwt_svid::{
+    sign_jwt_svid, validate_jwt_svid, JwtAuthority, JwtSvidClaims, ValidatedJwtSvid,
+};
+pub use wire::proof::{sign_proof, verify_proof, VerifiedProof};

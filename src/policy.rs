@@ -797,6 +797,18 @@ impl Profile {
         }
     }
 
+    /// Whether `uri` is a SPIFFE ID this profile may issue an X.509-SVID for (its trust domain,
+    /// under its path prefix, a workload rather than the trust domain itself); a profile without
+    /// `spiffe` issues none. Registration entries are checked with it when they are made.
+    pub fn check_workload_id(&self, uri: &str) -> Result<()> {
+        match &self.spiffe {
+            Some(rule) => check_spiffe_id(rule, uri),
+            None => Err(Error::Policy(
+                "this profile issues no SPIFFE IDs (it has no spiffe rule)".into(),
+            )),
+        }
+    }
+
     fn check_svid(&self, rule: &SpiffeRule, names: &[SanName]) -> Result<()> {
         let uris: Vec<&String> = names
             .iter()

@@ -148,7 +148,7 @@ pub struct RenewRequest {
     pub renew_fraction: Option<f64>,
 }
 
-/// Check an untrusted renewal proof ([`crate::proof`]) against the signer's audiences.
+/// Check an untrusted renewal proof ([`crate::wire::proof`]) against the signer's audiences.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ProofRequest {
@@ -366,7 +366,7 @@ fn time(now: i64) -> Result<OffsetDateTime, Error> {
 }
 
 fn check_proof(p: &ProofRequest) -> Result<ProofChecked, Error> {
-    let v = crate::proof::verify_proof(&p.proof, &p.audiences, p.now)?;
+    let v = crate::wire::proof::verify_proof(&p.proof, &p.audiences, p.now)?;
     Ok(ProofChecked {
         certificate: v.certificate.to_pem(),
         serial: v.certificate.serial_hex(),

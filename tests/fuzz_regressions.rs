@@ -63,3 +63,8 @@ fn kbs_inputs() {
 fn vault_inputs() {
     assert!(replay("vault", bodies::vault) >= 5);
 }
+
+#[test]
+fn jwt_svid_inputs() {
+    assert!(replay("jwt_svid", bodies::jwt_svid) >= 4);
+}

@@ -816,7 +816,7 @@ type KbsRow<'a> = (
 #[test]
 fn kbs_plugin_requests_that_must_be_refused() {
     use std::collections::BTreeMap;
-    use wasm_pki::kbs::{decode, needs_encryption, requires_admin, KbsError};
+    use wasm_pki::wire::kbs::{decode, needs_encryption, requires_admin, KbsError};
     let q = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
         pairs
             .iter()

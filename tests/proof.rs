@@ -1,10 +1,11 @@
-//! Renewal proofs (src/proof.rs): what the page and `wasm-pki renew --proof` sign verifies, and
+//! Renewal proofs (src/wire/proof.rs): what the page and `wasm-pki renew --proof` sign verifies, and
 //! each way a hostile or stale proof is refused, with its code.
 
 mod common;
 
 use base64ct::{Base64, Base64UrlUnpadded, Encoding};
 use common::rng;
+use wasm_pki::wire::proof;
 use wasm_pki::*;
 
 const AUD: &str = "https://ca.example:8443/v1/renew";

@@ -3,6 +3,7 @@
 //! Each body panics only when an invariant breaks; errors are the expected answer to bad input.
 
 use std::sync::LazyLock;
+use wasm_pki::wire::{kbs, vault};
 use wasm_pki::*;
 
 /// CSR parse + signature verification, then the description and a policy decision.
@@ -186,6 +187,41 @@ pub fn proof(data: &[u8]) {
         // Accepted claims were really checked: the certificate is the signer's.
         assert_eq!(p.certificate.der(), cert.der());
         assert!(p.expires_at >= at);
+    }
+}
+
+/// A JWT authority's key, for JWT-SVIDs.
+static JWT_KEY: LazyLock<(KeyPair, JwtAuthority)> = LazyLock::new(|| {
+    let key = KeyPair::generate(Algorithm::P256, &mut SeedRng::from_seed([11; 32]));
+    let auth = JwtAuthority::new(key.public_key().clone());
+    (key, auth)
+});
+
+/// The JWT-SVID validator: the input as a whole token, as the claims of a token signed by the
+/// authority (so the fuzzer reaches the claim checks behind the signature), and as a bundle's
+/// JWK. What validates was really checked: the audience, the expiry, a SPIFFE ID.
+pub fn jwt_svid(data: &[u8]) {
+    let (key, auth) = &*JWT_KEY;
+    let auths = std::slice::from_ref(auth);
+    let at = 1_790_000_010;
+    if let Ok(text) = std::str::from_utf8(data) {
+        let _ = validate_jwt_svid(text, auths, "db", at);
+    }
+    use base64ct::{Base64UrlUnpadded, Encoding};
+    let header = format!(r#"{{"alg":"ES256","kid":"{}"}}"#, auth.kid);
+    let input = format!(
+        "{}.{}",
+        Base64UrlUnpadded::encode_string(header.as_bytes()),
+        Base64UrlUnpadded::encode_string(data)
+    );
+    let sig = Base64UrlUnpadded::encode_string(&key.sign_raw(input.as_bytes()));
+    if let Ok(v) = validate_jwt_svid(&format!("{input}.{sig}"), auths, "db", at) {
+        assert!(v.claims.audience.iter().any(|a| a == "db"));
+        assert!(v.claims.expires_at > at);
+        assert!(v.claims.spiffe_id.to_string().starts_with("spiffe://"));
+    }
+    if let Ok(jwk) = serde_json::from_slice::<serde_json::Value>(data) {
+        let _ = JwtAuthority::from_jwk(&jwk);
     }
 }
 

@@ -111,6 +111,39 @@ enum Command {
         #[command(subcommand)]
         command: TokenCommand,
     },
+    /// The node agent: enrols the node (first start), keeps its certificate renewed, and serves
+    /// the SPIFFE Workload API on a Unix socket to the local workloads its entries name.
+    Agent {
+        /// The signer (first start), https://HOST:PORT.
+        #[arg(long)]
+        server: Option<String>,
+        /// The signer's root SHA-256 fingerprint, as `serve` prints it (first start).
+        #[arg(long)]
+        ca_fingerprint: Option<String>,
+        /// Or the root certificate itself (first start).
+        #[arg(long)]
+        ca_file: Option<PathBuf>,
+        /// An enrolment token of the [agent] node profile (first start).
+        #[arg(long, env = "WASM_PKI_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+        /// The node identity to ask for (the token's grant decides).
+        #[arg(long)]
+        identity: Option<String>,
+        /// The agent's directory (the node certificate; made 0700).
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// The Workload API socket.
+        #[arg(long)]
+        socket: PathBuf,
+        /// The longest wait between two reads of the node's entries, e.g. 30s.
+        #[arg(long, default_value = "30s")]
+        sync_interval: String,
+    },
+    /// Registration entries: which workload of which node gets which SPIFFE ID.
+    Entry {
+        #[command(subcommand)]
+        command: EntryCommand,
+    },
     /// Issue one certificate for a CSR through the sandbox and print it (operator path, no token).
     Sign {
         #[arg(long)]
@@ -285,6 +318,59 @@ enum LedgerCommand {
 }
 
 #[derive(Subcommand)]
+enum EntryCommand {
+    /// Register who gets what: workloads on NODE whose selectors include every --selector get
+    /// the SPIFFE ID (checked against the policy's [agent] workload profile). Prints the entry.
+    Create {
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        #[command(flatten)]
+        ledger: LedgerArg,
+        /// The policy file with the [agent] table (required: the entry is checked against it).
+        #[arg(long)]
+        policy: PathBuf,
+        /// The identity of the enrolled node whose agent serves the entry.
+        #[arg(long)]
+        node: String,
+        #[arg(long = "spiffe-id")]
+        spiffe_id: String,
+        /// `unix:uid:1000`, `unix:gid:…`, `unix:user:…`, `unix:group:…`, `unix:path:/abs`,
+        /// `unix:sha256:HEX` (repeatable; all must match).
+        #[arg(long = "selector", required = true)]
+        selectors: Vec<String>,
+        /// X.509-SVID lifetime, e.g. 1h (default 1h, at most the profile's).
+        #[arg(long = "x509-ttl")]
+        x509_ttl: Option<String>,
+        /// JWT-SVID lifetime, e.g. 5m (default 5m).
+        #[arg(long = "jwt-ttl")]
+        jwt_ttl: Option<String>,
+        /// A DNS name the X.509-SVIDs also carry (repeatable).
+        #[arg(long = "dns")]
+        dns: Vec<String>,
+        /// A hint for workloads holding several SVIDs.
+        #[arg(long)]
+        hint: Option<String>,
+    },
+    /// List entries (of one node with --node), as JSON lines.
+    List {
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        #[command(flatten)]
+        ledger: LedgerArg,
+        #[arg(long)]
+        node: Option<String>,
+    },
+    /// Delete an entry: its workloads get nothing new (SVIDs already issued run out).
+    Delete {
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        #[command(flatten)]
+        ledger: LedgerArg,
+        id: String,
+    },
+}
+
+#[derive(Subcommand)]
 enum TokenCommand {
     /// Create a token; the token alone is printed on the last line of stdout.
     Create {
@@ -320,12 +406,14 @@ fn main() {
 const MAX_CONNECTIONS: usize = 1024;
 
 /// The listener's transport, and the host name to print in its address: plain (`--plain-http`),
-/// the operator's files, or a certificate this CA issues itself and renews.
+/// the operator's files, or a certificate this CA issues itself and renews. `also` are further
+/// names the certificate must carry (the KBS plugin's address, which shares it).
 fn listener_tls(
     app: &Arc<api::App>,
     listen: &str,
     addr: std::net::SocketAddr,
     tls: &TlsArgs,
+    also: &[String],
 ) -> Result<(api::server::Transport, String)> {
     use wasm_pki::SanName;
     let ip = addr.ip();
@@ -346,7 +434,7 @@ fn listener_tls(
         _ => {
             let names = listener_names(listen, ip, tls);
             let mut sans = Vec::new();
-            for n in &names {
+            for n in names.iter().chain(also) {
                 let san = SanName::parse(n)
                     .with_context(|| format!("--name {n}: not a DNS name or an IP address"))?;
                 if !matches!(san, SanName::Dns(_) | SanName::Ip(_)) {
@@ -383,21 +471,73 @@ fn listener_tls(
     ))
 }
 
+fn entry_command(command: EntryCommand) -> Result<()> {
+    use wasm_pki_host::authority::entries;
+    let ttl = |t: Option<String>| t.as_deref().map(tokens::parse_ttl).transpose();
+    match command {
+        EntryCommand::Create {
+            dir,
+            ledger,
+            policy,
+            node,
+            spiffe_id,
+            selectors,
+            x509_ttl,
+            jwt_ttl,
+            dns,
+            hint,
+        } => {
+            let policy = Policy::load(&policy)?;
+            let ledger = ledger.spec(dir.as_deref())?.open()?;
+            let req = entries::EntryRequest {
+                node,
+                spiffe_id,
+                selectors,
+                x509_ttl_secs: ttl(x509_ttl)?,
+                jwt_ttl_secs: ttl(jwt_ttl)?,
+                dns,
+                hint,
+            };
+            let e = entries::create(ledger.as_ref(), &policy, &req, authority::now())?;
+            println!("{}", serde_json::to_string(&e)?);
+        }
+        EntryCommand::List { dir, ledger, node } => {
+            let ledger = ledger.spec(dir.as_deref())?.open()?;
+            for e in ledger.entries(node.as_deref())? {
+                println!("{}", serde_json::to_string(&e)?);
+            }
+        }
+        EntryCommand::Delete { dir, ledger, id } => {
+            let ledger = ledger.spec(dir.as_deref())?.open()?;
+            if !ledger.delete_entry(&id)? {
+                bail!("no entry {id}");
+            }
+            eprintln!("entry {id} deleted");
+        }
+    }
+    Ok(())
+}
+
 /// The names the listener answers to: `--name`, or the host as written in `--listen` (a name
 /// stays a name) and localhost, or every local name when listening on all addresses.
 fn listener_names(listen: &str, ip: std::net::IpAddr, tls: &TlsArgs) -> Vec<String> {
     let mut names: Vec<String> = tls.names.clone();
     if names.is_empty() {
-        let host = listen.rsplit_once(':').map(|(h, _)| h).unwrap_or(listen);
-        let host = host.trim_start_matches('[').trim_end_matches(']');
-        if ip.is_unspecified() {
-            names.extend(["localhost", "127.0.0.1", "::1"].map(String::from));
-        } else {
-            names.push(host.to_string());
-            names.push("localhost".into());
-        }
+        names = address_names(listen, ip);
     }
     names
+}
+
+/// The names a socket bound as `listen` (resolved to `ip`) is reached at: the host as written
+/// and localhost, or every local name when it is bound to all addresses.
+fn address_names(listen: &str, ip: std::net::IpAddr) -> Vec<String> {
+    let host = listen.rsplit_once(':').map(|(h, _)| h).unwrap_or(listen);
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if ip.is_unspecified() {
+        ["localhost", "127.0.0.1", "::1"].map(String::from).to_vec()
+    } else {
+        vec![host.to_string(), "localhost".into()]
+    }
 }
 
 /// The renew URLs a renewal proof may name as its audience: each published base URL
@@ -572,7 +712,21 @@ fn run(cli: Cli) -> Result<()> {
             ));
             let listener = api::bind(&listen)?;
             let addr = listener.local_addr()?;
-            let (transport, host) = listener_tls(&app, &listen, addr, &tls)?;
+            // The plugin shares the listener's certificate, so that certificate also names the
+            // address KBS connects to (KBS checks it, and gives up at start-up if it does not match).
+            let plugin_bound = match &kbs_plugin {
+                None => None,
+                Some(at) => {
+                    let l = api::bind(at)?;
+                    let ip = l.local_addr()?.ip();
+                    Some((at.clone(), l, address_names(at, ip)))
+                }
+            };
+            let also = plugin_bound
+                .as_ref()
+                .map(|(_, _, names)| names.clone())
+                .unwrap_or_default();
+            let (transport, host) = listener_tls(&app, &listen, addr, &tls, &also)?;
             let ca = DataDir(dir.clone()).root_cert();
             println!(
                 "wasm-pki signer: module sha256 {}",
@@ -601,10 +755,9 @@ fn run(cli: Cli) -> Result<()> {
                     ca.display()
                 );
             }
-            let plugin = match kbs_plugin {
+            let plugin = match plugin_bound {
                 None => None,
-                Some(addr) => {
-                    let listener = api::bind(&addr)?;
+                Some((addr, listener, _)) => {
                     let at = listener.local_addr()?;
                     let tls = match &transport {
                         api::server::Transport::Tls(acceptor) => Some(acceptor.clone()),
@@ -669,6 +822,28 @@ fn run(cli: Cli) -> Result<()> {
             println!("{}", secret.as_str());
             Ok(())
         }
+        Command::Entry { command } => entry_command(command),
+        Command::Agent {
+            server,
+            ca_fingerprint,
+            ca_file,
+            token,
+            identity,
+            data_dir,
+            socket,
+            sync_interval,
+        } => wasm_pki_host::agent::run(&wasm_pki_host::agent::Agent {
+            server,
+            ca_fingerprint,
+            ca_file,
+            token: token.map(zeroize::Zeroizing::new),
+            identity,
+            data_dir,
+            socket,
+            sync_interval: std::time::Duration::from_secs(
+                tokens::parse_ttl(&sync_interval)?.max(1) as u64,
+            ),
+        }),
         Command::Sign {
             dir,
             csr,

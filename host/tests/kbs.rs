@@ -120,6 +120,20 @@ fn csr_b64(t: &std::path::Path, name: &str, san: &str) -> String {
     Base64UrlUnpadded::encode_string(&std::fs::read(t.join(format!("{name}.der"))).unwrap())
 }
 
+/// An openssl CSR (DER, base64url) for `san`, with the existing key `key`.
+fn csr_b64_with_key(t: &std::path::Path, key: &str, name: &str, san: &str) -> String {
+    let csr = format!("{name}.der");
+    let ext = format!("subjectAltName={san}");
+    openssl_ok(
+        t,
+        &[
+            "req", "-new", "-key", key, "-subj", "/CN=pod", "-addext", &ext, "-outform", "DER",
+            "-out", &csr,
+        ],
+    );
+    Base64UrlUnpadded::encode_string(&std::fs::read(t.join(csr)).unwrap())
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -188,8 +202,23 @@ fn kbs_plays_the_plugin_attested_admin_and_hostile() {
         let serial = v["serial"].as_str().unwrap().to_string();
 
         // KBS failed after Handle (say, encrypting): the retry gets the same certificate.
+        let recorded = |a: &PluginResponse| json(a)["certificates"].as_array().map_or(0, Vec::len);
+        let (_, list, _) = kbs(&mut c, "GET", &["certificates"], &[], b"").await;
+        let before = recorded(&list);
         let (_, again, _) = kbs(&mut c, "GET", &["sign"], &q, b"").await;
         assert_eq!(json(&again)["serial"].as_str(), Some(serial.as_str()));
+        let (_, list, _) = kbs(&mut c, "GET", &["certificates"], &[], b"").await;
+        assert_eq!(recorded(&list), before, "a retry records nothing");
+        // The same key and names in a CSR signed again (new bytes) is a new request, decided and
+        // issued anew; only the very same CSR is a retry.
+        let resigned = csr_b64_with_key(&t, "p1.key", "p1s", &format!("URI:{POD}"));
+        assert_ne!(resigned, csr);
+        let q3 = [("profile", "tee"), ("identity", POD), ("csr", resigned.as_str())];
+        let (_, a, _) = kbs(&mut c, "GET", &["sign"], &q3, b"").await;
+        assert_eq!(a.status_code, 200, "{}", String::from_utf8_lossy(&a.body));
+        assert_ne!(json(&a)["serial"].as_str(), Some(serial.as_str()));
+        let (_, again, _) = kbs(&mut c, "GET", &["sign"], &q, b"").await;
+        assert_eq!(json(&again)["serial"].as_str(), Some(serial.as_str()), "the first CSR still gets its own");
         // A new key for the same identity is a new certificate.
         let csr2 = csr_b64(&t, "p1b", &format!("URI:{POD}"));
         let q2 = [("profile", "tee"), ("identity", POD), ("csr", csr2.as_str())];
@@ -206,7 +235,14 @@ fn kbs_plays_the_plugin_attested_admin_and_hostile() {
             ("an identity outside the trust domain", "tee".into(), vec![("identity", "spiffe://evil.example/pod/p1".into()), ("csr", csr.clone())], 403, "policy"),
             ("a profile the policy lacks", "admin".into(), vec![("identity", POD.into()), ("csr", csr.clone())], 403, "unknown_profile"),
             ("an intermediate profile", "upstream".into(), vec![("identity", "spiffe://coco.example".into()), ("csr", csr_b64(&t, "ca", "URI:spiffe://coco.example"))], 403, "forbidden"),
+            // Within the retry window, the key of the certificate just issued asking for more is
+            // not a retry: the full decision refuses it (it once got the earlier certificate).
+            ("the same key + a second SPIFFE ID", "tee".into(), vec![("identity", POD.into()), ("csr", csr_b64_with_key(&t, "p1.key", "r1", &format!("URI:{POD},URI:spiffe://coco.example/pod/p2")))], 403, "policy"),
+            ("the same key + another pod's SPIFFE ID", "tee".into(), vec![("identity", POD.into()), ("csr", csr_b64_with_key(&t, "p1.key", "r2", "URI:spiffe://coco.example/pod/p2"))], 403, "policy"),
+            ("the same key + an extra DNS name", "tee".into(), vec![("identity", POD.into()), ("csr", csr_b64_with_key(&t, "p1.key", "r3", &format!("URI:{POD},DNS:p1.example.com")))], 403, "policy"),
         ];
+        let (_, list, _) = kbs(&mut c, "GET", &["certificates"], &[], b"").await;
+        let before = recorded(&list);
         for (what, profile, rest, status, want) in bypass {
             let mut q: Vec<(&str, &str)> = vec![("profile", profile.as_str())];
             q.extend(rest.iter().map(|(k, v)| (*k, v.as_str())));
@@ -214,6 +250,8 @@ fn kbs_plays_the_plugin_attested_admin_and_hostile() {
             assert!(!admin);
             assert_eq!((a.status_code, code(&a).as_str()), (i32::from(status), want), "{what}: {}", String::from_utf8_lossy(&a.body));
         }
+        let (_, list, _) = kbs(&mut c, "GET", &["certificates"], &[], b"").await;
+        assert_eq!(recorded(&list), before, "a refused request records nothing");
 
         // GET ca: the root, attested and encrypted like every attested answer.
         let (admin, a, encrypt) = kbs(&mut c, "GET", &["ca"], &[], b"").await;
@@ -294,6 +332,354 @@ fn kbs_plays_the_plugin_attested_admin_and_hostile() {
         assert_eq!(status, tonic_health::pb::health_check_response::ServingStatus::Serving as i32);
     });
     drop(server);
+}
+
+/// The plugin on an address other than the listener's (the README's `https://10.0.0.5:50051`):
+/// the certificate it serves names that address, so KBS's TLS check passes; a name it does not
+/// carry is still refused (the check is real).
+#[test]
+fn the_plugin_on_another_address_is_named_in_the_certificate() {
+    if common::no_module() {
+        return;
+    }
+    let (_tmp, dir) = new_ca("kbs-addr", &[]);
+    let port = std::net::TcpListener::bind("127.0.0.2:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let plugin_addr = format!("127.0.0.2:{port}");
+    let server = Server::start(&dir, &["--kbs-plugin", &plugin_addr]);
+    assert!(server.addr.contains("127.0.0.1"), "{}", server.addr);
+    let root = std::fs::read_to_string(dir.join("root.pem")).unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        // Some(status) when the handshake and the call succeed, None when either fails.
+        let health = |name: &'static str| {
+            let tls = ClientTlsConfig::new()
+                .ca_certificate(Certificate::from_pem(&root))
+                .domain_name(name);
+            let url = format!("https://{plugin_addr}");
+            async move {
+                let channel = Channel::from_shared(url)
+                    .unwrap()
+                    .tls_config(tls)
+                    .unwrap()
+                    .connect()
+                    .await
+                    .ok()?;
+                let mut c = tonic_health::pb::health_client::HealthClient::new(channel);
+                let req = tonic_health::pb::HealthCheckRequest {
+                    service: "kbs.plugin.v1.KbsPlugin".into(),
+                };
+                Some(c.check(req).await.ok()?.into_inner().status)
+            }
+        };
+        let serving = tonic_health::pb::health_check_response::ServingStatus::Serving as i32;
+        assert_eq!(
+            health("127.0.0.2").await,
+            Some(serving),
+            "KBS connects to the plugin's own address"
+        );
+        assert_eq!(
+            health("127.0.0.3").await,
+            None,
+            "a name the certificate lacks fails the handshake"
+        );
+    });
+    // The listener itself still answers at its own address.
+    assert_eq!(
+        http(&server.addr, "GET", "/healthz", &[], b"")
+            .unwrap()
+            .status,
+        200
+    );
+    drop(server);
+}
+
+/// EAR claims as Trustee's attestation service puts them in its token (what KBS gives the
+/// resource policy as `input`): submodule `cpu0` with `ear.status`, a trust vector, and the
+/// annotated evidence under the TEE's name plus the pod's init-data claims.
+fn ear_claims(status: Option<&str>, tee: &str, name: serde_json::Value) -> serde_json::Value {
+    let mut cpu0 = serde_json::json!({
+        "ear.trustworthiness-vector": {"instance-identity": 0, "configuration": 2, "executables": 3,
+            "file-system": 0, "hardware": 2, "runtime-opaque": 0, "storage-opaque": 0, "sourced-data": 0},
+        "ear.appraisal-policy-id": "default_cpu",
+        "ear.veraison.annotated-evidence": {
+            "init_data": "6b1f",
+            "init_data_claims": {"name": name},
+            "report_data": "7465",
+            "runtime_data_claims": {"tee-pubkey": {"kty": "EC"}},
+            tee: {"svn": "1", "launch_digest": "abcde", "debug": false}
+        }
+    });
+    if let Some(s) = status {
+        cpu0["ear.status"] = s.into();
+    }
+    serde_json::json!({
+        "eat_profile": "tag:github.com,2024:confidential-containers/Trustee",
+        "iat": 1_760_426_134, "exp": 1_760_426_434,
+        "ear.verifier-id": {"developer": "https://confidentialcontainers.org", "build": "attestation-service 0.1.0"},
+        "submods": {"cpu0": cpu0}
+    })
+}
+
+/// `data.policy.allow` for `claims` and a request, evaluated as KBS does it (regorus: the policy,
+/// the request as data, the claims as input); anything but `true` is a denial, as in KBS.
+fn rego_allows(
+    policy: &str,
+    claims: &serde_json::Value,
+    path: &[&str],
+    query: serde_json::Value,
+) -> bool {
+    let mut engine = regorus::Engine::new();
+    engine
+        .add_policy("resource-policy.rego".into(), policy.into())
+        .expect("the policy parses");
+    let data = serde_json::json!({"plugin": "external", "resource-path": path, "query": query});
+    engine
+        .add_data(regorus::Value::from_json_str(&data.to_string()).unwrap())
+        .unwrap();
+    engine.set_input_json(&claims.to_string()).unwrap();
+    matches!(engine.eval_rule("data.policy.allow".into()), Ok(v) if v == regorus::Value::from(true))
+}
+
+/// host/kbs/resource-policy.rego under the engine KBS uses, against EAR claim documents: only an
+/// affirmed TEE of a real attester gets its own identity; the sample attester only by opt-in.
+#[test]
+fn the_shipped_resource_policy_fails_closed() {
+    let policy = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/kbs/resource-policy.rego"
+    ))
+    .unwrap();
+    let opted_in = policy.replace(
+        "allow_sample_attester := false",
+        "allow_sample_attester := true",
+    );
+    assert_ne!(
+        opted_in, policy,
+        "the opt-in switch is where the README says"
+    );
+    let sign = ["wasm-pki", "sign"];
+    let ask = |profile: &str, identity: &str| serde_json::json!({"profile": profile, "identity": identity, "csr": "MIIB"});
+    let p1 = serde_json::json!("p1");
+    let affirmed = ear_claims(Some("affirming"), "tdx", p1.clone());
+    let mut gpu_bad = affirmed.clone();
+    gpu_bad["submods"]["gpu0"] = serde_json::json!({"ear.status": "contraindicated"});
+    let mut no_claims = affirmed.clone();
+    no_claims["submods"]["cpu0"]["ear.veraison.annotated-evidence"]["init_data_claims"] =
+        serde_json::Value::Null;
+    type Row<'a> = (
+        &'a str,
+        &'a str,
+        serde_json::Value,
+        Vec<&'a str>,
+        serde_json::Value,
+        bool,
+    );
+    let rows: Vec<Row> = vec![
+        (
+            "affirming, its own name",
+            &policy,
+            affirmed.clone(),
+            sign.to_vec(),
+            ask("tee", POD),
+            true,
+        ),
+        (
+            "contraindicated",
+            &policy,
+            ear_claims(Some("contraindicated"), "tdx", p1.clone()),
+            sign.to_vec(),
+            ask("tee", POD),
+            false,
+        ),
+        (
+            "warning",
+            &policy,
+            ear_claims(Some("warning"), "tdx", p1.clone()),
+            sign.to_vec(),
+            ask("tee", POD),
+            false,
+        ),
+        (
+            "none",
+            &policy,
+            ear_claims(Some("none"), "tdx", p1.clone()),
+            sign.to_vec(),
+            ask("tee", POD),
+            false,
+        ),
+        (
+            "no status",
+            &policy,
+            ear_claims(None, "tdx", p1.clone()),
+            sign.to_vec(),
+            ask("tee", POD),
+            false,
+        ),
+        (
+            "affirming, another pod's name",
+            &policy,
+            ear_claims(Some("affirming"), "snp", "p2".into()),
+            sign.to_vec(),
+            ask("tee", POD),
+            false,
+        ),
+        (
+            "affirming, asks for another pod",
+            &policy,
+            affirmed.clone(),
+            sign.to_vec(),
+            ask("tee", "spiffe://coco.example/pod/p2"),
+            false,
+        ),
+        (
+            "affirming, another profile",
+            &policy,
+            affirmed.clone(),
+            sign.to_vec(),
+            ask("web", POD),
+            false,
+        ),
+        (
+            "affirming, a name with a slash",
+            &policy,
+            ear_claims(Some("affirming"), "tdx", "p1/x".into()),
+            sign.to_vec(),
+            ask("tee", "spiffe://coco.example/pod/p1/x"),
+            false,
+        ),
+        (
+            "affirming, a name that is not text",
+            &policy,
+            ear_claims(Some("affirming"), "tdx", serde_json::json!(["p1"])),
+            sign.to_vec(),
+            ask("tee", POD),
+            false,
+        ),
+        (
+            "affirming, no init-data claims",
+            &policy,
+            no_claims,
+            sign.to_vec(),
+            ask("tee", POD),
+            false,
+        ),
+        (
+            "cpu affirming, its GPU contraindicated",
+            &policy,
+            gpu_bad,
+            sign.to_vec(),
+            ask("tee", POD),
+            false,
+        ),
+        (
+            "no claims at all",
+            &policy,
+            serde_json::json!({}),
+            sign.to_vec(),
+            ask("tee", POD),
+            false,
+        ),
+        (
+            "the sample attester, affirming",
+            &policy,
+            ear_claims(Some("affirming"), "sample", p1.clone()),
+            sign.to_vec(),
+            ask("tee", POD),
+            false,
+        ),
+        (
+            "the sample attester, opted in",
+            &opted_in,
+            ear_claims(Some("affirming"), "sample", p1.clone()),
+            sign.to_vec(),
+            ask("tee", POD),
+            true,
+        ),
+        (
+            "the sample attester, opted in, contraindicated",
+            &opted_in,
+            ear_claims(Some("contraindicated"), "sample", p1.clone()),
+            sign.to_vec(),
+            ask("tee", POD),
+            false,
+        ),
+        (
+            "ca, contraindicated TEE",
+            &policy,
+            ear_claims(Some("contraindicated"), "tdx", p1.clone()),
+            vec!["wasm-pki", "ca"],
+            serde_json::json!({}),
+            true,
+        ),
+        (
+            "bundle, warning TEE",
+            &policy,
+            ear_claims(Some("warning"), "snp", p1.clone()),
+            vec!["wasm-pki", "bundle"],
+            serde_json::json!({}),
+            true,
+        ),
+        (
+            "ca, sample attester",
+            &policy,
+            ear_claims(Some("affirming"), "sample", p1.clone()),
+            vec!["wasm-pki", "ca"],
+            serde_json::json!({}),
+            false,
+        ),
+        (
+            "bundle, sample attester opted in",
+            &opted_in,
+            ear_claims(Some("contraindicated"), "sample", p1.clone()),
+            vec!["wasm-pki", "bundle"],
+            serde_json::json!({}),
+            true,
+        ),
+        (
+            "ca, no claims at all",
+            &policy,
+            serde_json::json!({}),
+            vec!["wasm-pki", "ca"],
+            serde_json::json!({}),
+            false,
+        ),
+        (
+            "an admin route",
+            &policy,
+            affirmed.clone(),
+            vec!["wasm-pki", "tokens"],
+            serde_json::json!({}),
+            false,
+        ),
+        (
+            "another backend",
+            &policy,
+            affirmed.clone(),
+            vec!["other", "sign"],
+            ask("tee", POD),
+            false,
+        ),
+    ];
+    for (what, policy, claims, path, query, want) in rows {
+        assert_eq!(rego_allows(policy, &claims, &path, query), want, "{what}");
+    }
+    // Another plugin (KBS's own `resource`) is not this policy's to allow.
+    let mut engine = regorus::Engine::new();
+    engine.add_policy("p.rego".into(), policy.clone()).unwrap();
+    let data =
+        serde_json::json!({"plugin": "resource", "resource-path": sign, "query": ask("tee", POD)});
+    engine
+        .add_data(regorus::Value::from_json_str(&data.to_string()).unwrap())
+        .unwrap();
+    engine.set_input_json(&affirmed.to_string()).unwrap();
+    assert_eq!(
+        engine.eval_rule("data.policy.allow".into()).unwrap(),
+        regorus::Value::from(false)
+    );
 }
 
 /// The wire format, against bytes built by hand from the field numbers of Trustee's

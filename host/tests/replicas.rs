@@ -441,14 +441,17 @@ fn schema_versions_and_tls_to_the_database() {
             .unwrap()
             .get::<_, i32>(0)
     };
-    assert_eq!(version(&mut admin), 3);
-    // A database at version 1 is migrated to 3 (the identity index, then the trust bundle's
-    // sequence table) when a signer opens it.
+    assert_eq!(version(&mut admin), 5);
+    // A database at version 1 is migrated to 5 (the identity index, the trust bundle's
+    // sequence table, the CSR digest column, then the entries table) when a signer opens it.
     admin
-        .batch_execute("DROP INDEX certificates_identity; DROP TABLE bundle_sequence; UPDATE wasm_pki_schema SET version = 1")
+        .batch_execute("DROP INDEX certificates_identity; DROP TABLE bundle_sequence; ALTER TABLE certificates DROP COLUMN csr_sha256; DROP TABLE entries; UPDATE wasm_pki_schema SET version = 1")
         .unwrap();
     cli_ok(&["list", "--ledger", &url]);
-    assert_eq!(version(&mut admin), 3);
+    assert_eq!(version(&mut admin), 5);
+    admin
+        .query_one("SELECT COUNT(csr_sha256) FROM certificates", &[])
+        .unwrap();
     admin
         .query_one("SELECT COUNT(*) FROM bundle_sequence", &[])
         .unwrap();

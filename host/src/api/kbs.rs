@@ -2,7 +2,7 @@
 //! `/kbs/v0/external/<backend>/…` to, after it checked the caller's attestation (or its admin
 //! credential) and its resource policy. Wire-compatible with Trustee's `kbs.plugin.v1`
 //! (`host/proto/kbs_plugin.proto`, compiled by build.rs), plus `grpc.health.v1`. Decoding is the
-//! core's (`wasm_pki::kbs`); issuance is the authority's; this file maps outcomes to the status
+//! core's (`wasm_pki::wire::kbs`); issuance is the authority's; this file maps outcomes to the status
 //! codes KBS sees in `PluginResponse` (KBS turns every non-2xx into a bare 401 for the guest).
 
 use std::collections::{BTreeMap, HashMap};
@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use serde_json::json;
 use tonic::{Request, Response, Status};
-use wasm_pki::kbs::{self, KbsError, KbsRequest};
+use wasm_pki::wire::kbs::{self, KbsError, KbsRequest};
 
 use super::{status, App};
 use crate::authority::AuthorityError;
@@ -174,12 +174,17 @@ impl KbsPlugin for Plugin {
         .await
         .map_err(|_| Status::internal("the request handler failed"))?;
         let (answer, method, path) = answer;
+        // Our own JSON: the refusal's code, or the serial issued, for the log line.
+        let said: serde_json::Value = serde_json::from_slice(&answer.body).unwrap_or_default();
         tracing::info!(
             target: "wasm_pki::kbs",
             method = %method.chars().take(8).collect::<String>(),
             route = %path.first().map(|p| p.chars().take(32).collect::<String>()).unwrap_or_default(),
             status = answer.status_code,
             latency_ms = started.elapsed().as_secs_f64() * 1000.0,
+            serial = said["serial"].as_str(),
+            code = said["error"]["code"].as_str(),
+            "plugin request"
         );
         Ok(Response::new(answer))
     }

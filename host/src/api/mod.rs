@@ -3,6 +3,7 @@
 //! Served by [`server`] (hyper on tokio, rustls); handlers see [`http`]'s whole requests;
 //! counters in [`metrics`].
 
+mod agent;
 mod guard;
 pub mod http;
 pub mod kbs;
@@ -269,7 +270,9 @@ fn handle(app: &App, rq: &Request) -> Response {
     let started = Instant::now();
     let (method, path) = (rq.method.as_str(), rq.path.as_str());
     let mut outcome = Outcome::default();
-    let routed = vault::route(app, rq, &mut outcome).or_else(|| bundle(app, method, path));
+    let routed = vault::route(app, rq, &mut outcome)
+        .or_else(|| agent::route(app, rq, &mut outcome))
+        .or_else(|| bundle(app, method, path));
     let (route, resp) = if let Some(routed) = routed {
         routed
     } else {

@@ -5,7 +5,7 @@
 //! Answers and errors are in Vault's shapes (`{"data": …}`, `{"errors": […]}`) and status codes.
 
 use serde_json::{json, Value};
-use wasm_pki::vault::{self, Endpoint};
+use wasm_pki::wire::vault::{self, Endpoint};
 
 use super::http::{Request, Response};
 use super::{counted, json_response, status, text, ApiError, App, Outcome};

@@ -4,6 +4,8 @@
 //! sees it. Token uses are reserved, spent with the record, or refunded here. It knows nothing of
 //! HTTP: its refusals are [`AuthorityError`]s, which the API maps to status codes.
 
+pub mod agent;
+pub mod entries;
 mod error;
 pub mod policy;
 pub mod tokens;
@@ -451,44 +453,30 @@ impl Authority {
         let narrowed = spec
             .build()
             .map_err(|e| AuthorityError::Internal(format!("narrowing {profile_name}: {e}")))?;
-        // A repeat: a recent certificate for this identity from this origin with the CSR's key.
-        // Only when there is a candidate is the CSR read (in the sandbox: it is untrusted input).
+        // A repeat (KBS failed after the plugin answered, and the guest asks again): a recent,
+        // unrevoked certificate for this identity and profile from this origin that answered
+        // exactly this CSR. Anything else, the same key asking for other names included, goes
+        // through the full decision below.
         let ledger = |e: anyhow::Error| AuthorityError::from_ledger(e, "");
         let at = now();
+        let digest = csr_sha256(csr_pem);
         let recent = self
             .ledger
             .recent(identity, origin, at - ATTESTED_RETRY_WINDOW_SECS)
             .map_err(ledger)?;
-        if !recent.is_empty() {
-            let described: serde_json::Value = self
-                .sandbox
-                .call(
-                    &Request::Inspect(protocol::InspectRequest {
-                        pem: csr_pem.to_string(),
-                    }),
-                    SANDBOX_WAIT,
-                )?
-                .map_err(AuthorityError::Refused)?;
-            let key = described["key"]["fingerprintSha256"]
-                .as_str()
-                .ok_or_else(|| AuthorityError::SandboxReply("a description without a key".into()))?
-                .to_string();
-            for r in recent {
-                let window = ATTESTED_RETRY_WINDOW_SECS.min((r.not_after - r.issued_at) / 10);
-                let same_key = wasm_pki::Certificate::parse(r.pem.as_bytes())
-                    .and_then(|c| c.public_key())
-                    .is_ok_and(|k| wasm_pki::hex(&k.fingerprint_sha256()) == key);
-                if same_key && r.profile == profile_name && at - r.issued_at <= window {
-                    return Ok(Signed {
-                        renew_after: wasm_pki::renew_after(r.not_before, r.not_after, 0.5)
-                            .unwrap_or(r.not_after),
-                        certificate: r.pem,
-                        chain: self.chain.clone(),
-                        ca: self.root_pem.clone(),
-                        not_after: r.not_after,
-                        serial: r.serial,
-                    });
-                }
+        for r in recent {
+            let window = ATTESTED_RETRY_WINDOW_SECS.min((r.not_after - r.issued_at) / 10);
+            let same_request = digest.is_some() && r.csr_sha256 == digest;
+            if same_request && r.profile == profile_name && at - r.issued_at <= window {
+                return Ok(Signed {
+                    renew_after: wasm_pki::renew_after(r.not_before, r.not_after, 0.5)
+                        .unwrap_or(r.not_after),
+                    certificate: r.pem,
+                    chain: self.chain.clone(),
+                    ca: self.root_pem.clone(),
+                    not_after: r.not_after,
+                    serial: r.serial,
+                });
             }
         }
         self.sign(
@@ -737,6 +725,7 @@ impl Authority {
                 profile: &record.profile,
                 identity: identity.as_deref(),
                 renewed_from: Some(&record.serial),
+                csr_sha256: csr_pem.and_then(csr_sha256),
             },
         )
     }
@@ -816,6 +805,7 @@ impl Authority {
                 profile: profile_name,
                 identity,
                 renewed_from: None,
+                csr_sha256: csr_sha256(csr_pem),
             },
         )
     }
@@ -885,17 +875,27 @@ fn published(bases: &[String]) -> Option<wasm_pki::PublicUrls> {
     })
 }
 
-/// Decode the guest's reply to a sign request and record the certificate; only a recorded
-/// certificate is returned. A reply that is not exactly the protocol's `Signed` is refused, and
-/// nothing is recorded.
 /// What a new record says about where it came from.
 struct Lineage<'a> {
     token_id: &'a str,
     profile: &'a str,
     identity: Option<&'a str>,
     renewed_from: Option<&'a str>,
+    csr_sha256: Option<String>,
 }
 
+/// SHA-256 (hex) of the DER inside a CSR's PEM, for the record. Only the PEM armour and base64
+/// are decoded here (the sandbox parses the CSR); text that is not one PEM block gets none.
+fn csr_sha256(csr_pem: &str) -> Option<String> {
+    use sha2::Digest;
+    let (label, der) = pem_rfc7468::decode_vec(csr_pem.as_bytes()).ok()?;
+    (label == "CERTIFICATE REQUEST" || label == "NEW CERTIFICATE REQUEST")
+        .then(|| wasm_pki::hex(&sha2::Sha256::digest(&der)))
+}
+
+/// Decode the guest's reply to a sign request and record the certificate; only a recorded
+/// certificate is returned. A reply that is not exactly the protocol's `Signed` is refused, and
+/// nothing is recorded.
 fn finish(
     ledger: &dyn Ledger,
     reply: &[u8],
@@ -920,6 +920,7 @@ fn finish(
         pem: signed.certificate,
         identity: from.identity.map(String::from),
         renewed_from: from.renewed_from.map(String::from),
+        csr_sha256: from.csr_sha256,
     };
     // Recorded before anyone sees the certificate: no record, no certificate.
     ledger.record(&record).map_err(|e| {
@@ -957,6 +958,7 @@ mod tests {
             profile: "default",
             identity: None,
             renewed_from: None,
+            csr_sha256: None,
         }
     }
 

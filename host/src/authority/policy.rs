@@ -16,6 +16,27 @@ pub struct Policy {
     pub vault: Option<VaultConfig>,
     /// The SPIFFE trust bundle endpoint.
     pub bundle: BundleConfig,
+    /// Node agents and the Workload API; `None` (the default): no agent is served.
+    pub agent: Option<AgentConfig>,
+}
+
+/// `[agent]`: node agents (`wasm-pki agent`) and the workloads they serve.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AgentConfig {
+    /// The profile of node certificates: an agent enrols with a token of it, and its certificate
+    /// (of this profile, recorded, unrevoked, unexpired) is its only credential.
+    pub node_profile: String,
+    /// The SPIFFE profile workloads' X.509-SVIDs are issued under: every entry's SPIFFE ID must
+    /// lie in its trust domain and path prefix, its X.509 TTL within its lifetimes.
+    pub workload_profile: String,
+    /// The longest JWT-SVID lifetime an entry may ask for (default 3600 s).
+    #[serde(default = "default_max_jwt_ttl")]
+    pub max_jwt_ttl_secs: u64,
+}
+
+fn default_max_jwt_ttl() -> u64 {
+    3600
 }
 
 /// `[vault]`: a Vault PKI secrets engine's API, as SPIRE's and cert-manager's Vault clients use it.
@@ -67,6 +88,8 @@ struct PolicyFile {
     vault: Option<VaultConfig>,
     #[serde(default)]
     bundle: BundleConfig,
+    #[serde(default)]
+    agent: Option<AgentConfig>,
 }
 
 impl Policy {
@@ -78,6 +101,7 @@ impl Policy {
             profiles,
             vault: None,
             bundle: BundleConfig::default(),
+            agent: None,
         }
     }
 
@@ -119,7 +143,42 @@ impl Policy {
             policy.check_vault(v)?;
         }
         policy.vault = file.vault;
+        if let Some(a) = &file.agent {
+            policy.check_agent(a)?;
+        }
+        policy.agent = file.agent;
         Ok(policy)
+    }
+
+    fn check_agent(&self, a: &AgentConfig) -> Result<()> {
+        match self.profiles.get(&a.node_profile) {
+            None => bail!("agent.nodeProfile: no profile named {:?}", a.node_profile),
+            Some(p) if p.intermediate.is_some() => {
+                bail!(
+                    "agent.nodeProfile: {:?} issues intermediates",
+                    a.node_profile
+                )
+            }
+            Some(_) => {}
+        }
+        match self.profiles.get(&a.workload_profile) {
+            None => bail!(
+                "agent.workloadProfile: no profile named {:?}",
+                a.workload_profile
+            ),
+            Some(p) if p.intermediate.is_some() || p.spiffe.is_none() || p.accept_csr => bail!(
+                "agent.workloadProfile: {:?} must be a leaf profile with a spiffe rule (and no acceptCsr)",
+                a.workload_profile
+            ),
+            Some(_) => {}
+        }
+        if a.node_profile == a.workload_profile {
+            bail!("agent: the node and workload profiles must differ (a workload's SVID must not pass as a node's credential)");
+        }
+        if a.max_jwt_ttl_secs == 0 || a.max_jwt_ttl_secs > 86_400 {
+            bail!("agent.maxJwtTtlSecs must be between 1 s and 1 day");
+        }
+        Ok(())
     }
 
     fn check_vault(&self, v: &VaultConfig) -> Result<()> {

@@ -80,7 +80,7 @@ fn now() -> i64 {
 }
 
 /// A CSPRNG seeded from the OS for the core's key generation and proof ids.
-fn rng() -> Result<wasm_pki::SeedRng> {
+pub(crate) fn rng() -> Result<wasm_pki::SeedRng> {
     let mut seed = Zeroizing::new([0u8; 32]);
     getrandom::fill(seed.as_mut()).map_err(|e| anyhow::anyhow!("OS RNG: {e}"))?;
     Ok(wasm_pki::SeedRng::from_seed(*seed))

@@ -33,7 +33,7 @@ impl std::fmt::Display for Unavailable {
 impl std::error::Error for Unavailable {}
 
 /// The certificate columns both backends read, in the order their `read_record` takes them.
-const COLUMNS: &str = "serial, subject, names, not_before, not_after, fingerprint, token_id, profile, issued_at, revoked_at, pem, identity, renewed_from";
+const COLUMNS: &str = "serial, subject, names, not_before, not_after, fingerprint, token_id, profile, issued_at, revoked_at, pem, identity, renewed_from, csr_sha256";
 
 /// The serials of a lineage (one parameter: a member's serial), for both backends: up to the
 /// oldest ancestor still recorded, then down through every renewal of it.
@@ -150,6 +150,8 @@ pub struct Snapshot {
     pub crl_number: u64,
     /// The trust bundle's last sequence number and the CA set it was given to, if any.
     pub bundle: Option<(u64, String)>,
+    /// Registration entries, oldest first.
+    pub entries: Vec<Entry>,
 }
 
 /// A token's state, read without spending it (Vault's `lookup-self`).
@@ -235,6 +237,34 @@ pub struct Record {
     pub identity: Option<String>,
     /// Serial of the certificate this one renewed (its lineage), if it is a renewal.
     pub renewed_from: Option<String>,
+    /// SHA-256 (hex) of the CSR's DER it answered, when it answered a PEM CSR: an attested
+    /// retry is handed this certificate only for exactly the same CSR.
+    pub csr_sha256: Option<String>,
+}
+
+/// A registration entry: the operator's word that a workload on `node` whose attested selectors
+/// include every one of `selectors` gets `spiffe_id` (SPIRE's subset rule).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Entry {
+    /// Random id, hex.
+    pub id: String,
+    /// The identity of the enrolled node whose agent serves it.
+    pub node: String,
+    /// The SPIFFE ID its SVIDs carry.
+    pub spiffe_id: String,
+    /// `type:key:value` selectors (`unix:uid:1000`), sorted, each once.
+    pub selectors: Vec<String>,
+    /// Lifetime of its X.509-SVIDs, seconds.
+    pub x509_ttl_secs: i64,
+    /// Lifetime of its JWT-SVIDs, seconds.
+    pub jwt_ttl_secs: i64,
+    /// DNS names its X.509-SVIDs also carry.
+    pub dns: Vec<String>,
+    /// A hint for workloads holding several SVIDs (the Workload API's `hint`).
+    pub hint: Option<String>,
+    /// When it was made, Unix seconds.
+    pub created_at: i64,
 }
 
 /// Storage of tokens and issued certificates.
@@ -281,4 +311,10 @@ pub trait Ledger: Send + Sync {
     /// the set is the one it was handed out for, else one more, recorded (so it only grows, across
     /// restarts and signers sharing the ledger).
     fn bundle_sequence(&self, digest: &str, now: i64) -> Result<u64>;
+    /// Store a registration entry (its id must be new).
+    fn create_entry(&self, e: &Entry) -> Result<()>;
+    /// Registration entries, of `node` only when given, oldest first.
+    fn entries(&self, node: Option<&str>) -> Result<Vec<Entry>>;
+    /// Delete an entry; false when there is none with this id.
+    fn delete_entry(&self, id: &str) -> Result<bool>;
 }

@@ -14,7 +14,7 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::group::{Failed, GroupCommit, Outcome};
 use super::{
-    redact, Grant, Ledger, NewToken, Record, Snapshot, TokenInfo, TokenRefusal, TokenRow,
+    redact, Entry, Grant, Ledger, NewToken, Record, Snapshot, TokenInfo, TokenRefusal, TokenRow,
     Unavailable, COLUMNS, LINEAGE,
 };
 
@@ -22,7 +22,7 @@ type Manager = PostgresConnectionManager<MakeRustlsConnect>;
 type Conn = r2d2::PooledConnection<Manager>;
 
 /// The schema this binary writes; a database with a newer one is refused.
-const SCHEMA_VERSION: i32 = 3;
+const SCHEMA_VERSION: i32 = 5;
 /// The migrations, in order: `MIGRATIONS[v]` takes the schema from version `v` to `v + 1`.
 const MIGRATIONS: &[&str] = &[
     "
@@ -48,6 +48,16 @@ const MIGRATIONS: &[&str] = &[
     "
     CREATE TABLE bundle_sequence (
         sequence BIGINT PRIMARY KEY, digest TEXT NOT NULL, created_at BIGINT NOT NULL);
+",
+    "
+    ALTER TABLE certificates ADD COLUMN csr_sha256 TEXT;
+",
+    "
+    CREATE TABLE entries (
+        id TEXT PRIMARY KEY, node TEXT NOT NULL, spiffe_id TEXT NOT NULL, selectors TEXT NOT NULL,
+        x509_ttl BIGINT NOT NULL, jwt_ttl BIGINT NOT NULL, dns TEXT NOT NULL, hint TEXT,
+        created_at BIGINT NOT NULL);
+    CREATE INDEX entries_node ON entries (node);
 ",
 ];
 /// Key of the advisory lock that serialises schema changes between signers starting together.
@@ -259,9 +269,50 @@ impl PgLedger {
 
 fn insert_certificate(c: &mut impl GenericClient, r: &Record) -> Result<()> {
     c.execute(
-        "INSERT INTO certificates (serial, subject, names, not_before, not_after, fingerprint, token_id, profile, issued_at, revoked_at, pem, identity, renewed_from)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
-        &[&r.serial, &r.subject, &serde_json::to_string(&r.names)?, &r.not_before, &r.not_after, &r.fingerprint, &r.token_id, &r.profile, &r.issued_at, &r.revoked_at, &r.pem, &r.identity, &r.renewed_from],
+        "INSERT INTO certificates (serial, subject, names, not_before, not_after, fingerprint, token_id, profile, issued_at, revoked_at, pem, identity, renewed_from, csr_sha256)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+        &[&r.serial, &r.subject, &serde_json::to_string(&r.names)?, &r.not_before, &r.not_after, &r.fingerprint, &r.token_id, &r.profile, &r.issued_at, &r.revoked_at, &r.pem, &r.identity, &r.renewed_from, &r.csr_sha256],
+    )
+    .map_err(db)?;
+    Ok(())
+}
+
+const ENTRY_COLUMNS: &str =
+    "id, node, spiffe_id, selectors, x509_ttl, jwt_ttl, dns, hint, created_at";
+
+fn read_entry(r: &Row) -> Result<Entry> {
+    let list = |i: usize| -> Result<Vec<String>> {
+        serde_json::from_str(r.get::<_, &str>(i)).context("an entry's stored list")
+    };
+    Ok(Entry {
+        id: r.get(0),
+        node: r.get(1),
+        spiffe_id: r.get(2),
+        selectors: list(3)?,
+        x509_ttl_secs: r.get(4),
+        jwt_ttl_secs: r.get(5),
+        dns: list(6)?,
+        hint: r.get(7),
+        created_at: r.get(8),
+    })
+}
+
+fn insert_entry(c: &mut impl GenericClient, e: &Entry) -> Result<()> {
+    c.execute(
+        &format!(
+            "INSERT INTO entries ({ENTRY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+        ),
+        &[
+            &e.id,
+            &e.node,
+            &e.spiffe_id,
+            &serde_json::to_string(&e.selectors)?,
+            &e.x509_ttl_secs,
+            &e.jwt_ttl_secs,
+            &serde_json::to_string(&e.dns)?,
+            &e.hint,
+            &e.created_at,
+        ],
     )
     .map_err(db)?;
     Ok(())
@@ -283,6 +334,7 @@ fn read_record(r: &Row) -> Record {
         pem: r.get(10),
         identity: r.get(11),
         renewed_from: r.get(12),
+        csr_sha256: r.get(13),
     }
 }
 
@@ -465,6 +517,30 @@ impl Ledger for PgLedger {
         Ok(n as u64)
     }
 
+    fn create_entry(&self, e: &Entry) -> Result<()> {
+        insert_entry(&mut *self.conn()?, e)
+    }
+
+    fn entries(&self, node: Option<&str>) -> Result<Vec<Entry>> {
+        self.conn()?
+            .query(
+                &format!("SELECT {ENTRY_COLUMNS} FROM entries WHERE $1::TEXT IS NULL OR node = $1 ORDER BY created_at, id"),
+                &[&node],
+            )
+            .map_err(db)?
+            .iter()
+            .map(read_entry)
+            .collect()
+    }
+
+    fn delete_entry(&self, id: &str) -> Result<bool> {
+        let n = self
+            .conn()?
+            .execute("DELETE FROM entries WHERE id = $1", &[&id])
+            .map_err(db)?;
+        Ok(n == 1)
+    }
+
     fn next_crl_number(&self) -> Result<u64> {
         let n: i64 = self
             .conn()?
@@ -476,6 +552,7 @@ impl Ledger for PgLedger {
 
     fn export(&self) -> Result<Snapshot> {
         let certificates = self.list()?;
+        let entries = self.entries(None)?;
         let mut c = self.conn()?;
         let tokens = c
             .query(
@@ -508,6 +585,7 @@ impl Ledger for PgLedger {
             certificates,
             crl_number,
             bundle,
+            entries,
         })
     }
 
@@ -516,13 +594,16 @@ impl Ledger for PgLedger {
         let mut tx = c.transaction().map_err(db)?;
         let held: i64 = tx
             .query_one(
-                "SELECT (SELECT COUNT(*) FROM tokens) + (SELECT COUNT(*) FROM certificates)",
+                "SELECT (SELECT COUNT(*) FROM tokens) + (SELECT COUNT(*) FROM certificates) + (SELECT COUNT(*) FROM entries)",
                 &[],
             )
             .map_err(db)?
             .get(0);
         if held > 0 {
-            bail!("the target ledger is not empty ({held} tokens and certificates): refusing to merge into it");
+            bail!("the target ledger is not empty ({held} tokens, certificates and entries): refusing to merge into it");
+        }
+        for e in &s.entries {
+            insert_entry(&mut tx, e)?;
         }
         for t in &s.tokens {
             tx.execute(

@@ -8,11 +8,12 @@ use rusqlite::{params, Connection, OptionalExtension};
 
 use super::group::{Failed, GroupCommit, Outcome};
 use super::{
-    Grant, Ledger, NewToken, Record, Snapshot, TokenInfo, TokenRefusal, TokenRow, COLUMNS, LINEAGE,
+    Entry, Grant, Ledger, NewToken, Record, Snapshot, TokenInfo, TokenRefusal, TokenRow, COLUMNS,
+    LINEAGE,
 };
 
 /// The schema this binary writes (`PRAGMA user_version`); a newer one is refused.
-const SCHEMA_VERSION: i64 = 3;
+const SCHEMA_VERSION: i64 = 5;
 
 /// The SQLite ledger in the data directory.
 pub struct SqliteLedger {
@@ -53,10 +54,19 @@ impl SqliteLedger {
                 fingerprint TEXT NOT NULL, jti TEXT NOT NULL, expires_at INTEGER NOT NULL,
                 PRIMARY KEY (fingerprint, jti));
              CREATE TABLE IF NOT EXISTS bundle_sequence (
-                sequence INTEGER PRIMARY KEY, digest TEXT NOT NULL, created_at INTEGER NOT NULL);",
+                sequence INTEGER PRIMARY KEY, digest TEXT NOT NULL, created_at INTEGER NOT NULL);
+             CREATE TABLE IF NOT EXISTS entries (
+                id TEXT PRIMARY KEY, node TEXT NOT NULL, spiffe_id TEXT NOT NULL,
+                selectors TEXT NOT NULL, x509_ttl INTEGER NOT NULL, jwt_ttl INTEGER NOT NULL,
+                dns TEXT NOT NULL, hint TEXT, created_at INTEGER NOT NULL);
+             CREATE INDEX IF NOT EXISTS entries_node ON entries (node);",
         )?;
         // Columns added since the first schema: ledgers written before gain them empty.
-        for (column, decl) in [("identity", "TEXT"), ("renewed_from", "TEXT")] {
+        for (column, decl) in [
+            ("identity", "TEXT"),
+            ("renewed_from", "TEXT"),
+            ("csr_sha256", "TEXT"),
+        ] {
             let present: bool = conn.query_row(
                 "SELECT COUNT(*) > 0 FROM pragma_table_info('certificates') WHERE name = ?1",
                 params![column],
@@ -128,9 +138,9 @@ impl SqliteLedger {
 
 fn insert_certificate(tx: &Connection, r: &Record) -> Result<()> {
     tx.execute(
-        "INSERT INTO certificates (serial, subject, names, not_before, not_after, fingerprint, token_id, profile, issued_at, revoked_at, pem, identity, renewed_from)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
-        params![r.serial, r.subject, serde_json::to_string(&r.names)?, r.not_before, r.not_after, r.fingerprint, r.token_id, r.profile, r.issued_at, r.revoked_at, r.pem, r.identity, r.renewed_from],
+        "INSERT INTO certificates (serial, subject, names, not_before, not_after, fingerprint, token_id, profile, issued_at, revoked_at, pem, identity, renewed_from, csr_sha256)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+        params![r.serial, r.subject, serde_json::to_string(&r.names)?, r.not_before, r.not_after, r.fingerprint, r.token_id, r.profile, r.issued_at, r.revoked_at, r.pem, r.identity, r.renewed_from, r.csr_sha256],
     )?;
     Ok(())
 }
@@ -180,7 +190,51 @@ fn read_record(r: &rusqlite::Row<'_>) -> rusqlite::Result<Record> {
         pem: r.get(10)?,
         identity: r.get(11)?,
         renewed_from: r.get(12)?,
+        csr_sha256: r.get(13)?,
     })
+}
+
+const ENTRY_COLUMNS: &str =
+    "id, node, spiffe_id, selectors, x509_ttl, jwt_ttl, dns, hint, created_at";
+
+fn read_entry(r: &rusqlite::Row<'_>) -> rusqlite::Result<Entry> {
+    let list = |i: usize| -> rusqlite::Result<Vec<String>> {
+        let text: String = r.get(i)?;
+        serde_json::from_str(&text).map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, Box::new(e))
+        })
+    };
+    Ok(Entry {
+        id: r.get(0)?,
+        node: r.get(1)?,
+        spiffe_id: r.get(2)?,
+        selectors: list(3)?,
+        x509_ttl_secs: r.get(4)?,
+        jwt_ttl_secs: r.get(5)?,
+        dns: list(6)?,
+        hint: r.get(7)?,
+        created_at: r.get(8)?,
+    })
+}
+
+fn insert_entry(c: &Connection, e: &Entry) -> Result<()> {
+    c.execute(
+        &format!(
+            "INSERT INTO entries ({ENTRY_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
+        ),
+        params![
+            e.id,
+            e.node,
+            e.spiffe_id,
+            serde_json::to_string(&e.selectors)?,
+            e.x509_ttl_secs,
+            e.jwt_ttl_secs,
+            serde_json::to_string(&e.dns)?,
+            e.hint,
+            e.created_at
+        ],
+    )?;
+    Ok(())
 }
 
 fn release(reserved: &mut std::collections::HashMap<String, i64>, id: &str) {
@@ -315,6 +369,7 @@ impl Ledger for SqliteLedger {
 
     fn export(&self) -> Result<Snapshot> {
         let certificates = self.list()?;
+        let entries = self.entries(None)?;
         let conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
         let mut st = conn.prepare(
             "SELECT hash, id, profile, identity, uses_left, expires_at, created_at FROM tokens ORDER BY id",
@@ -344,6 +399,7 @@ impl Ledger for SqliteLedger {
             certificates,
             crl_number: crl_number.max(0) as u64,
             bundle: bundle.map(|(n, d)| (n.max(0) as u64, d)),
+            entries,
         })
     }
 
@@ -351,12 +407,15 @@ impl Ledger for SqliteLedger {
         let mut conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
         let tx = conn.transaction()?;
         let held: i64 = tx.query_row(
-            "SELECT (SELECT COUNT(*) FROM tokens) + (SELECT COUNT(*) FROM certificates)",
+            "SELECT (SELECT COUNT(*) FROM tokens) + (SELECT COUNT(*) FROM certificates) + (SELECT COUNT(*) FROM entries)",
             [],
             |r| r.get(0),
         )?;
         if held > 0 {
-            bail!("the target ledger is not empty ({held} tokens and certificates): refusing to merge into it");
+            bail!("the target ledger is not empty ({held} tokens, certificates and entries): refusing to merge into it");
+        }
+        for e in &s.entries {
+            insert_entry(&tx, e)?;
         }
         for t in &s.tokens {
             tx.execute(
@@ -419,6 +478,25 @@ impl Ledger for SqliteLedger {
         Ok(n as u64)
     }
 
+    fn create_entry(&self, e: &Entry) -> Result<()> {
+        let conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
+        insert_entry(&conn, e)
+    }
+
+    fn entries(&self, node: Option<&str>) -> Result<Vec<Entry>> {
+        let conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
+        let mut st = conn.prepare(&format!(
+            "SELECT {ENTRY_COLUMNS} FROM entries WHERE ?1 IS NULL OR node = ?1 ORDER BY created_at, id"
+        ))?;
+        let rows = st.query_map(params![node], read_entry)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn delete_entry(&self, id: &str) -> Result<bool> {
+        let conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
+        Ok(conn.execute("DELETE FROM entries WHERE id = ?1", params![id])? == 1)
+    }
+
     fn next_crl_number(&self) -> Result<u64> {
         let conn = self.conn.lock().unwrap();
         let n: i64 = conn.query_row(
@@ -433,6 +511,42 @@ impl Ledger for SqliteLedger {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A ledger written by schema 3 (no csr_sha256 column) opens, keeps its records and takes
+    /// new ones with the column.
+    #[test]
+    fn a_version_3_ledger_is_migrated() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("l.sqlite");
+        {
+            let c = Connection::open(&path).unwrap();
+            c.execute_batch(
+                "CREATE TABLE certificates (
+                    serial TEXT PRIMARY KEY, subject TEXT NOT NULL, names TEXT NOT NULL,
+                    not_before INTEGER NOT NULL, not_after INTEGER NOT NULL, fingerprint TEXT NOT NULL,
+                    token_id TEXT NOT NULL, profile TEXT NOT NULL, issued_at INTEGER NOT NULL,
+                    revoked_at INTEGER, pem TEXT NOT NULL, identity TEXT, renewed_from TEXT);
+                 INSERT INTO certificates VALUES ('01', 'CN=x', '[]', 1, 2, 'f', 'kbs:x/sign', 'tee', 1, NULL, 'pem', 'a', NULL);
+                 PRAGMA user_version = 3;",
+            )
+            .unwrap();
+        }
+        let l = SqliteLedger::open(&path).unwrap();
+        let old = l.find("01").unwrap().unwrap();
+        assert_eq!((old.identity.as_deref(), old.csr_sha256), (Some("a"), None));
+        let mut r = crate::db::suite::record("02", "kbs:x/sign");
+        r.csr_sha256 = Some("ab".into());
+        l.record(&r).unwrap();
+        assert_eq!(
+            l.find("02").unwrap().unwrap().csr_sha256.as_deref(),
+            Some("ab")
+        );
+        let v: i64 = Connection::open(&path)
+            .unwrap()
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, SCHEMA_VERSION);
+    }
 
     #[test]
     fn a_newer_schema_is_refused() {

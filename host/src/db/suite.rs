@@ -21,6 +21,21 @@ pub(super) fn record(serial: &str, token: &str) -> Record {
         pem: "pem".into(),
         identity: None,
         renewed_from: None,
+        csr_sha256: None,
+    }
+}
+
+pub(super) fn entry(id: &str, node: &str, at: i64) -> Entry {
+    Entry {
+        id: id.into(),
+        node: node.into(),
+        spiffe_id: format!("spiffe://example.org/{id}"),
+        selectors: vec!["unix:gid:10".into(), "unix:uid:1000".into()],
+        x509_ttl_secs: 3600,
+        jwt_ttl_secs: 300,
+        dns: vec![format!("{id}.example.org")],
+        hint: Some("internal".into()),
+        created_at: at,
     }
 }
 
@@ -243,12 +258,36 @@ fn revocations_crl_numbers_and_a_copy_to_the_other_backend() {
         assert_eq!(l.bundle_sequence("set-a", 1).unwrap(), 1, "{b}");
         assert_eq!(l.bundle_sequence("set-b", 2).unwrap(), 2, "{b}");
         l.check_writable().unwrap();
+        // Registration entries: by node, oldest first; an id once; delete once.
+        for (id, node, at) in [("e2", "n1", 20), ("e1", "n1", 10), ("e3", "n2", 10)] {
+            l.create_entry(&entry(id, node, at)).unwrap();
+        }
+        assert!(
+            l.create_entry(&entry("e1", "n2", 30)).is_err(),
+            "{b}: an id once"
+        );
+        let ids = |v: Vec<Entry>| v.into_iter().map(|e| e.id).collect::<Vec<_>>();
+        assert_eq!(ids(l.entries(Some("n1")).unwrap()), ["e1", "e2"], "{b}");
+        assert_eq!(ids(l.entries(None).unwrap()), ["e1", "e3", "e2"], "{b}");
+        assert_eq!(
+            l.entries(Some("n1")).unwrap()[0],
+            entry("e1", "n1", 10),
+            "{b}: read back whole"
+        );
+        l.create_entry(&entry("gone", "n1", 40)).unwrap();
+        assert!(l.delete_entry("gone").unwrap(), "{b}");
+        assert!(!l.delete_entry("gone").unwrap(), "{b}: deleted once");
         // Export, import into a fresh ledger of every backend: the same content, and the CRL
         // number goes on from where it was.
         let snap = l.export().unwrap();
         assert_eq!(
-            (snap.tokens.len(), snap.certificates.len(), snap.crl_number),
-            (1, 3, 3),
+            (
+                snap.tokens.len(),
+                snap.certificates.len(),
+                snap.crl_number,
+                snap.entries.len()
+            ),
+            (1, 3, 3, 3),
             "{b}"
         );
         for (b2, fresh, _k) in backends("copyto") {
@@ -279,9 +318,15 @@ fn recent_certificates_of_an_identity_and_credential() {
             let mut r = record(serial, token);
             r.identity = Some(identity.into());
             r.issued_at = at;
+            r.csr_sha256 = Some(format!("csr-of-{serial}"));
             l.record(&r).unwrap();
         }
         l.revoke("05", 301).unwrap();
+        assert_eq!(
+            l.find("02").unwrap().unwrap().csr_sha256.as_deref(),
+            Some("csr-of-02"),
+            "{b}: the CSR's digest is kept"
+        );
         let got: Vec<String> = l
             .recent("a", "kbs:x/sign", 150)
             .unwrap()

@@ -187,6 +187,11 @@ impl Sandbox {
         self.live.load(Ordering::SeqCst)
     }
 
+    /// The most instances the pool runs at once (its size).
+    pub fn capacity(&self) -> usize {
+        self.size as usize
+    }
+
     /// The wasmtime engine (for tests and metrics).
     pub fn engine(&self) -> &Engine {
         &self.engine

@@ -1,0 +1,95 @@
+//! The node agents' API, authenticated by the node certificate over mTLS (never a request
+//! field): `GET /v1/agent/entries` (the node's registration entries) and `POST /v1/agent/sign`
+//! (a batch of CSRs, one per entry, each answered on its own). Served when the policy has
+//! `[agent]`.
+
+use serde_json::json;
+
+use super::http::{Request, Response};
+use super::{error_response, json_response, too_large, ApiError, App, Outcome};
+use crate::authority::agent::{EntryCsr, Node, MAX_BATCH};
+
+/// Serve `rq` if it is an agent path and the policy has `[agent]`; `None` otherwise.
+pub(super) fn route(
+    app: &App,
+    rq: &Request,
+    outcome: &mut Outcome,
+) -> Option<(&'static str, Response)> {
+    app.authority.policy.agent.as_ref()?;
+    let route = match rq.path.as_str() {
+        "/v1/agent/entries" => "/v1/agent/entries",
+        "/v1/agent/sign" => "/v1/agent/sign",
+        _ => return None,
+    };
+    let resp = match (rq.method.as_str(), route) {
+        ("GET", "/v1/agent/entries") => node(app, rq, outcome).and_then(|n| entries(app, &n)),
+        ("POST", "/v1/agent/sign") => node(app, rq, outcome).and_then(|n| sign(app, rq, &n)),
+        (m, r) => Err(ApiError::new(
+            405,
+            "method_not_allowed",
+            format!("{m} {r} is not served"),
+        )),
+    };
+    if let Err(e) = &resp {
+        outcome.code = Some(e.code.clone());
+    }
+    Some((route, resp.unwrap_or_else(|e| error_response(&e))))
+}
+
+/// The node the TLS client certificate authenticates.
+fn node(app: &App, rq: &Request, outcome: &mut Outcome) -> Result<Node, ApiError> {
+    let client = rq.client.as_ref().ok_or_else(|| {
+        ApiError::new(
+            401,
+            "missing_certificate",
+            "the agent API is authenticated by the node certificate: present it as the TLS client certificate",
+        )
+    })?;
+    let node = app.authority.node_of(&client.der)?;
+    outcome.token_id = Some(format!("node:{}", node.identity));
+    Ok(node)
+}
+
+fn entries(app: &App, node: &Node) -> Result<Response, ApiError> {
+    let list = app.authority.node_entries(node)?;
+    Ok(json_response(
+        200,
+        &json!({"node": node.identity, "entries": list}),
+    ))
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SignBody {
+    csrs: Vec<EntryCsr>,
+}
+
+fn sign(app: &App, rq: &Request, node: &Node) -> Result<Response, ApiError> {
+    if rq.body_too_large {
+        return Err(too_large());
+    }
+    let body: SignBody = serde_json::from_slice(&rq.body).map_err(|e| {
+        ApiError::new(
+            400,
+            "bad_request",
+            format!("the body must be {{\"csrs\": [{{\"entryId\", \"csr\"}}, …]}} (at most {MAX_BATCH}): {e}"),
+        )
+    })?;
+    let results = app.authority.sign_for_entries(node, &body.csrs)?;
+    let mut svids = Vec::with_capacity(results.len());
+    for (item, r) in body.csrs.iter().zip(results) {
+        svids.push(match r {
+            Ok(signed) => {
+                app.metrics.issued();
+                let mut v = serde_json::to_value(signed).unwrap_or_default();
+                v["entryId"] = item.entry_id.clone().into();
+                v
+            }
+            Err(e) => {
+                app.metrics.refused(e.code());
+                json!({"entryId": item.entry_id, "error": {"code": e.code(), "message": e.message()}})
+            }
+        });
+    }
+    Ok(json_response(200, &json!({ "svids": svids })))
+}

@@ -1,0 +1,188 @@
+//! The signer's side of node agents (`wasm-pki agent`): a node is authenticated by its node
+//! certificate (the TLS client certificate: recorded here, of the `[agent]` node profile,
+//! unrevoked, unexpired), and gets its own registration entries and X.509-SVIDs for them. Each
+//! CSR is decided under the workload profile narrowed to exactly its entry (the entry's SPIFFE
+//! ID as the identity, its DNS names as the only other names, its TTL), after the entry is
+//! checked against the policy again. A node never names an identity: it names an entry of its
+//! own, and the ledger says what that entry is.
+
+use wasm_pki::{NamePattern, SubjectSource};
+
+use super::entries;
+use super::{now, Asked, Authority, AuthorityError, Credential, Signed};
+use crate::db::Entry;
+
+/// Most CSRs in one batch (a batch fits the API's body limit; an agent sends several).
+pub const MAX_BATCH: usize = 32;
+
+/// A node authenticated by its certificate.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Node {
+    /// The node's identity (what its enrolment token vouched for).
+    pub identity: String,
+    /// The node certificate's serial.
+    pub serial: String,
+}
+
+/// One CSR of a batch, for one entry.
+#[derive(Clone, Debug, serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct EntryCsr {
+    /// The entry it is for (one of the node's).
+    pub entry_id: String,
+    /// The CSR, PEM.
+    pub csr: String,
+}
+
+impl Authority {
+    /// The node `presented` (a verified TLS client certificate, DER) authenticates. Refused:
+    /// no `[agent]` in the policy, a certificate not recorded here (or differing from its
+    /// record), revoked, expired, or not of the node profile.
+    pub fn node_of(&self, presented: &[u8]) -> Result<Node, AuthorityError> {
+        let agent = self.policy.agent.as_ref().ok_or_else(|| {
+            AuthorityError::Forbidden(
+                "this signer serves no node agents (no [agent] in its policy)".into(),
+            )
+        })?;
+        let cert = wasm_pki::Certificate::from_der(presented.to_vec()).map_err(|_| {
+            AuthorityError::NotIssuedHere("the presented certificate does not parse".into())
+        })?;
+        let record = self
+            .ledger
+            .find(&cert.serial_hex())
+            .map_err(|e| AuthorityError::from_ledger(e, ""))?
+            .filter(|r| r.fingerprint == cert.fingerprint_sha256())
+            .ok_or_else(|| {
+                AuthorityError::NotIssuedHere("the certificate is not in this CA's ledger".into())
+            })?;
+        if record.revoked_at.is_some() {
+            return Err(AuthorityError::Revoked);
+        }
+        if now() > record.not_after {
+            return Err(AuthorityError::CertificateExpired);
+        }
+        if record.profile != agent.node_profile {
+            return Err(AuthorityError::Forbidden(format!(
+                "a certificate of profile {:?} is not a node certificate (profile {:?})",
+                record.profile, agent.node_profile
+            )));
+        }
+        let identity = record.identity.ok_or_else(|| {
+            AuthorityError::Forbidden("the node certificate carries no enrolled identity".into())
+        })?;
+        Ok(Node {
+            identity,
+            serial: record.serial,
+        })
+    }
+
+    /// The registration entries of `node` that fit the policy now.
+    pub fn node_entries(&self, node: &Node) -> Result<Vec<Entry>, AuthorityError> {
+        Ok(self
+            .ledger
+            .entries(Some(&node.identity))
+            .map_err(|e| AuthorityError::from_ledger(e, ""))?
+            .into_iter()
+            .filter(|e| entries::check(&self.policy, e).is_ok())
+            .collect())
+    }
+
+    /// Sign a batch of CSRs for `node`'s entries, each on its own (one refusal does not fail
+    /// the others), in parallel over the sandbox pool. Every certificate is recorded (credential
+    /// `node:NODE/entry:ID`, identity the SPIFFE ID) before it is returned.
+    pub fn sign_for_entries(
+        &self,
+        node: &Node,
+        batch: &[EntryCsr],
+    ) -> Result<Vec<Result<Signed, AuthorityError>>, AuthorityError> {
+        if batch.is_empty() || batch.len() > MAX_BATCH {
+            return Err(AuthorityError::InvalidOrder(format!(
+                "a batch holds 1 to {MAX_BATCH} CSRs"
+            )));
+        }
+        let mine = self
+            .ledger
+            .entries(Some(&node.identity))
+            .map_err(|e| AuthorityError::from_ledger(e, ""))?;
+        let one = |item: &EntryCsr| -> Result<Signed, AuthorityError> {
+            // Another node's entry and no entry at all are the same answer: nothing to see.
+            let entry = mine.iter().find(|e| e.id == item.entry_id).ok_or_else(|| {
+                AuthorityError::Forbidden(format!(
+                    "no entry {:?} for this node",
+                    item.entry_id.chars().take(64).collect::<String>()
+                ))
+            })?;
+            self.sign_for_entry(entry, &item.csr)
+        };
+        let workers = self.sandbox.capacity().clamp(1, batch.len());
+        let mut out: Vec<Option<Result<Signed, AuthorityError>>> =
+            (0..batch.len()).map(|_| None).collect();
+        std::thread::scope(|s| {
+            let handles: Vec<_> = (0..workers)
+                .map(|w| {
+                    let one = &one;
+                    s.spawn(move || {
+                        (w..batch.len())
+                            .step_by(workers)
+                            .map(|i| (i, one(&batch[i])))
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            for h in handles {
+                for (i, r) in h.join().unwrap_or_default() {
+                    out[i] = Some(r);
+                }
+            }
+        });
+        Ok(out
+            .into_iter()
+            .map(|r| {
+                r.unwrap_or_else(|| Err(AuthorityError::Internal("a batch worker failed".into())))
+            })
+            .collect())
+    }
+
+    fn sign_for_entry(&self, entry: &Entry, csr_pem: &str) -> Result<Signed, AuthorityError> {
+        entries::check(&self.policy, entry)
+            .map_err(|e| AuthorityError::Forbidden(format!("entry {}: {e}", entry.id)))?;
+        let agent =
+            self.policy.agent.as_ref().ok_or_else(|| {
+                AuthorityError::Forbidden("this signer serves no node agents".into())
+            })?;
+        let profile = self
+            .policy
+            .profiles
+            .get(&agent.workload_profile)
+            .ok_or_else(|| AuthorityError::UnknownProfile(agent.workload_profile.clone()))?;
+        // The profile narrowed to this entry: its SPIFFE ID (the identity) and its DNS names,
+        // nothing else, whatever the profile's own name rules allow.
+        let mut spec = profile.to_spec();
+        spec.accept_csr = false;
+        spec.subject_from = SubjectSource::Identity;
+        spec.names.allow = entry
+            .dns
+            .iter()
+            .map(|d| NamePattern::dns(d))
+            .collect::<Result<_, _>>()
+            .map_err(|e| AuthorityError::Internal(format!("entry {} DNS name: {e}", entry.id)))?;
+        let narrowed = spec.build().map_err(|e| {
+            AuthorityError::Internal(format!("narrowing the workload profile: {e}"))
+        })?;
+        let origin = format!("node:{}/entry:{}", entry.node, entry.id);
+        let asked = Asked {
+            lifetime_secs: Some(entry.x509_ttl_secs.max(1) as u64),
+            extra_names: Vec::new(),
+        };
+        self.sign(
+            csr_pem,
+            Credential::Attested {
+                origin: &origin,
+                name: &agent.workload_profile,
+                profile: &narrowed,
+                identity: &entry.spiffe_id,
+            },
+            &asked,
+        )
+    }
+}

@@ -1,0 +1,545 @@
+//! The node agent and the SPIFFE Workload API, driven by a client nobody here wrote (the Rust
+//! `spiffe` crate): a signer with an `[agent]` policy, entries made with the CLI, `wasm-pki
+//! agent` enrolled with a node token; the X.509 context (openssl verifies the chain against the
+//! bundle, the key is the leaf's, the SPIFFE ID is the entry's), a rotated SVID on the same
+//! stream, clients running as other uids (another SVID, PermissionDenied, a `unix:sha256` entry
+//! that matches one binary only), a raw call without the security header, and the signer-side
+//! refusals (no node certificate, another node's entry, a CSR asking for more).
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use tokio_stream::StreamExt;
+
+const POLICY: &str = r#"
+[profiles.node]
+defaultLifetimeSecs = 86400
+maxLifetimeSecs = 86400
+
+[profiles.workload]
+maxLifetimeSecs = 3600
+backdateSecs = 1
+spiffe = { trustDomain = "example.org", pathPrefix = "/ns" }
+
+[agent]
+nodeProfile = "node"
+workloadProfile = "workload"
+"#;
+
+/// When set, the `child_client` test is a Workload API client run by the parent test as
+/// another uid: it prints what it got and exits.
+const CHILD_ENV: &str = "WASM_PKI_AGENT_CHILD_SOCKET";
+
+/// A Workload API client as a separate process (the parent runs it as another uid).
+#[test]
+fn child_client() {
+    let Ok(endpoint) = std::env::var(CHILD_ENV) else {
+        return;
+    };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let said = rt.block_on(async {
+        let client = match spiffe::WorkloadApiClient::connect_to(&endpoint).await {
+            Ok(c) => c,
+            Err(e) => return format!("ERROR={e}"),
+        };
+        match tokio::time::timeout(Duration::from_secs(20), client.fetch_x509_svid()).await {
+            Ok(Ok(svid)) => format!("SPIFFE_ID={}", svid.spiffe_id()),
+            Ok(Err(e)) => format!("ERROR={e:?}"),
+            Err(_) => "ERROR=timeout".into(),
+        }
+    });
+    println!("CHILD {said}");
+}
+
+/// Run `binary` (a copy of this test binary) as `uid` in child mode; what it printed.
+fn as_uid(binary: &Path, uid: u32, endpoint: &str) -> String {
+    let out = Command::new(binary)
+        .args([
+            "--exact",
+            "child_client",
+            "--nocapture",
+            "--test-threads",
+            "1",
+        ])
+        .env(CHILD_ENV, endpoint)
+        .uid(uid)
+        .gid(uid)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    // The harness prints "test child_client ... " on the same line first.
+    text.lines()
+        .find_map(|l| l.split_once("CHILD ").map(|(_, said)| said.to_string()))
+        .unwrap_or_else(|| format!("no answer: {text} {}", String::from_utf8_lossy(&out.stderr)))
+}
+
+fn entry(dir: &Path, policy: &Path, args: &[&str]) -> (bool, String, String) {
+    cli(&[
+        &[
+            "entry",
+            "create",
+            "--dir",
+            dir.to_str().unwrap(),
+            "--policy",
+            policy.to_str().unwrap(),
+        ],
+        args,
+    ]
+    .concat())
+}
+
+fn sha256_hex(path: &Path) -> String {
+    use sha2::Digest;
+    wasm_pki::hex(&sha2::Sha256::digest(std::fs::read(path).unwrap()))
+}
+
+#[test]
+fn the_agent_serves_the_workload_api() {
+    if common::no_module() || std::env::var(CHILD_ENV).is_ok() {
+        return;
+    }
+    let (tmp, dir) = new_ca("agent", &[]);
+    // Children running as other uids reach the socket and their binaries through this folder.
+    std::fs::set_permissions(&tmp.0, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let policy = tmp.path("policy.toml");
+    std::fs::write(&policy, POLICY).unwrap();
+    let server = Server::start(&dir, &["--policy", policy.to_str().unwrap()]);
+    let me = nix_uid();
+    let d = dir.to_str().unwrap();
+    let p = policy.to_str().unwrap();
+    let token = cli_ok(&[
+        "token",
+        "create",
+        "--dir",
+        d,
+        "--profile",
+        "node",
+        "--identity",
+        "node1.example.org",
+        "--policy",
+        p,
+    ])
+    .lines()
+    .last()
+    .unwrap()
+    .to_string();
+
+    // Two copies of this binary: the sha256 entry names the first only.
+    let client_a = tmp.path("client-a");
+    let client_b = tmp.path("client-b");
+    std::fs::copy(std::env::current_exe().unwrap(), &client_a).unwrap();
+    let mut b = std::fs::read(&client_a).unwrap();
+    b.push(0);
+    std::fs::write(&client_b, b).unwrap();
+    for c in [&client_a, &client_b] {
+        std::fs::set_permissions(c, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let sha_a = sha256_hex(&client_a);
+
+    let root_id = "spiffe://example.org/ns/root";
+    let (ok, out, err) = entry(
+        &dir,
+        &policy,
+        &[
+            "--node",
+            "node1.example.org",
+            "--spiffe-id",
+            root_id,
+            "--selector",
+            &format!("unix:uid:{me}"),
+            "--x509-ttl",
+            "20s",
+            "--dns",
+            "root.example.org",
+            "--hint",
+            "internal",
+        ],
+    );
+    assert!(ok, "{out}{err}");
+    let root_entry: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    for (uid, name, extra) in [
+        (65534u32, "nobody", None),
+        (65533, "hashed", Some(format!("unix:sha256:{sha_a}"))),
+    ] {
+        let mut args = vec![
+            "--node".to_string(),
+            "node1.example.org".into(),
+            "--spiffe-id".into(),
+            format!("spiffe://example.org/ns/{name}"),
+            "--selector".into(),
+            format!("unix:uid:{uid}"),
+        ];
+        if let Some(s) = extra {
+            args.extend(["--selector".into(), s]);
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let (ok, out, err) = entry(&dir, &policy, &args);
+        assert!(ok, "{out}{err}");
+    }
+    // Another node's entry, for the same uid: never served to node1.
+    let (ok, out, err) = entry(
+        &dir,
+        &policy,
+        &[
+            "--node",
+            "node2.example.org",
+            "--spiffe-id",
+            "spiffe://example.org/ns/elsewhere",
+            "--selector",
+            &format!("unix:uid:{me}"),
+        ],
+    );
+    assert!(ok, "{out}{err}");
+    let other_entry: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    // Entries outside the workload profile are refused when made.
+    for (id, sel) in [
+        ("spiffe://other.org/ns/x", "unix:uid:1"),
+        ("spiffe://example.org/x", "unix:uid:1"),
+        ("spiffe://example.org/ns/x", "unix:pid:1"),
+    ] {
+        let (ok, _, err) = entry(
+            &dir,
+            &policy,
+            &[
+                "--node",
+                "node1.example.org",
+                "--spiffe-id",
+                id,
+                "--selector",
+                sel,
+            ],
+        );
+        assert!(!ok, "{id} {sel} was accepted");
+        assert!(!err.is_empty());
+    }
+    let listed = cli_ok(&["entry", "list", "--dir", d, "--node", "node1.example.org"]);
+    assert_eq!(listed.lines().count(), 3, "{listed}");
+
+    // The signer side without a node certificate, and with a certificate that is not a node's.
+    let r = http(&server.addr, "GET", "/v1/agent/entries", &[], b"").unwrap();
+    assert_eq!(
+        (r.status, r.json()["error"]["code"].as_str()),
+        (401, Some("missing_certificate"))
+    );
+
+    // The agent: enrols with the token, then serves the socket.
+    let socket = tmp.path("agent.sock");
+    let mut agent = KillOnDrop(
+        Command::new(BIN)
+            .args([
+                "agent",
+                "--server",
+                &server.base,
+                "--ca-file",
+                dir.join("root.pem").to_str().unwrap(),
+                "--token",
+                &token,
+                "--data-dir",
+                tmp.path("agent").to_str().unwrap(),
+                "--socket",
+                socket.to_str().unwrap(),
+                "--sync-interval",
+                "2s",
+            ])
+            .env("WASM_PKI_MODULE", module())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap(),
+    );
+    let mut line = String::new();
+    BufReader::new(agent.0.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let endpoint = line
+        .trim()
+        .strip_prefix("SPIFFE_ENDPOINT_SOCKET=")
+        .unwrap_or_else(|| panic!("{line}"))
+        .to_string();
+    assert_eq!(endpoint, format!("unix://{}", socket.display()));
+    assert!(
+        issued(&dir).contains("node1.example.org"),
+        "the node certificate is recorded"
+    );
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let client = spiffe::WorkloadApiClient::connect_to(&endpoint)
+            .await
+            .unwrap();
+        let started = Instant::now();
+        let ctx = tokio::time::timeout(Duration::from_secs(30), client.fetch_x509_context())
+            .await
+            .unwrap()
+            .unwrap();
+        eprintln!("first X.509 context after {:?}", started.elapsed());
+        let svid = ctx.default_svid().unwrap().clone();
+        assert_eq!(svid.spiffe_id().to_string(), root_id);
+        assert_eq!(
+            ctx.svids().len(),
+            1,
+            "only this uid's entry, never another node's"
+        );
+        assert_eq!(svid.hint(), Some("internal"));
+        // openssl: the chain verifies against the bundle; the key is the leaf's.
+        let t = &tmp.0;
+        let td = spiffe::TrustDomain::new("example.org").unwrap();
+        let bundle = ctx.bundle_set().get(&td).unwrap();
+        let pem = |der: &[u8], label: &str| {
+            pem_rfc7468::encode_string(label, pem_rfc7468::LineEnding::LF, der).unwrap()
+        };
+        let roots: String = bundle
+            .authorities()
+            .iter()
+            .map(|c| pem(c.as_bytes(), "CERTIFICATE"))
+            .collect();
+        std::fs::write(t.join("bundle.pem"), roots).unwrap();
+        std::fs::write(
+            t.join("svid.pem"),
+            pem(svid.leaf().as_bytes(), "CERTIFICATE"),
+        )
+        .unwrap();
+        std::fs::write(
+            t.join("svid.key"),
+            pem(svid.private_key().as_bytes(), "PRIVATE KEY"),
+        )
+        .unwrap();
+        openssl_ok(t, &["verify", "-CAfile", "bundle.pem", "svid.pem"]);
+        let text = openssl_ok(t, &["x509", "-in", "svid.pem", "-noout", "-text"]);
+        assert!(
+            text.contains(&format!("URI:{root_id}")) && text.contains("DNS:root.example.org"),
+            "{text}"
+        );
+        assert_eq!(
+            openssl_ok(t, &["x509", "-in", "svid.pem", "-noout", "-pubkey"]),
+            openssl_ok(t, &["pkey", "-in", "svid.key", "-pubout"]),
+        );
+        let serial = svid.leaf().as_bytes().to_vec();
+
+        // The same stream delivers the rotated SVID (TTL 20 s: rotation at about half).
+        let mut stream = client.stream_x509_svids().await.unwrap();
+        let first = stream.next().await.unwrap().unwrap();
+        let rotated = tokio::time::timeout(Duration::from_secs(40), async {
+            loop {
+                let s = stream.next().await.unwrap().unwrap();
+                if s.leaf().as_bytes() != first.leaf().as_bytes() {
+                    return s;
+                }
+            }
+        })
+        .await
+        .expect("no rotated SVID within 40 s");
+        assert_eq!(rotated.spiffe_id().to_string(), root_id);
+        assert_ne!(rotated.leaf().as_bytes(), &serial[..]);
+
+        // The bundle stream.
+        let bundles = client.fetch_x509_bundles().await.unwrap();
+        assert!(bundles.get(&td).is_some());
+    });
+
+    // Clients as other uids: nobody gets its own SVID; a uid without an entry is refused; the
+    // sha256 entry matches the first binary only. (Starting them needs root, as CI runs.)
+    if me == 0 {
+        assert_eq!(
+            as_uid(&client_a, 65534, &endpoint),
+            "SPIFFE_ID=spiffe://example.org/ns/nobody"
+        );
+        // The spiffe crate reads PermissionDenied as "no identity issued".
+        let denied = as_uid(&client_a, 65532, &endpoint);
+        assert!(denied.contains("NoIdentityIssued"), "{denied}");
+        assert_eq!(
+            as_uid(&client_a, 65533, &endpoint),
+            "SPIFFE_ID=spiffe://example.org/ns/hashed"
+        );
+        let other_binary = as_uid(&client_b, 65533, &endpoint);
+        assert!(other_binary.contains("NoIdentityIssued"), "{other_binary}");
+    } else {
+        eprintln!("skipped: clients as other uids need root");
+    }
+
+    // A raw call without the security header: InvalidArgument.
+    rt.block_on(async {
+        let path = socket.clone();
+        let channel = tonic::transport::Endpoint::from_static("http://localhost")
+            .connect_with_connector(tower::service_fn(move |_| {
+                let path = path.clone();
+                async move {
+                    Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(tokio::net::UnixStream::connect(path).await?))
+                }
+            }))
+            .await
+            .unwrap();
+        use wasm_pki_host::agent::workload::proto::spiffe_workload_api_client::SpiffeWorkloadApiClient;
+        use wasm_pki_host::agent::workload::proto::{JwtsvidRequest, X509svidRequest};
+        let mut raw = SpiffeWorkloadApiClient::new(channel);
+        let e = raw.fetch_x509svid(X509svidRequest {}).await.err().unwrap();
+        assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e:?}");
+        let mut req = tonic::Request::new(X509svidRequest {});
+        req.metadata_mut().insert("workload.spiffe.io", "yes".parse().unwrap());
+        assert_eq!(raw.fetch_x509svid(req).await.err().unwrap().code(), tonic::Code::InvalidArgument);
+        let mut req = tonic::Request::new(JwtsvidRequest { audience: vec!["a".into(); 1000], spiffe_id: String::new() });
+        req.metadata_mut().insert("workload.spiffe.io", "true".parse().unwrap());
+        assert_eq!(raw.fetch_jwtsvid(req).await.err().unwrap().code(), tonic::Code::InvalidArgument);
+    });
+
+    // Signer-side refusals with the node's own certificate: another node's entry, and a CSR
+    // with an extra SAN or another SPIFFE ID for its own entry; nothing recorded.
+    let node_dir = tmp.path("agent/node");
+    let before = issued(&dir).lines().count();
+    let other_id = other_entry["id"].as_str().unwrap();
+    let root_entry_id = root_entry["id"].as_str().unwrap();
+    let key = wasm_pki::KeyPair::generate(
+        wasm_pki::Algorithm::P256,
+        &mut wasm_pki::SeedRng::from_seed([7; 32]),
+    );
+    let csr = |names: &[&str]| {
+        wasm_pki::CsrRequest {
+            subject: wasm_pki::Subject::default(),
+            names: names
+                .iter()
+                .map(|n| wasm_pki::SanName::parse(n).unwrap())
+                .collect(),
+        }
+        .sign(&key)
+        .unwrap()
+        .to_pem()
+    };
+    let rows = [
+        (
+            "another node's entry",
+            other_id,
+            csr(&["spiffe://example.org/ns/elsewhere"]),
+            "forbidden",
+        ),
+        (
+            "an extra SAN",
+            root_entry_id,
+            csr(&[root_id, "evil.example.org"]),
+            "policy",
+        ),
+        (
+            "another SPIFFE ID",
+            root_entry_id,
+            csr(&["spiffe://example.org/ns/nobody"]),
+            "policy",
+        ),
+        (
+            "a second SPIFFE ID",
+            root_entry_id,
+            csr(&[root_id, "spiffe://example.org/ns/nobody"]),
+            "policy",
+        ),
+    ];
+    for (what, id, pem, want) in rows {
+        let body = serde_json::json!({"csrs": [{"entryId": id, "csr": pem}]}).to_string();
+        let r = mtls(
+            &server.addr,
+            &node_dir,
+            &dir.join("root.pem"),
+            "POST",
+            "/v1/agent/sign",
+            &body,
+        );
+        assert_eq!(
+            r["svids"][0]["error"]["code"].as_str(),
+            Some(want),
+            "{what}: {r}"
+        );
+    }
+    let r = mtls(
+        &server.addr,
+        &node_dir,
+        &dir.join("root.pem"),
+        "GET",
+        "/v1/agent/entries",
+        "",
+    );
+    let ids: Vec<&str> = r["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["id"].as_str().unwrap())
+        .collect();
+    assert!(
+        !ids.contains(&other_id) && ids.contains(&root_entry_id),
+        "{r}"
+    );
+    assert_eq!(
+        issued(&dir).lines().count(),
+        before,
+        "refused CSRs record nothing"
+    );
+
+    // The node certificate revoked: nothing new for it.
+    let node_serial = serde_json::from_str::<serde_json::Value>(
+        &std::fs::read_to_string(node_dir.join("current/meta.json")).unwrap(),
+    )
+    .unwrap()["serial"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    cli_ok(&["revoke", "--dir", d, "--serial", &node_serial]);
+    let r = mtls(
+        &server.addr,
+        &node_dir,
+        &dir.join("root.pem"),
+        "GET",
+        "/v1/agent/entries",
+        "",
+    );
+    assert_eq!(r["error"]["code"].as_str(), Some("revoked"), "{r}");
+    drop(agent);
+    drop(server);
+}
+
+fn nix_uid() -> u32 {
+    // The effective uid, from /proc (as the agent reads its callers).
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|v| v.split_whitespace().nth(1))
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+/// One request with the node's certificate as the TLS client certificate (curl), its JSON.
+fn mtls(
+    addr: &str,
+    node_dir: &Path,
+    root: &Path,
+    method: &str,
+    path: &str,
+    body: &str,
+) -> serde_json::Value {
+    let mut args = vec![
+        "-sS".to_string(),
+        "--cacert".into(),
+        root.display().to_string(),
+        "--cert".into(),
+        node_dir.join("cert.pem").display().to_string(),
+        "--key".into(),
+        node_dir.join("key.pem").display().to_string(),
+        "-X".into(),
+        method.into(),
+        format!("https://{addr}{path}"),
+    ];
+    if !body.is_empty() {
+        args.extend([
+            "-H".into(),
+            "content-type: application/json".into(),
+            "--data-binary".into(),
+            body.into(),
+        ]);
+    }
+    let out = Command::new("curl").args(&args).output().unwrap();
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|_| serde_json::json!({"raw": String::from_utf8_lossy(&out.stdout), "stderr": String::from_utf8_lossy(&out.stderr)}))
+}
