@@ -38,6 +38,8 @@ pub enum Request {
     Crl(CrlRequest),
     /// Describe a certificate or CSR; answered with [`crate::Description`].
     Inspect(InspectRequest),
+    /// Sign a JWT-SVID with the loaded JWT authority's key; answered with [`JwtSigned`].
+    SignJwt(JwtRequest),
     /// Test builds of the module only: never returns, to prove the host's deadline.
     Spin,
     /// Test builds of the module only: allocates `bytes`, to prove the host's memory cap.
@@ -63,6 +65,10 @@ pub struct LoadCa {
     /// is then answered with a [`VerifyAsk`] first, and resumed by [`Request::Verified`].
     #[serde(default)]
     pub host_verifies: bool,
+    /// The JWT authority's P-256 key, PKCS#8 PEM (encrypted with the same passphrase, or not):
+    /// JWT-SVIDs are signed with it, inside the sandbox like the CA key. None: no JWT-SVIDs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwt_key_pem: Option<String>,
 }
 
 impl core::fmt::Debug for LoadCa {
@@ -233,6 +239,44 @@ impl VerifyAsk {
     }
 }
 
+/// Sign a JWT-SVID for `spiffe_id` and `audience`, valid `lifetime_secs` from `now`. The host
+/// has decided the identity (a registration entry of an authenticated node) and the lifetime.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct JwtRequest {
+    /// The SPIFFE ID (`sub`).
+    pub spiffe_id: String,
+    /// The audiences (`aud`), at least one.
+    pub audience: Vec<String>,
+    /// Lifetime, seconds.
+    pub lifetime_secs: u64,
+    /// The issuer (`iss`), when the CA publishes one.
+    pub issuer: Option<String>,
+    /// The host's clock, Unix seconds.
+    pub now: i64,
+}
+
+/// What [`Request::SignJwt`] returns.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct JwtSigned {
+    /// The JWT-SVID, compact form.
+    pub token: String,
+    /// Its `exp`, Unix seconds.
+    pub expires_at: i64,
+}
+
+/// The JWT authority a sandbox instance holds: its key id and public key (a bundle's
+/// `jwt-svid` JWK, with `use` and `kid`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct JwtKeyInfo {
+    /// `kid`.
+    pub kid: String,
+    /// The JWK.
+    pub jwk: serde_json::Value,
+}
+
 /// Describe a certificate or CSR.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -285,6 +329,8 @@ pub struct Loaded {
     pub not_after: i64,
     /// SHA-256 of the CA certificate, hex.
     pub fingerprint: String,
+    /// The JWT authority, when one was loaded.
+    pub jwt_authority: Option<JwtKeyInfo>,
 }
 
 /// What [`Request::Sign`] returns.
@@ -381,6 +427,8 @@ fn check_proof(p: &ProofRequest) -> Result<ProofChecked, Error> {
 pub struct Guest {
     ca: Option<CertificateAuthority>,
     host_verifies: bool,
+    /// The JWT authority's key and key id.
+    jwt: Option<(crate::KeyPair, String)>,
     /// A sign request waiting for the host's verdict on its CSR's signature. Any other request
     /// drops it, so a verdict only ever resumes the request that asked.
     pending: Option<(crate::UncheckedCsr, SignRequest)>,
@@ -415,6 +463,7 @@ impl Guest {
             Request::CheckProof(p) => encode(check_proof(&p)),
             Request::Crl(c) => encode(self.crl(&c)),
             Request::Inspect(i) => encode(crate::inspect(i.pem.as_bytes())),
+            Request::SignJwt(j) => encode(self.sign_jwt(&j)),
             Request::Spin | Request::Grow(_) => encode::<()>(Err(Error::InvalidParameter(
                 "test hooks exist only in the module's test build".into(),
             ))),
@@ -436,11 +485,32 @@ impl Guest {
         if let Some(urls) = &l.public_urls {
             ca.set_public_urls(urls.clone())?;
         }
+        let jwt = match &l.jwt_key_pem {
+            None => None,
+            Some(pem) => {
+                let key = crate::KeyPair::from_pem(
+                    pem.as_bytes(),
+                    l.passphrase.as_deref().map(str::as_bytes),
+                )?;
+                if key.algorithm() != crate::Algorithm::P256 {
+                    return Err(Error::InvalidKey(
+                        "the JWT authority's key must be P-256 (JWT-SVIDs are ES256)".into(),
+                    ));
+                }
+                let auth = crate::JwtAuthority::new(key.public_key().clone());
+                Some((key, auth))
+            }
+        };
         let loaded = Loaded {
             subject: crate::inspect::describe_certificate(ca.certificate())?.subject,
             not_after: ca.certificate().not_after(),
             fingerprint: ca.certificate().fingerprint_sha256(),
+            jwt_authority: jwt.as_ref().map(|(_, a)| JwtKeyInfo {
+                kid: a.kid.clone(),
+                jwk: a.to_bundle_jwk(),
+            }),
         };
+        self.jwt = jwt.map(|(k, a)| (k, a.kid));
         self.ca = Some(ca);
         self.host_verifies = l.host_verifies;
         Ok(loaded)
@@ -472,6 +542,27 @@ impl Guest {
             }
             None => encode(csr.verify().and_then(|c| self.sign_parsed(&c, s))),
         }
+    }
+
+    fn sign_jwt(&self, j: &JwtRequest) -> Result<JwtSigned, Error> {
+        let (key, kid) = self.jwt.as_ref().ok_or_else(|| {
+            Error::InvalidParameter("no JWT authority is loaded in this sandbox instance".into())
+        })?;
+        let lifetime = i64::try_from(j.lifetime_secs)
+            .ok()
+            .filter(|l| *l > 0)
+            .ok_or_else(|| Error::InvalidParameter("a JWT-SVID lifetime of 1 s or more".into()))?;
+        let claims = crate::JwtSvidClaims {
+            spiffe_id: crate::SpiffeId::parse(&j.spiffe_id)?,
+            audience: j.audience.clone(),
+            issued_at: j.now,
+            expires_at: j.now.saturating_add(lifetime),
+            issuer: j.issuer.clone(),
+        };
+        Ok(JwtSigned {
+            token: crate::sign_jwt_svid(key, kid, &claims)?,
+            expires_at: claims.expires_at,
+        })
     }
 
     fn sign_parsed(&self, csr: &ParsedCsr, s: SignRequest) -> Result<Signed, Error> {
@@ -665,6 +756,7 @@ mod tests {
             passphrase: None,
             public_urls: None,
             host_verifies: false,
+            jwt_key_pem: None,
         });
         assert!(!format!("{load:?}").contains("PRIVATE"));
         let loaded: Loaded = decode_reply(&g.handle(&encode_request(&load).unwrap()))

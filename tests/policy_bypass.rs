@@ -613,6 +613,7 @@ fn renewals_that_must_be_refused_are_refused_with_their_reason() {
         passphrase: None,
         public_urls: None,
         host_verifies: false,
+        jwt_key_pem: None,
     });
     assert!(guest
         .handle(&encode_request(&load).unwrap())

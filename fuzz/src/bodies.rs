@@ -40,6 +40,7 @@ static GUEST: LazyLock<std::sync::Mutex<protocol::Guest>> = LazyLock::new(|| {
         public_urls: None,
         // The resumable path (verify ask, verdict); the csr target covers verifying in wasm.
         host_verifies: true,
+        jwt_key_pem: None,
     });
     let mut guest = protocol::Guest::default();
     let out = guest.handle(&protocol::encode_request(&req).unwrap());

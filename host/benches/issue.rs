@@ -95,6 +95,7 @@ fn main() {
                     passphrase: None,
                     public_urls: None,
                     host_verifies,
+                    jwt_key_pem: None,
                 })
                 .unwrap();
             let sandboxed = |n: usize| {

@@ -639,14 +639,23 @@ fn the_trust_bundle_parses_with_spiffe_libraries_and_its_sequence_only_grows() {
 }
 
 /// Parse a bundle document as a SPIFFE consumer does: a JWK Set (jsonwebtoken's), each key
-/// `use: x509-svid` with one certificate whose key matches the JWK's parameters; the certificates
-/// form an X.509 bundle (the spiffe crate's). Returns the authorities, DER.
+/// `use: x509-svid` with one certificate whose key matches the JWK's parameters, or `use:
+/// jwt-svid` with a `kid` (one: the CA's JWT authority); the certificates form an X.509 bundle
+/// (the spiffe crate's). Returns the X.509 authorities, DER.
 fn check_bundle(doc: &str) -> Vec<Vec<u8>> {
     use base64ct::Encoding;
     let set: jsonwebtoken::jwk::JwkSet = serde_json::from_str(doc).unwrap();
     let raw: serde_json::Value = serde_json::from_str(doc).unwrap();
     let mut ders = Vec::new();
+    let mut jwt = 0;
     for (jwk, raw_key) in set.keys.iter().zip(raw["keys"].as_array().unwrap()) {
+        if raw_key["use"] == "jwt-svid" {
+            assert_eq!(jwk.common.key_id.as_deref(), raw_key["kid"].as_str());
+            let a = wasm_pki::JwtAuthority::from_jwk(raw_key).unwrap();
+            assert_eq!(a.kid, raw_key["kid"].as_str().unwrap());
+            jwt += 1;
+            continue;
+        }
         assert_eq!(raw_key["use"], "x509-svid");
         assert!(raw_key.get("kid").is_none(), "an x509-svid key has no kid");
         let x5c = jwk.common.x509_chain.as_ref().unwrap();
@@ -676,6 +685,7 @@ fn check_bundle(doc: &str) -> Vec<Vec<u8>> {
         }
         ders.push(der);
     }
+    assert_eq!(jwt, 1, "the CA's JWT authority");
     let td = spiffe::TrustDomain::new(TRUST_DOMAIN).unwrap();
     let bundle = spiffe::X509Bundle::parse_from_der(td, &ders.concat()).unwrap();
     assert_eq!(bundle.authorities().len(), ders.len());

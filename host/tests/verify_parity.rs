@@ -501,6 +501,7 @@ fn outcomes_sandbox(
             passphrase: None,
             public_urls: None,
             host_verifies,
+            jwt_key_pem: None,
         })
         .unwrap();
     table

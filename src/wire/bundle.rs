@@ -7,6 +7,7 @@ use serde::Serialize;
 use crate::certificate::Certificate;
 use crate::error::Result;
 use crate::public_key::Jwk;
+use crate::wire::jwt_svid::JwtAuthority;
 
 /// One bundle key: the CA certificate's public key, with the certificate itself in `x5c`.
 #[derive(Serialize)]
@@ -20,16 +21,18 @@ struct BundleKey {
 
 #[derive(Serialize)]
 struct BundleDoc {
-    keys: Vec<BundleKey>,
+    keys: Vec<serde_json::Value>,
     spiffe_sequence: u64,
     spiffe_refresh_hint: u64,
 }
 
 /// The bundle document for `authorities` (each a CA certificate, in the order given; duplicates
-/// are listed once), with `sequence` (which only grows as the set changes) and a refresh hint in
-/// seconds. No `kid`: X.509 authorities have none.
+/// are listed once) and the JWT authorities `jwt` (`use: jwt-svid`, with their `kid`), with
+/// `sequence` (which only grows as the set changes) and a refresh hint in seconds. No `kid` on
+/// X.509 authorities: they have none.
 pub fn trust_bundle(
     authorities: &[Certificate],
+    jwt: &[JwtAuthority],
     sequence: u64,
     refresh_hint_secs: u64,
 ) -> Result<String> {
@@ -47,7 +50,11 @@ pub fn trust_bundle(
         });
     }
     let doc = BundleDoc {
-        keys,
+        keys: keys
+            .into_iter()
+            .map(|k| serde_json::to_value(k).unwrap_or_default())
+            .chain(jwt.iter().map(JwtAuthority::to_bundle_jwk))
+            .collect(),
         spiffe_sequence: sequence,
         spiffe_refresh_hint: refresh_hint_secs,
     };
@@ -72,11 +79,17 @@ mod tests {
             root.certificate().clone(),
             root.certificate().clone(),
         ];
-        let text = trust_bundle(&certs, 7, 300).unwrap();
+        let jwt = JwtAuthority::new(root.certificate().public_key().unwrap());
+        let text = trust_bundle(&certs, std::slice::from_ref(&jwt), 7, 300).unwrap();
         let v: serde_json::Value = serde_json::from_str(&text).unwrap();
         assert_eq!(v["spiffe_sequence"], 7);
         assert_eq!(v["spiffe_refresh_hint"], 300);
-        let keys = v["keys"].as_array().unwrap();
+        let all = v["keys"].as_array().unwrap();
+        assert_eq!(all.len(), 3);
+        assert_eq!(all[2]["use"], "jwt-svid");
+        assert_eq!(all[2]["kid"], jwt.kid.as_str());
+        assert_eq!(JwtAuthority::from_jwk(&all[2]).unwrap().kid, jwt.kid);
+        let keys = &all[..2];
         assert_eq!(keys.len(), 2);
         assert_eq!(keys[0]["kty"], "OKP");
         assert_eq!(keys[0]["crv"], "Ed25519");

@@ -73,7 +73,7 @@ pub fn run(a: &Agent) -> Result<()> {
     }
     let state = Arc::new(state::State::default());
     let sync = sync::Sync {
-        node_dir,
+        node_dir: node_dir.clone(),
         interval: a.sync_interval,
         state: state.clone(),
     };
@@ -87,6 +87,6 @@ pub fn run(a: &Agent) -> Result<()> {
     rt.block_on(async {
         let listener = workload::bind(&socket)?;
         println!("SPIFFE_ENDPOINT_SOCKET=unix://{}", socket.display());
-        workload::serve(listener, state).await
+        workload::serve(listener, state, node_dir).await
     })
 }

@@ -50,6 +50,46 @@ struct SignAnswer {
     svids: Vec<SignedSvid>,
 }
 
+/// The node's mTLS client configuration and the signer, from the live node certificate.
+fn node_client(node_dir: &std::path::Path) -> Result<(http::Server, Arc<rustls::ClientConfig>)> {
+    let live = store::load(node_dir)?;
+    let server = http::Server::parse(&live.meta.server)?;
+    let chain: Vec<CertificateDer<'static>> = live
+        .cert_chain
+        .iter()
+        .map(|c| CertificateDer::from(c.der().to_vec()))
+        .collect();
+    let pkcs8 = live.key.to_pkcs8_der()?;
+    let config = trust::config(
+        &live.ca_pem,
+        Some((chain, PrivateKeyDer::Pkcs8(pkcs8.to_vec().into()))),
+    )?;
+    Ok((server, config))
+}
+
+/// A JWT-SVID for `entry_id` and `audience` from the signer: the token and its expiry.
+pub fn fetch_jwt(
+    node_dir: &std::path::Path,
+    entry_id: &str,
+    audience: &[String],
+) -> Result<(String, i64)> {
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Answer {
+        token: String,
+        expires_at: i64,
+    }
+    let (server, config) = node_client(node_dir)?;
+    let body = serde_json::to_vec(&serde_json::json!({"entryId": entry_id, "audience": audience}))?;
+    let reply = http::request(&server, config, "POST", "/v1/agent/jwt", &[], body)?;
+    if reply.status != 200 {
+        let (code, message) = reply.refusal();
+        bail!("POST /v1/agent/jwt: {code}: {message}");
+    }
+    let a: Answer = serde_json::from_slice(&reply.body).context("the signer's JWT-SVID")?;
+    Ok((a.token, a.expires_at))
+}
+
 /// Run forever (on its own thread).
 pub fn run(s: &Sync) {
     let mut backoff = Duration::from_secs(1);
@@ -94,17 +134,7 @@ pub fn once(s: &Sync) -> Result<i64> {
         }
         live = store::load(&s.node_dir)?;
     }
-    let server = http::Server::parse(&live.meta.server)?;
-    let chain: Vec<CertificateDer<'static>> = live
-        .cert_chain
-        .iter()
-        .map(|c| CertificateDer::from(c.der().to_vec()))
-        .collect();
-    let pkcs8 = live.key.to_pkcs8_der()?;
-    let config = trust::config(
-        &live.ca_pem,
-        Some((chain, PrivateKeyDer::Pkcs8(pkcs8.to_vec().into()))),
-    )?;
+    let (server, config) = node_client(&s.node_dir)?;
     let get = |path: &str| -> Result<bytes::Bytes> {
         let reply = http::request(&server, config.clone(), "GET", path, &[], Vec::new())?;
         if reply.status != 200 {

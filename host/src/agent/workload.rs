@@ -24,18 +24,27 @@ pub mod proto {
 
 use proto::spiffe_workload_api_server::{SpiffeWorkloadApi, SpiffeWorkloadApiServer};
 use proto::{
-    JwtBundlesRequest, JwtBundlesResponse, JwtsvidRequest, JwtsvidResponse, ValidateJwtsvidRequest,
-    ValidateJwtsvidResponse, X509BundlesRequest, X509BundlesResponse, X509svid, X509svidRequest,
-    X509svidResponse,
+    JwtBundlesRequest, JwtBundlesResponse, Jwtsvid, JwtsvidRequest, JwtsvidResponse,
+    ValidateJwtsvidRequest, ValidateJwtsvidResponse, X509BundlesRequest, X509BundlesResponse,
+    X509svid, X509svidRequest, X509svidResponse,
 };
 
 /// Most audiences a JWT-SVID request may name.
 pub const MAX_AUDIENCES: usize = wasm_pki::wire::jwt_svid::MAX_AUDIENCES;
 
+/// JWT-SVIDs kept per (entry, audience set) until half their life.
+const JWT_CACHE: usize = 4096;
+
+type JwtKey = (String, Vec<String>);
+
 /// The service.
 pub struct Workload {
     state: Arc<State>,
     proc: PathBuf,
+    /// The node certificate's directory, for asking the signer for JWT-SVIDs.
+    node_dir: PathBuf,
+    /// Cached JWT-SVIDs: (token, expiry, when to fetch a new one).
+    jwts: std::sync::Mutex<std::collections::HashMap<JwtKey, (String, i64, i64)>>,
 }
 
 type Stream<T> = Pin<Box<dyn tokio_stream::Stream<Item = Result<T, Status>> + Send>>;
@@ -118,6 +127,24 @@ fn x509_response(s: &Snapshot, entries: &[&Entry]) -> Option<X509svidResponse> {
     })
 }
 
+/// A JSON value as a protobuf `Value` (the Workload API returns claims as a `Struct`).
+fn to_proto(v: serde_json::Value) -> prost_types::Value {
+    use prost_types::value::Kind;
+    let kind = match v {
+        serde_json::Value::Null => Kind::NullValue(0),
+        serde_json::Value::Bool(b) => Kind::BoolValue(b),
+        serde_json::Value::Number(n) => Kind::NumberValue(n.as_f64().unwrap_or(0.0)),
+        serde_json::Value::String(s) => Kind::StringValue(s),
+        serde_json::Value::Array(a) => Kind::ListValue(prost_types::ListValue {
+            values: a.into_iter().map(to_proto).collect(),
+        }),
+        serde_json::Value::Object(o) => Kind::StructValue(prost_types::Struct {
+            fields: o.into_iter().map(|(k, v)| (k, to_proto(v))).collect(),
+        }),
+    };
+    prost_types::Value { kind: Some(kind) }
+}
+
 /// Stream `make(snapshot)` whenever the state moves, skipping repeats; ends when the caller
 /// goes away. One message is buffered at most.
 fn watch<T, F>(state: Arc<State>, make: F) -> Stream<T>
@@ -185,14 +212,68 @@ impl SpiffeWorkloadApi for Workload {
     ) -> Result<Response<JwtsvidResponse>, Status> {
         checked(&r)?;
         let req = r.get_ref();
-        if req.audience.is_empty() || req.audience.len() > MAX_AUDIENCES {
+        let bad_audience =
+            |a: &String| a.is_empty() || a.len() > wasm_pki::wire::jwt_svid::MAX_AUDIENCE_BYTES;
+        if req.audience.is_empty()
+            || req.audience.len() > MAX_AUDIENCES
+            || req.audience.iter().any(bad_audience)
+        {
             return Err(Status::invalid_argument(format!(
-                "a JWT-SVID needs 1 to {MAX_AUDIENCES} audiences"
+                "a JWT-SVID needs 1 to {MAX_AUDIENCES} audiences of 1 to {} bytes",
+                wasm_pki::wire::jwt_svid::MAX_AUDIENCE_BYTES
             )));
         }
-        Err(Status::unavailable(
-            "JWT-SVIDs are not served by this agent yet",
-        ))
+        let selectors = self.admitted(&r).await?;
+        let snapshot = self.state.snapshot();
+        let entries: Vec<Entry> = Self::matching(&snapshot, &selectors)
+            .into_iter()
+            .filter(|e| req.spiffe_id.is_empty() || e.spiffe_id == req.spiffe_id)
+            .cloned()
+            .collect();
+        if entries.is_empty() {
+            return Err(Status::permission_denied(
+                "no identity issued to this caller for that SPIFFE ID",
+            ));
+        }
+        let mut audience = req.audience.clone();
+        audience.sort();
+        audience.dedup();
+        let mut svids = Vec::with_capacity(entries.len());
+        for e in entries {
+            let key = (e.id.clone(), audience.clone());
+            let now = super::now();
+            let cached = self
+                .jwts
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(&key)
+                .filter(|(_, exp, refresh)| now < *refresh && now < *exp)
+                .map(|(t, _, _)| t.clone());
+            let token = match cached {
+                Some(t) => t,
+                None => {
+                    let (dir, id, aud) = (self.node_dir.clone(), e.id.clone(), audience.clone());
+                    let (token, exp) = tokio::task::spawn_blocking(move || {
+                        super::sync::fetch_jwt(&dir, &id, &aud)
+                    })
+                    .await
+                    .map_err(|_| Status::internal("the JWT-SVID request failed"))?
+                    .map_err(|e| Status::unavailable(format!("{e:#}")))?;
+                    let mut cache = self.jwts.lock().unwrap_or_else(|p| p.into_inner());
+                    if cache.len() >= JWT_CACHE {
+                        cache.clear();
+                    }
+                    cache.insert(key, (token.clone(), exp, now + (exp - now) / 2));
+                    token
+                }
+            };
+            svids.push(Jwtsvid {
+                spiffe_id: e.spiffe_id.clone(),
+                svid: token,
+                hint: e.hint.clone().unwrap_or_default(),
+            });
+        }
+        Ok(Response::new(JwtsvidResponse { svids }))
     }
 
     async fn fetch_jwt_bundles(
@@ -216,9 +297,29 @@ impl SpiffeWorkloadApi for Workload {
         if req.audience.is_empty() || req.svid.is_empty() {
             return Err(Status::invalid_argument("audience and svid are required"));
         }
-        Err(Status::unavailable(
-            "JWT-SVIDs are not served by this agent yet",
-        ))
+        let snapshot = self.state.snapshot();
+        let keys: serde_json::Value =
+            serde_json::from_slice(&snapshot.jwt_bundle).unwrap_or_default();
+        let authorities: Vec<wasm_pki::JwtAuthority> = keys["keys"]
+            .as_array()
+            .map(|ks| {
+                ks.iter()
+                    .filter_map(|k| wasm_pki::JwtAuthority::from_jwk(k).ok())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let v = wasm_pki::validate_jwt_svid(&req.svid, &authorities, &req.audience, super::now())
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        Ok(Response::new(ValidateJwtsvidResponse {
+            spiffe_id: v.claims.spiffe_id.to_string(),
+            claims: Some(prost_types::Struct {
+                fields: v
+                    .all_claims
+                    .into_iter()
+                    .map(|(k, v)| (k, to_proto(v)))
+                    .collect(),
+            }),
+        }))
     }
 }
 
@@ -243,12 +344,19 @@ pub fn bind(socket: &Path) -> anyhow::Result<tokio::net::UnixListener> {
     Ok(listener)
 }
 
-/// Serve the Workload API on `listener` until the process ends.
-pub async fn serve(listener: tokio::net::UnixListener, state: Arc<State>) -> anyhow::Result<()> {
+/// Serve the Workload API on `listener` until the process ends; JWT-SVIDs are asked of the
+/// signer with the node certificate in `node_dir`.
+pub async fn serve(
+    listener: tokio::net::UnixListener,
+    state: Arc<State>,
+    node_dir: PathBuf,
+) -> anyhow::Result<()> {
     let incoming = tokio_stream::wrappers::UnixListenerStream::new(listener);
     let service = SpiffeWorkloadApiServer::new(Workload {
         state,
         proc: PathBuf::from("/proc"),
+        node_dir,
+        jwts: Default::default(),
     })
     .max_decoding_message_size(64 << 10);
     tonic::transport::Server::builder()

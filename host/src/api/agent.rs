@@ -1,7 +1,7 @@
 //! The node agents' API, authenticated by the node certificate over mTLS (never a request
 //! field): `GET /v1/agent/entries` (the node's registration entries) and `POST /v1/agent/sign`
-//! (a batch of CSRs, one per entry, each answered on its own). Served when the policy has
-//! `[agent]`.
+//! (a batch of CSRs, one per entry, each answered on its own) and `POST /v1/agent/jwt` (a
+//! JWT-SVID for one entry and audience). Served when the policy has `[agent]`.
 
 use serde_json::json;
 
@@ -16,14 +16,19 @@ pub(super) fn route(
     outcome: &mut Outcome,
 ) -> Option<(&'static str, Response)> {
     app.authority.policy.agent.as_ref()?;
+    if let Some(answer) = oidc(app, rq) {
+        return Some(answer);
+    }
     let route = match rq.path.as_str() {
         "/v1/agent/entries" => "/v1/agent/entries",
         "/v1/agent/sign" => "/v1/agent/sign",
+        "/v1/agent/jwt" => "/v1/agent/jwt",
         _ => return None,
     };
     let resp = match (rq.method.as_str(), route) {
         ("GET", "/v1/agent/entries") => node(app, rq, outcome).and_then(|n| entries(app, &n)),
         ("POST", "/v1/agent/sign") => node(app, rq, outcome).and_then(|n| sign(app, rq, &n)),
+        ("POST", "/v1/agent/jwt") => node(app, rq, outcome).and_then(|n| jwt(app, rq, &n)),
         (m, r) => Err(ApiError::new(
             405,
             "method_not_allowed",
@@ -34,6 +39,58 @@ pub(super) fn route(
         outcome.code = Some(e.code.clone());
     }
     Some((route, resp.unwrap_or_else(|e| error_response(&e))))
+}
+
+/// OIDC discovery for JWT-SVIDs (what SPIRE's oidc-discovery-provider serves), so cloud IAM,
+/// Vault's JWT auth and meshes verify them without a SPIFFE library: the issuer is the first
+/// `--public-url` (the `iss` of every JWT-SVID), the keys are the bundle's JWT authorities.
+/// Without a public URL there is no issuer to announce: 404.
+fn oidc(app: &App, rq: &Request) -> Option<(&'static str, Response)> {
+    let route = match rq.path.as_str() {
+        "/.well-known/openid-configuration" => "/.well-known/openid-configuration",
+        "/v1/jwks" => "/v1/jwks",
+        _ => return None,
+    };
+    if !matches!(rq.method.as_str(), "GET" | "HEAD") {
+        return Some((
+            route,
+            error_response(&ApiError::new(405, "method_not_allowed", "GET only")),
+        ));
+    }
+    let Some(issuer) = app.authority.public_urls.first() else {
+        return Some((
+            route,
+            error_response(&ApiError::new(
+                404,
+                "not_found",
+                "OIDC discovery needs the signer's public URL: start it with --public-url",
+            )),
+        ));
+    };
+    let issuer = issuer.trim_end_matches('/');
+    let keys: Vec<serde_json::Value> = app
+        .authority
+        .jwt_authority
+        .iter()
+        .map(|a| {
+            let mut k = a.to_bundle_jwk();
+            k["use"] = "sig".into();
+            k["alg"] = "ES256".into();
+            k
+        })
+        .collect();
+    let body = match route {
+        "/v1/jwks" => json!({ "keys": keys }),
+        _ => json!({
+            "issuer": issuer,
+            "jwks_uri": format!("{issuer}/v1/jwks"),
+            "authorization_endpoint": "",
+            "response_types_supported": ["id_token"],
+            "subject_types_supported": ["public"],
+            "id_token_signing_alg_values_supported": ["ES256"],
+        }),
+    };
+    Some((route, json_response(200, &body)))
 }
 
 /// The node the TLS client certificate authenticates.
@@ -62,6 +119,42 @@ fn entries(app: &App, node: &Node) -> Result<Response, ApiError> {
 #[serde(deny_unknown_fields)]
 struct SignBody {
     csrs: Vec<EntryCsr>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct JwtBody {
+    entry_id: String,
+    audience: Vec<String>,
+}
+
+fn jwt(app: &App, rq: &Request, node: &Node) -> Result<Response, ApiError> {
+    if rq.body_too_large {
+        return Err(too_large());
+    }
+    let body: JwtBody = serde_json::from_slice(&rq.body).map_err(|e| {
+        ApiError::new(
+            400,
+            "bad_request",
+            format!("the body must be {{\"entryId\", \"audience\": [...]}}: {e}"),
+        )
+    })?;
+    match app
+        .authority
+        .sign_jwt_for_entry(node, &body.entry_id, &body.audience)
+    {
+        Ok(svid) => {
+            app.metrics.jwt_issued();
+            Ok(json_response(
+                200,
+                &serde_json::to_value(svid).unwrap_or_default(),
+            ))
+        }
+        Err(e) => {
+            app.metrics.refused(e.code());
+            Err(e.into())
+        }
+    }
 }
 
 fn sign(app: &App, rq: &Request, node: &Node) -> Result<Response, ApiError> {

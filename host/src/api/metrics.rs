@@ -33,6 +33,7 @@ pub struct Metrics {
     refused: Family<ReasonLabels, Counter>,
     renewal_refused: Family<ReasonLabels, Counter>,
     issued: Counter,
+    jwt_issued: Counter,
     renewed: Counter,
     traps: Counter,
     /// The sandbox's trap count at the last scrape (the sandbox keeps the total).
@@ -47,6 +48,7 @@ impl Default for Metrics {
         let refused = Family::<ReasonLabels, Counter>::default();
         let renewal_refused = Family::<ReasonLabels, Counter>::default();
         let issued = Counter::default();
+        let jwt_issued = Counter::default();
         let renewed = Counter::default();
         let traps = Counter::default();
         let sign_seconds = Histogram::new(BUCKETS);
@@ -59,6 +61,11 @@ impl Default for Metrics {
             "wasm_pki_issued",
             "Certificates issued and recorded",
             issued.clone(),
+        );
+        registry.register(
+            "wasm_pki_jwt_svids_issued",
+            "JWT-SVIDs signed for node agents' entries",
+            jwt_issued.clone(),
         );
         registry.register(
             "wasm_pki_refused",
@@ -91,6 +98,7 @@ impl Default for Metrics {
             refused,
             renewal_refused,
             issued,
+            jwt_issued,
             renewed,
             traps,
             traps_seen: Mutex::new(0),
@@ -131,6 +139,11 @@ impl Metrics {
     /// Count an issued (and recorded) certificate.
     pub fn issued(&self) {
         self.issued.inc();
+    }
+
+    /// Count a JWT-SVID signed for an agent.
+    pub fn jwt_issued(&self) {
+        self.jwt_issued.inc();
     }
 
     /// Count a renewal: issued, or refused for `reason`.

@@ -34,6 +34,18 @@ pub struct EntryCsr {
     pub csr: String,
 }
 
+/// A JWT-SVID the sandbox signed for an entry.
+#[derive(Clone, Debug, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct JwtSvid {
+    /// The entry's SPIFFE ID (`sub`).
+    pub spiffe_id: String,
+    /// The token.
+    pub token: String,
+    /// Its `exp`, Unix seconds.
+    pub expires_at: i64,
+}
+
 impl Authority {
     /// The node `presented` (a verified TLS client certificate, DER) authenticates. Refused:
     /// no `[agent]` in the policy, a certificate not recorded here (or differing from its
@@ -141,6 +153,57 @@ impl Authority {
                 r.unwrap_or_else(|| Err(AuthorityError::Internal("a batch worker failed".into())))
             })
             .collect())
+    }
+
+    /// A JWT-SVID for `node`'s entry `entry_id` and `audience` (1 to 32 values), valid for the
+    /// entry's JWT TTL, `iss` the first public URL when there is one. Signed in the sandbox with
+    /// the JWT authority's key; JWT-SVIDs are not recorded (they are short-lived bearer tokens,
+    /// as in SPIRE), but each is counted and logged by the API.
+    pub fn sign_jwt_for_entry(
+        &self,
+        node: &Node,
+        entry_id: &str,
+        audience: &[String],
+    ) -> Result<JwtSvid, AuthorityError> {
+        let entry = self
+            .ledger
+            .entries(Some(&node.identity))
+            .map_err(|e| AuthorityError::from_ledger(e, ""))?
+            .into_iter()
+            .find(|e| e.id == entry_id)
+            .ok_or_else(|| {
+                AuthorityError::Forbidden(format!(
+                    "no entry {:?} for this node",
+                    entry_id.chars().take(64).collect::<String>()
+                ))
+            })?;
+        entries::check(&self.policy, &entry)
+            .map_err(|e| AuthorityError::Forbidden(format!("entry {}: {e}", entry.id)))?;
+        if audience.is_empty() || audience.len() > wasm_pki::wire::jwt_svid::MAX_AUDIENCES {
+            return Err(AuthorityError::InvalidOrder(format!(
+                "a JWT-SVID needs 1 to {} audiences",
+                wasm_pki::wire::jwt_svid::MAX_AUDIENCES
+            )));
+        }
+        let request = wasm_pki::protocol::Request::SignJwt(wasm_pki::protocol::JwtRequest {
+            spiffe_id: entry.spiffe_id.clone(),
+            audience: audience.to_vec(),
+            lifetime_secs: entry.jwt_ttl_secs.max(1) as u64,
+            issuer: self
+                .public_urls
+                .first()
+                .map(|u| u.trim_end_matches('/').to_string()),
+            now: now(),
+        });
+        let signed: wasm_pki::protocol::JwtSigned = self
+            .sandbox
+            .call(&request, super::SANDBOX_WAIT)?
+            .map_err(AuthorityError::Refused)?;
+        Ok(JwtSvid {
+            spiffe_id: entry.spiffe_id,
+            token: signed.token,
+            expires_at: signed.expires_at,
+        })
     }
 
     fn sign_for_entry(&self, entry: &Entry, csr_pem: &str) -> Result<Signed, AuthorityError> {

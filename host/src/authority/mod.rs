@@ -89,6 +89,10 @@ impl DataDir {
     pub fn ca_key(&self) -> PathBuf {
         self.0.join("ca.key")
     }
+    /// The JWT authority's P-256 key (JWT-SVIDs), encrypted like the CA key when that is.
+    pub fn jwt_key(&self) -> PathBuf {
+        self.0.join("jwt.key")
+    }
     /// Root certificate (the trust anchor clients install).
     pub fn root_cert(&self) -> PathBuf {
         self.0.join("root.pem")
@@ -223,6 +227,10 @@ pub struct Authority {
     pub authorities: Vec<wasm_pki::Certificate>,
     /// SHA-256 over the authorities' fingerprints: the CA set the bundle sequence is kept for.
     authorities_digest: String,
+    /// The JWT authority the sandbox holds the key of (JWT-SVIDs, the bundle's `jwt-svid` key).
+    pub jwt_authority: Option<wasm_pki::JwtAuthority>,
+    /// The base URLs the CA is published at (`--public-url`); the first is the JWT issuer.
+    pub public_urls: Vec<String>,
 }
 
 impl Authority {
@@ -269,14 +277,8 @@ impl Authority {
                 authorities.push(root);
             }
         }
-        let authorities_digest = {
-            use sha2::Digest;
-            let mut h = sha2::Sha256::new();
-            for c in &authorities {
-                h.update(c.fingerprint_sha256().as_bytes());
-            }
-            wasm_pki::hex(&h.finalize())
-        };
+
+        let jwt_key_pem = jwt_key(&d, passphrase)?;
         let sandbox = Sandbox::new(module, &d.module_cache(), pool.instances)?;
         let ca_info = sandbox
             .load_ca(LoadCa {
@@ -285,8 +287,28 @@ impl Authority {
                 passphrase: passphrase.map(String::from),
                 public_urls: published(public_urls),
                 host_verifies: pool.verifier == Verifier::Host,
+                jwt_key_pem: Some(jwt_key_pem.to_string()),
             })
             .context("the sandbox could not load the CA")?;
+        let jwt_authority = ca_info
+            .jwt_authority
+            .as_ref()
+            .map(|j| wasm_pki::JwtAuthority::from_jwk(&j.jwk))
+            .transpose()
+            .context("the sandbox's JWT authority")?;
+        // The bundle's sequence moves when the X.509 or the JWT authorities change.
+        let authorities_digest = {
+            use sha2::Digest;
+            let mut h = sha2::Sha256::new();
+            for c in &authorities {
+                h.update(c.fingerprint_sha256().as_bytes());
+            }
+            if let Some(j) = &jwt_authority {
+                h.update(b"jwt:");
+                h.update(j.kid.as_bytes());
+            }
+            wasm_pki::hex(&h.finalize())
+        };
         let ledger = ledger.open()?;
         Ok(Authority {
             sandbox,
@@ -298,6 +320,8 @@ impl Authority {
             issuer_der,
             authorities,
             authorities_digest,
+            jwt_authority,
+            public_urls: public_urls.to_vec(),
         })
     }
 
@@ -395,6 +419,7 @@ impl Authority {
             .map_err(|e| AuthorityError::from_ledger(e, ""))?;
         wasm_pki::trust_bundle(
             &self.authorities,
+            self.jwt_authority.as_slice(),
             sequence,
             self.policy.bundle.refresh_hint_secs,
         )
@@ -856,6 +881,29 @@ impl Authority {
             .call::<String>(&request, SANDBOX_WAIT)?
             .map_err(AuthorityError::Refused)
     }
+}
+
+/// The JWT authority's key from the data directory, made there (P-256, from the OS RNG,
+/// encrypted with the CA's passphrase when there is one, written atomically with mode 0600) the
+/// first time a signer of this version opens the CA. Signers sharing a ledger share this file
+/// as they share the CA key.
+fn jwt_key(d: &DataDir, passphrase: Option<&str>) -> Result<zeroize::Zeroizing<String>> {
+    let path = d.jwt_key();
+    if path.exists() {
+        return crate::files::read_secret(&path).map(zeroize::Zeroizing::new);
+    }
+    let mut rng =
+        wasm_pki::SeedRng::from_seed(seed().map_err(|e| anyhow::anyhow!("{}", e.message()))?.0);
+    let key = wasm_pki::KeyPair::generate(wasm_pki::Algorithm::P256, &mut rng);
+    let pem = match passphrase {
+        Some(p) => zeroize::Zeroizing::new(
+            key.to_encrypted_pkcs8_pem(p.as_bytes(), wasm_pki::KeyEncryption::Scrypt, &mut rng)?
+                .to_string(),
+        ),
+        None => zeroize::Zeroizing::new(key.to_pkcs8_pem()?.to_string()),
+    };
+    crate::files::write_atomic(&path, pem.as_bytes(), 0o600)?;
+    Ok(pem)
 }
 
 /// Where leaves point, for the base URLs the CA is reachable at.
