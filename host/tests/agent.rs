@@ -577,6 +577,117 @@ fn the_agent_serves_the_workload_api() {
         "refused CSRs record nothing"
     );
 
+    // 1,000 streams (each on its own connection) that never read: other callers are served at
+    // once, and the agent's memory stays bounded (each stream holds at most one message).
+    let agent_pid = agent.0.id();
+    let rss = || -> u64 {
+        std::fs::read_to_string(format!("/proc/{agent_pid}/status"))
+            .unwrap()
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    let rss_before = rss();
+    rt.block_on(async {
+        use wasm_pki_host::agent::workload::proto::spiffe_workload_api_client::SpiffeWorkloadApiClient;
+        use wasm_pki_host::agent::workload::proto::X509svidRequest;
+        let mut idle = Vec::new();
+        for _ in 0..1000 {
+            let path = socket.clone();
+            let channel = tonic::transport::Endpoint::from_static("http://localhost")
+                .connect_with_connector(tower::service_fn(move |_| {
+                    let path = path.clone();
+                    async move {
+                        Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(
+                            tokio::net::UnixStream::connect(path).await?,
+                        ))
+                    }
+                }))
+                .await
+                .unwrap();
+            let mut c = SpiffeWorkloadApiClient::new(channel);
+            let mut req = tonic::Request::new(X509svidRequest {});
+            req.metadata_mut().insert("workload.spiffe.io", "true".parse().unwrap());
+            idle.push(c.fetch_x509svid(req).await.unwrap());
+        }
+        let client = spiffe::WorkloadApiClient::connect_to(&endpoint).await.unwrap();
+        let t = Instant::now();
+        let svid = tokio::time::timeout(Duration::from_secs(5), client.fetch_x509_svid())
+            .await
+            .expect("a caller waited behind 1,000 idle streams")
+            .unwrap();
+        assert_eq!(svid.spiffe_id().to_string(), root_id);
+        let with_idle = t.elapsed();
+        // Let a rotation push to all of them (TTL 20 s: one within 12 s).
+        tokio::time::sleep(Duration::from_secs(12)).await;
+        let rss_idle = rss();
+        figures(&format!(
+            "agent: 1,000 streams that never read: agent RSS {} KiB before, {} KiB with them (after a rotation pushed to all); another caller served in {:.1} ms",
+            rss_before, rss_idle, with_idle.as_secs_f64() * 1e3
+        ));
+        assert!(rss_idle < rss_before + 200 * 1024, "RSS grew from {rss_before} to {rss_idle} KiB");
+        drop(idle);
+    });
+
+    // The signer down for 30 s while the 20 s SVID runs out: the agent never hands out an
+    // expired SVID (a call then waits for a valid one), and catches up by itself when the
+    // signer is back on the same address.
+    let addr = server.addr.clone();
+    let mut server = server;
+    server.kill();
+    let down = Instant::now();
+    let (mut served, mut withheld) = (0, 0);
+    rt.block_on(async {
+        let client = spiffe::WorkloadApiClient::connect_to(&endpoint)
+            .await
+            .unwrap();
+        while down.elapsed() < Duration::from_secs(30) {
+            if let Ok(Ok(svid)) =
+                tokio::time::timeout(Duration::from_secs(1), client.fetch_x509_svid()).await
+            {
+                let not_after = wasm_pki::Certificate::from_der(svid.leaf().as_bytes().to_vec())
+                    .unwrap()
+                    .not_after();
+                assert!(not_after > authority_now(), "an expired SVID was served");
+                served += 1;
+            } else {
+                withheld += 1;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    });
+    assert!(served > 0, "the SVID held was served while it was valid");
+    assert!(
+        withheld > 0,
+        "once it expired, calls waited instead of getting it"
+    );
+    let server = Server::start(
+        &dir,
+        &["--policy", p, "--public-url", ISSUER, "--listen", &addr],
+    );
+    rt.block_on(async {
+        let client = spiffe::WorkloadApiClient::connect_to(&endpoint)
+            .await
+            .unwrap();
+        let back = tokio::time::timeout(Duration::from_secs(40), async {
+            loop {
+                if let Ok(Ok(s)) =
+                    tokio::time::timeout(Duration::from_secs(2), client.fetch_x509_svid()).await
+                {
+                    return s;
+                }
+            }
+        })
+        .await
+        .expect("the agent did not recover within 40 s of the signer's return");
+        assert_eq!(back.spiffe_id().to_string(), root_id);
+    });
+    figures(&format!(
+        "agent: signer down 30 s: {served} calls served a valid SVID, {withheld} waited once it expired, none got an expired one; recovered after the signer returned"
+    ));
+
     // The node certificate revoked: nothing new for it.
     let node_serial = serde_json::from_str::<serde_json::Value>(
         &std::fs::read_to_string(node_dir.join("current/meta.json")).unwrap(),
@@ -597,6 +708,13 @@ fn the_agent_serves_the_workload_api() {
     assert_eq!(r["error"]["code"].as_str(), Some("revoked"), "{r}");
     drop(agent);
     drop(server);
+}
+
+fn authority_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
 }
 
 fn nix_uid() -> u32 {

@@ -105,7 +105,10 @@ pub fn run(s: &Sync) {
             Err(e) => {
                 eprintln!("wasm-pki agent: {e:#}; retrying in {backoff:?} (SVIDs held are still served while valid)");
                 std::thread::sleep(backoff);
-                backoff = (backoff * 2).min(Duration::from_secs(30));
+                // Capped by the sync interval too: a signer that comes back is found soon.
+                backoff = (backoff * 2)
+                    .min(Duration::from_secs(30))
+                    .min(s.interval.max(Duration::from_secs(1)));
             }
         }
     }
