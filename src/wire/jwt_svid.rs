@@ -212,21 +212,7 @@ pub fn sign_jwt_svid(key: &KeyPair, kid: &str, claims: &JwtSvidClaims) -> Result
         iat: claims.issued_at,
         iss: claims.issuer.as_deref(),
     };
-    let signing_input = format!(
-        "{}.{}",
-        Base64UrlUnpadded::encode_string(to_json(&header).as_bytes()),
-        Base64UrlUnpadded::encode_string(to_json(&body).as_bytes())
-    );
-    let sig = key.sign_raw(signing_input.as_bytes());
-    Ok(format!(
-        "{signing_input}.{}",
-        Base64UrlUnpadded::encode_string(&sig)
-    ))
-}
-
-/// Serialise a part of a token (plain structs of strings and numbers: this cannot fail).
-fn to_json<T: Serialize>(v: &T) -> String {
-    serde_json::to_string(v).unwrap_or_default()
+    Ok(super::jws::sign_compact(key, &header, &body))
 }
 
 /// A JWT-SVID whose form, signature, lifetime and audience were checked.
@@ -305,9 +291,12 @@ pub fn validate_jwt_svid(
             "the audience to validate for is empty".into(),
         ));
     }
-    let mut parts = token.split('.');
-    let (Some(h64), Some(c64), Some(s64), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
+    let Some(super::jws::Parts {
+        header: h64,
+        claims: c64,
+        signature: s64,
+        signing_input,
+    }) = super::jws::split(token)
     else {
         return Err(malformed(
             "a JWT-SVID is three base64url parts joined by dots (a compact JWS)",
@@ -365,7 +354,6 @@ pub fn validate_jwt_svid(
             )))
         }
     };
-    let signing_input = &token[..h64.len() + 1 + c64.len()];
     verify(
         scheme,
         &authority.key,

@@ -9,6 +9,7 @@
 //! - [`vault`]: the body of Vault's PKI `sign` and `sign-intermediate` calls.
 
 pub mod bundle;
+mod jws;
 pub mod jwt_svid;
 pub mod kbs;
 pub mod proof;

@@ -125,21 +125,7 @@ pub fn sign_proof<R: CryptoRng + ?Sized>(
         jti: crate::hex(&id),
         sub: Some(certificate.serial_hex()),
     };
-    let signing_input = format!(
-        "{}.{}",
-        Base64UrlUnpadded::encode_string(to_json(&header).as_bytes()),
-        Base64UrlUnpadded::encode_string(to_json(&claims).as_bytes())
-    );
-    let sig = key.sign_raw(signing_input.as_bytes());
-    Ok(format!(
-        "{signing_input}.{}",
-        Base64UrlUnpadded::encode_string(&sig)
-    ))
-}
-
-/// Serialise a part of a proof (plain structs of strings and numbers: this cannot fail).
-fn to_json<T: Serialize>(v: &T) -> String {
-    serde_json::to_string(v).unwrap_or_default()
+    Ok(super::jws::sign_compact(key, &header, &claims))
 }
 
 fn segment(what: &str, s: &str, limit: usize) -> Result<Vec<u8>> {
@@ -163,9 +149,12 @@ pub fn verify_proof(token: &str, audiences: &[String], now: i64) -> Result<Verif
             limit: MAX_PROOF_BYTES,
         });
     }
-    let mut parts = token.split('.');
-    let (Some(h64), Some(c64), Some(s64), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
+    let Some(super::jws::Parts {
+        header: h64,
+        claims: c64,
+        signature: s64,
+        signing_input,
+    }) = super::jws::split(token)
     else {
         return Err(malformed(
             "a proof is three base64url parts joined by dots (a compact JWS)",
@@ -205,7 +194,6 @@ pub fn verify_proof(token: &str, audiences: &[String], now: i64) -> Result<Verif
             ))
         }
     };
-    let signing_input = &token[..h64.len() + 1 + c64.len()];
     verify(
         scheme,
         &key,

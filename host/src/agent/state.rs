@@ -69,6 +69,11 @@ impl State {
         self.version.send_modify(|v| *v += 1);
     }
 
+    /// Whether a snapshot was ever published (the first sync with the signer is done).
+    pub fn published(&self) -> bool {
+        *self.version.borrow() > 0
+    }
+
     /// A receiver that sees every later publish.
     pub fn subscribe(&self) -> watch::Receiver<u64> {
         self.version.subscribe()

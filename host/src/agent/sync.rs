@@ -51,8 +51,7 @@ struct SignAnswer {
 }
 
 /// The node's mTLS client configuration and the signer, from the live node certificate.
-fn node_client(node_dir: &std::path::Path) -> Result<(http::Server, Arc<rustls::ClientConfig>)> {
-    let live = store::load(node_dir)?;
+fn node_client(live: &store::Live) -> Result<(http::Server, Arc<rustls::ClientConfig>)> {
     let server = http::Server::parse(&live.meta.server)?;
     let chain: Vec<CertificateDer<'static>> = live
         .cert_chain
@@ -79,7 +78,7 @@ pub fn fetch_jwt(
         token: String,
         expires_at: i64,
     }
-    let (server, config) = node_client(node_dir)?;
+    let (server, config) = node_client(&store::load(node_dir)?)?;
     let body = serde_json::to_vec(&serde_json::json!({"entryId": entry_id, "audience": audience}))?;
     let reply = http::request(&server, config, "POST", "/v1/agent/jwt", &[], body)?;
     if reply.status != 200 {
@@ -137,7 +136,7 @@ pub fn once(s: &Sync) -> Result<i64> {
         }
         live = store::load(&s.node_dir)?;
     }
-    let (server, config) = node_client(&s.node_dir)?;
+    let (server, config) = node_client(&live)?;
     let get = |path: &str| -> Result<bytes::Bytes> {
         let reply = http::request(&server, config.clone(), "GET", path, &[], Vec::new())?;
         if reply.status != 200 {

@@ -327,7 +327,7 @@ impl Workload {
     /// Before the first sync there are no entries to match: callers wait for them rather than
     /// being told they have no identity.
     fn waiting(&self) -> bool {
-        self.state.snapshot().entries.is_empty() && self.state.subscribe().borrow().eq(&0)
+        !self.state.published()
     }
 }
 

@@ -128,17 +128,17 @@ struct JwtBody {
     audience: Vec<String>,
 }
 
-fn jwt(app: &App, rq: &Request, node: &Node) -> Result<Response, ApiError> {
+/// The body as `T` (unknown fields refused), or 413 / 400 saying the `shape` expected.
+fn decode<T: serde::de::DeserializeOwned>(rq: &Request, shape: &str) -> Result<T, ApiError> {
     if rq.body_too_large {
         return Err(too_large());
     }
-    let body: JwtBody = serde_json::from_slice(&rq.body).map_err(|e| {
-        ApiError::new(
-            400,
-            "bad_request",
-            format!("the body must be {{\"entryId\", \"audience\": [...]}}: {e}"),
-        )
-    })?;
+    serde_json::from_slice(&rq.body)
+        .map_err(|e| ApiError::new(400, "bad_request", format!("the body must be {shape}: {e}")))
+}
+
+fn jwt(app: &App, rq: &Request, node: &Node) -> Result<Response, ApiError> {
+    let body: JwtBody = decode(rq, r#"{"entryId", "audience": [...]}"#)?;
     match app
         .authority
         .sign_jwt_for_entry(node, &body.entry_id, &body.audience)
@@ -158,16 +158,8 @@ fn jwt(app: &App, rq: &Request, node: &Node) -> Result<Response, ApiError> {
 }
 
 fn sign(app: &App, rq: &Request, node: &Node) -> Result<Response, ApiError> {
-    if rq.body_too_large {
-        return Err(too_large());
-    }
-    let body: SignBody = serde_json::from_slice(&rq.body).map_err(|e| {
-        ApiError::new(
-            400,
-            "bad_request",
-            format!("the body must be {{\"csrs\": [{{\"entryId\", \"csr\"}}, …]}} (at most {MAX_BATCH}): {e}"),
-        )
-    })?;
+    let shape = format!(r#"{{"csrs": [{{"entryId", "csr"}}, …]}} (at most {MAX_BATCH})"#);
+    let body: SignBody = decode(rq, &shape)?;
     let results = app.authority.sign_for_entries(node, &body.csrs)?;
     let mut svids = Vec::with_capacity(results.len());
     for (item, r) in body.csrs.iter().zip(results) {

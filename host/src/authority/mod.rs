@@ -445,7 +445,7 @@ impl Authority {
     /// `identity` to the TEE's claims, so the CSR may ask for that identity and nothing else,
     /// whatever name rules the profile has (its allow list is dropped, its subject comes from the
     /// identity). KBS may fail after the plugin answered (encrypting the answer) and its client
-    /// then asks again: a repeat (same identity, same key, same origin) within
+    /// then asks again: a repeat (the very same CSR, same identity, profile and origin) within
     /// [`ATTESTED_RETRY_WINDOW_SECS`] of the first issuance (or a tenth of the lifetime, if
     /// shorter) gets the certificate already issued, not a second one.
     pub fn sign_attested(
