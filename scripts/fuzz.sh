@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Bounded fuzz run of every target (cargo-fuzz, libFuzzer, nightly): CSR parse+verify, key import,
-# the sandbox request decoder, the policy check, the renewal-proof verifier, the KBS plugin request decoder, the Vault API body decoder, the JWT-SVID validator. Seeds: fuzz/corpus/<target> (read only; new inputs
+# the sandbox request decoder, the policy check, the renewal-proof verifier, the KBS plugin request decoder, the Vault API body decoder, the JWT-SVID validator, the node-agent API bodies, ACME requests (JWS and payloads). Seeds: fuzz/corpus/<target> (read only; new inputs
 # go to a scratch corpus). A crash fails the run and leaves its input in tests/out/fuzz/; copy it to
 # fuzz/regressions/<target>/ and tests/fuzz_regressions.rs replays it on every test run.
 # Usage: scripts/fuzz.sh [seconds per target, default 60]
@@ -15,7 +15,7 @@ out=tests/out/fuzz
 mkdir -p "$out"
 cd fuzz
 total=0
-for t in csr key_import sandbox_request policy proof kbs vault jwt_svid; do
+for t in csr key_import sandbox_request policy proof kbs vault jwt_svid agent_bodies acme; do
   scratch=$(mktemp -d)
   cargo +nightly fuzz build -O "$t" 2>&1 | tail -n 1
   log="../$out/$t.log"
@@ -32,4 +32,4 @@ for t in csr key_import sandbox_request policy proof kbs vault jwt_svid; do
   total=$((total + runs))
   rm -rf "$scratch"
 done
-echo "fuzz: $total inputs tried over 8 targets, 0 crashes"
+echo "fuzz: $total inputs tried over 10 targets, 0 crashes"

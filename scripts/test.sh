@@ -80,8 +80,8 @@ step "owner page in Chromium against wasm-pki serve (playwright-core)"
 export WASM_PKI_BIN="$WASM_PKI_RELEASE_BIN"
 node --test tests/browser/ 2>&1 | tee -a "$log"
 
-step "fuzzing: cargo-fuzz, ${WASM_PKI_FUZZ_SECS:-45} s per target (scripts/fuzz.sh)"
-bash scripts/fuzz.sh "${WASM_PKI_FUZZ_SECS:-45}"
+step "fuzzing: cargo-fuzz, ${WASM_PKI_FUZZ_SECS:-36} s per target (scripts/fuzz.sh)"
+bash scripts/fuzz.sh "${WASM_PKI_FUZZ_SECS:-36}"
 
 step "figures"
 cat tests/out/figures.txt 2>/dev/null || true

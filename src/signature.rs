@@ -73,7 +73,7 @@ impl Scheme {
 pub struct SignatureCheck {
     /// Which arithmetic to do.
     pub algorithm: CheckAlgorithm,
-    /// P-256: the uncompressed SEC1 point (65 bytes); Ed25519: the 32-byte key; RSA: the
+    /// P-256: the uncompressed SEC1 point (65 bytes; P-384: 97 bytes); Ed25519: the 32-byte key; RSA: the
     /// RSAPublicKey DER (PKCS#1).
     #[serde(with = "hex_bytes")]
     pub public_key: Vec<u8>,
@@ -83,7 +83,7 @@ pub struct SignatureCheck {
     /// The signed bytes.
     #[serde(with = "hex_bytes")]
     pub message: Vec<u8>,
-    /// P-256: r‖s, 32 bytes each (IEEE P1363, WebCrypto's form); Ed25519: R‖S, 64 bytes; RSA:
+    /// P-256: r‖s, 32 bytes each (IEEE P1363, WebCrypto's form; P-384: 48 each); Ed25519: R‖S, 64 bytes; RSA:
     /// exactly as many bytes as the modulus.
     #[serde(with = "hex_bytes")]
     pub signature: Vec<u8>,
@@ -95,6 +95,10 @@ pub enum CheckAlgorithm {
     /// ECDSA on P-256 with SHA-256 (`ring::signature::ECDSA_P256_SHA256_FIXED`).
     #[serde(rename = "ES256")]
     EcdsaP256Sha256,
+    /// ECDSA on P-384 with SHA-384, r‖s (`ring::signature::ECDSA_P384_SHA384_FIXED`): ACME
+    /// account keys only; the core has no P-384 arithmetic, so only outside verifiers do it.
+    #[serde(rename = "ES384")]
+    EcdsaP384Sha384,
     /// Ed25519 (`ring::signature::ED25519`).
     #[serde(rename = "Ed25519")]
     Ed25519,

@@ -68,3 +68,13 @@ fn vault_inputs() {
 fn jwt_svid_inputs() {
     assert!(replay("jwt_svid", bodies::jwt_svid) >= 4);
 }
+
+#[test]
+fn agent_body_inputs() {
+    assert!(replay("agent_bodies", bodies::agent_bodies) >= 5);
+}
+
+#[test]
+fn acme_inputs() {
+    assert!(replay("acme", bodies::acme) >= 8);
+}

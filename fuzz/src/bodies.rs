@@ -286,3 +286,61 @@ pub fn vault(data: &[u8]) {
         }
     }
 }
+
+/// The signer's node-agent API bodies (`POST /v1/agent/sign`, `POST /v1/agent/jwt`): whatever
+/// decodes holds within its limits and encodes back to itself, and each CSR of a batch goes
+/// through the CSR parser as the authority would give it.
+pub fn agent_bodies(data: &[u8]) {
+    use wasm_pki::wire::agent::{JwtAsk, SignBatch, MAX_BATCH};
+    if let Ok(batch) = SignBatch::decode(data) {
+        assert!((1..=MAX_BATCH).contains(&batch.csrs.len()));
+        let again = SignBatch::decode(&serde_json::to_vec(&batch).unwrap()).unwrap();
+        assert_eq!(again, batch);
+        for c in &batch.csrs {
+            let _ = ParsedCsr::parse(c.csr.as_bytes());
+        }
+    }
+    if let Ok(ask) = JwtAsk::decode(data) {
+        assert!(!ask.audience.is_empty() && !ask.entry_id.is_empty());
+        let again = JwtAsk::decode(&serde_json::to_vec(&ask).unwrap()).unwrap();
+        assert_eq!(again, ask);
+    }
+}
+
+/// ACME requests (`src/wire/acme/`): the flattened JWS envelope, its account key and signature
+/// pieces, a key change's inner JWS, an external account binding, and every payload decoder.
+/// Whatever decodes keeps the envelope's rules: exactly one of `jwk` and `kid`, a bounded url,
+/// POST-as-GET only for an empty payload, and an account key whose thumbprint is stable.
+pub fn acme(data: &[u8]) {
+    use wasm_pki::wire::acme::*;
+    if let Ok(jws) = AcmeJws::decode(data) {
+        assert!(jws.jwk().is_some() != jws.kid().is_some());
+        assert!(jws.url().len() <= jws::MAX_URL_BYTES);
+        assert_eq!(jws.is_post_as_get(), jws.payload().is_empty());
+        if let Some(key) = jws.jwk() {
+            let again =
+                AccountKey::from_jwk(&serde_json::from_str(key.canonical_jwk()).unwrap()).unwrap();
+            assert_eq!(again.thumbprint(), key.thumbprint());
+            let _ = jws.signature_check();
+            let _ = jws.verify_in_core(key);
+        }
+        let _ = KeyChange::decode(&jws);
+        if let Ok(account) = jws.payload_as::<NewAccount>() {
+            if let Some(eab) = &account.external_account_binding {
+                if let Ok(b) = ExternalAccountBinding::decode(eab, &jws) {
+                    let _ = b.verify(b"fuzz-hmac-key-0123456789abcdef");
+                }
+            }
+        }
+    }
+    let _ = NewAccount::decode(data);
+    let _ = AccountUpdate::decode(data);
+    if let Ok(order) = NewOrder::decode(data) {
+        assert!(!order.identifiers.is_empty());
+    }
+    if let Ok(f) = Finalize::decode(data) {
+        let _ = f.parse_csr();
+    }
+    let _ = RevokeCert::decode(data);
+    let _ = ChallengeResponse::decode(data);
+}

@@ -370,6 +370,7 @@ impl PendingIssue {
     pub fn algorithm(&self) -> Option<String> {
         self.check.as_ref().map(|c| match c.algorithm {
             wasm_pki::CheckAlgorithm::EcdsaP256Sha256 => "ES256".to_string(),
+            wasm_pki::CheckAlgorithm::EcdsaP384Sha384 => "ES384".to_string(),
             wasm_pki::CheckAlgorithm::Ed25519 => "Ed25519".to_string(),
             wasm_pki::CheckAlgorithm::RsaPkcs1Sha256 => "RS256".to_string(),
             wasm_pki::CheckAlgorithm::RsaPssSha256 => "PS256".to_string(),

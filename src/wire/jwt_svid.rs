@@ -144,7 +144,7 @@ pub struct JwtSvidClaims {
     pub issuer: Option<String>,
 }
 
-fn check_audience(audience: &[String]) -> core::result::Result<(), String> {
+pub(crate) fn check_audience(audience: &[String]) -> core::result::Result<(), String> {
     if audience.is_empty() {
         return Err("at least one audience is required".into());
     }

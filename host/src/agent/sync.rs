@@ -171,15 +171,28 @@ pub fn once(s: &Sync) -> Result<i64> {
     }
     let root = wasm_pki::Certificate::parse(live.ca_pem.as_bytes())?;
     let mut failure = None;
+    let started = std::time::Instant::now();
+    let mut signed = 0;
     for batch in due.chunks(MAX_BATCH) {
         match sign_batch(&server, &config, batch, &root) {
             Ok(made) => {
+                signed += made.len();
                 for (id, svid) in made {
                     svids.insert(id, Arc::new(svid));
                 }
             }
             Err(e) => failure = Some(e),
         }
+    }
+    if !due.is_empty() {
+        eprintln!(
+            "wasm-pki agent: {signed} of {} SVIDs due signed in {} ms ({} batches); {} of {} entries hold one",
+            due.len(),
+            started.elapsed().as_millis(),
+            due.len().div_ceil(MAX_BATCH),
+            svids.len(),
+            entries.entries.len()
+        );
     }
     let trust_domain = entries
         .entries

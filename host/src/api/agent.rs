@@ -7,7 +7,9 @@ use serde_json::json;
 
 use super::http::{Request, Response};
 use super::{error_response, json_response, too_large, ApiError, App, Outcome};
-use crate::authority::agent::{EntryCsr, Node, MAX_BATCH};
+use wasm_pki::wire::agent::{JwtAsk, SignBatch};
+
+use crate::authority::agent::Node;
 
 /// Serve `rq` if it is an agent path and the policy has `[agent]`; `None` otherwise.
 pub(super) fn route(
@@ -115,30 +117,16 @@ fn entries(app: &App, node: &Node) -> Result<Response, ApiError> {
     ))
 }
 
-#[derive(serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SignBody {
-    csrs: Vec<EntryCsr>,
-}
-
-#[derive(serde::Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct JwtBody {
-    entry_id: String,
-    audience: Vec<String>,
-}
-
-/// The body as `T` (unknown fields refused), or 413 / 400 saying the `shape` expected.
-fn decode<T: serde::de::DeserializeOwned>(rq: &Request, shape: &str) -> Result<T, ApiError> {
+/// The body through the core's `decoder`, or 413 / 400 with the decoder's reason.
+fn decode<T>(rq: &Request, decoder: fn(&[u8]) -> wasm_pki::Result<T>) -> Result<T, ApiError> {
     if rq.body_too_large {
         return Err(too_large());
     }
-    serde_json::from_slice(&rq.body)
-        .map_err(|e| ApiError::new(400, "bad_request", format!("the body must be {shape}: {e}")))
+    decoder(&rq.body).map_err(|e| ApiError::new(400, "bad_request", e.to_string()))
 }
 
 fn jwt(app: &App, rq: &Request, node: &Node) -> Result<Response, ApiError> {
-    let body: JwtBody = decode(rq, r#"{"entryId", "audience": [...]}"#)?;
+    let body = decode(rq, JwtAsk::decode)?;
     match app
         .authority
         .sign_jwt_for_entry(node, &body.entry_id, &body.audience)
@@ -158,8 +146,7 @@ fn jwt(app: &App, rq: &Request, node: &Node) -> Result<Response, ApiError> {
 }
 
 fn sign(app: &App, rq: &Request, node: &Node) -> Result<Response, ApiError> {
-    let shape = format!(r#"{{"csrs": [{{"entryId", "csr"}}, …]}} (at most {MAX_BATCH})"#);
-    let body: SignBody = decode(rq, &shape)?;
+    let body = decode(rq, SignBatch::decode)?;
     let results = app.authority.sign_for_entries(node, &body.csrs)?;
     let mut svids = Vec::with_capacity(results.len());
     for (item, r) in body.csrs.iter().zip(results) {

@@ -12,8 +12,7 @@ use super::entries;
 use super::{now, Asked, Authority, AuthorityError, Credential, Signed};
 use crate::db::Entry;
 
-/// Most CSRs in one batch (a batch fits the API's body limit; an agent sends several).
-pub const MAX_BATCH: usize = 32;
+pub use wasm_pki::wire::agent::{EntryCsr, MAX_BATCH};
 
 /// A node authenticated by its certificate.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -22,16 +21,6 @@ pub struct Node {
     pub identity: String,
     /// The node certificate's serial.
     pub serial: String,
-}
-
-/// One CSR of a batch, for one entry.
-#[derive(Clone, Debug, serde::Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct EntryCsr {
-    /// The entry it is for (one of the node's).
-    pub entry_id: String,
-    /// The CSR, PEM.
-    pub csr: String,
 }
 
 /// A JWT-SVID the sandbox signed for an entry.

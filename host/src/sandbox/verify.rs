@@ -3,8 +3,8 @@
 //! wasm where P-256 has no 64×64→128-bit multiply. The CA key never leaves the guest.
 
 use ring::signature::{
-    UnparsedPublicKey, ECDSA_P256_SHA256_FIXED, ED25519, RSA_PKCS1_2048_8192_SHA256,
-    RSA_PSS_2048_8192_SHA256,
+    UnparsedPublicKey, ECDSA_P256_SHA256_FIXED, ECDSA_P384_SHA384_FIXED, ED25519,
+    RSA_PKCS1_2048_8192_SHA256, RSA_PSS_2048_8192_SHA256,
 };
 use wasm_pki::{CheckAlgorithm, SignatureCheck};
 
@@ -22,6 +22,7 @@ pub enum Verifier {
 pub fn verify(check: &SignatureCheck) -> bool {
     let alg: &'static dyn ring::signature::VerificationAlgorithm = match check.algorithm {
         CheckAlgorithm::EcdsaP256Sha256 => &ECDSA_P256_SHA256_FIXED,
+        CheckAlgorithm::EcdsaP384Sha384 => &ECDSA_P384_SHA384_FIXED,
         CheckAlgorithm::Ed25519 => &ED25519,
         CheckAlgorithm::RsaPkcs1Sha256 => &RSA_PKCS1_2048_8192_SHA256,
         CheckAlgorithm::RsaPssSha256 => &RSA_PSS_2048_8192_SHA256,
