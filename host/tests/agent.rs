@@ -820,20 +820,42 @@ fn the_node_certificate_is_renewed_and_stale_ones_refused() {
     ));
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let client = spiffe::WorkloadApiClient::connect_to(&endpoint)
-            .await
-            .unwrap();
-        let svid = tokio::time::timeout(Duration::from_secs(20), client.fetch_x509_svid())
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(svid.spiffe_id().to_string(), id);
+        assert_eq!(first_svid_id(&endpoint).await, id);
     });
     let nodes = issued(&dir)
         .lines()
         .filter(|l| l.contains("node9.example.org"))
         .count();
     assert!(nodes >= 2, "both node certificates are recorded: {nodes}");
+    drop(agent);
+
+    // A later start reuses the data directory: no enrolment (the token given is not even one),
+    // the same node certificate, and SVIDs served again.
+    let (agent, endpoint) = start_agent(
+        &server.base,
+        &dir,
+        "not-a-token",
+        &data,
+        &tmp.path("b.sock"),
+    );
+    rt.block_on(async {
+        assert_eq!(first_svid_id(&endpoint).await, id);
+        // The entry deleted while a stream is open: the stream ends with PermissionDenied
+        // (the caller has no identity any more), at the agent's next sync.
+        use wasm_pki_host::agent::workload::proto::spiffe_workload_api_client::SpiffeWorkloadApiClient;
+        use wasm_pki_host::agent::workload::proto::X509svidRequest;
+        let mut stream = SpiffeWorkloadApiClient::new(raw_channel(&tmp.path("b.sock")).await)
+            .fetch_x509svid(with_header(X509svidRequest {}))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(stream.next().await.unwrap().unwrap().svids.len(), 1);
+        cli_ok(&["entry", "delete", "--dir", dir.to_str().unwrap(), &entry_id]);
+        let end = tokio::time::timeout(Duration::from_secs(20), stream.next())
+            .await
+            .expect("the stream went on for 20 s after its entry was deleted");
+        assert_eq!(end.unwrap().unwrap_err().code(), tonic::Code::PermissionDenied);
+    });
     drop(agent);
 
     // Not in the ledger (its record removed behind the signer's back): nothing signed.
@@ -955,6 +977,19 @@ fn start_agent(
         .to_string();
     assert_eq!(endpoint, format!("unix://{}", socket.display()));
     (agent, endpoint)
+}
+
+/// The SPIFFE ID of the first X.509-SVID the spiffe crate's client gets at `endpoint`.
+async fn first_svid_id(endpoint: &str) -> String {
+    let client = spiffe::WorkloadApiClient::connect_to(endpoint)
+        .await
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(20), client.fetch_x509_svid())
+        .await
+        .expect("no X.509-SVID within 20 s")
+        .unwrap()
+        .spiffe_id()
+        .to_string()
 }
 
 /// A generated Workload API client on the agent's socket, for calls the spiffe crate does not

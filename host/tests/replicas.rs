@@ -382,13 +382,35 @@ fn a_sqlite_ledger_is_copied_to_postgresql_and_goes_on_there() {
     let (crl_before, _) = crl_of(&tmp.0, &server.addr);
     drop(server);
     let before = cli_ok(&["list", "--dir", d]);
+    // A registration entry (node agents' ledger rows) goes along.
+    let policy = tmp.path("agent-policy.toml");
+    std::fs::write(
+        &policy,
+        "[profiles.node]\n[profiles.workload]\nspiffe = { trustDomain = \"example.org\" }\n[agent]\nnodeProfile = \"node\"\nworkloadProfile = \"workload\"\n",
+    )
+    .unwrap();
+    cli_ok(&[
+        "entry",
+        "create",
+        "--dir",
+        d,
+        "--policy",
+        policy.to_str().unwrap(),
+        "--node",
+        "node1.example.org",
+        "--spiffe-id",
+        "spiffe://example.org/migrated",
+        "--selector",
+        "unix:uid:1000",
+    ]);
+    let entries_before = cli_ok(&["entry", "list", "--dir", d]);
 
     let sqlite = format!("sqlite:{d}/ledger.sqlite");
     let out = cli_ok(&["ledger", "migrate", "--from", &sqlite, "--to", &url]);
     let certs = before.lines().count();
     assert!(
         out.contains(&format!(
-            "copied 2 tokens, {certs} certificates (1 revoked)"
+            "copied 2 tokens, {certs} certificates (1 revoked), 1 registration entries"
         )),
         "{out}"
     );
@@ -403,6 +425,11 @@ fn a_sqlite_ledger_is_copied_to_postgresql_and_goes_on_there() {
         .output()
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&listed.stdout), before);
+    assert_eq!(
+        cli_ok(&["entry", "list", "--ledger", &url]),
+        entries_before,
+        "the registration entry, as it was"
+    );
 
     // The signer goes on on PostgreSQL: the tokens' uses carried over, the revocation is in its
     // CRL, whose number goes on growing.

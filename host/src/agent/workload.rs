@@ -146,11 +146,12 @@ fn to_proto(v: serde_json::Value) -> prost_types::Value {
 }
 
 /// Stream `make(snapshot)` whenever the state moves, skipping repeats; ends when the caller
-/// goes away. One message is buffered at most.
+/// goes away, or with the status `make` answers (an identity that is gone). One message is
+/// buffered at most.
 fn watch<T, F>(state: Arc<State>, make: F) -> Stream<T>
 where
     T: PartialEq + Clone + Send + 'static,
-    F: Fn(&Snapshot) -> Option<T> + Send + 'static,
+    F: Fn(&Snapshot) -> Result<Option<T>, Status> + Send + 'static,
 {
     let (tx, rx) = tokio::sync::mpsc::channel(1);
     let mut versions = state.subscribe();
@@ -158,12 +159,17 @@ where
         let mut last: Option<T> = None;
         loop {
             versions.borrow_and_update();
-            if let Some(m) = make(&state.snapshot()) {
-                if last.as_ref() != Some(&m) {
+            match make(&state.snapshot()) {
+                Ok(Some(m)) if last.as_ref() != Some(&m) => {
                     if tx.send(Ok(m.clone())).await.is_err() {
                         return;
                     }
                     last = Some(m);
+                }
+                Ok(_) => {}
+                Err(status) => {
+                    let _ = tx.send(Err(status)).await;
+                    return;
                 }
             }
             // Wake at the next publish, or soon enough to drop an SVID that expired meanwhile.
@@ -189,7 +195,17 @@ impl SpiffeWorkloadApi for Workload {
     ) -> Result<Response<Self::FetchX509SVIDStream>, Status> {
         let selectors = self.admitted(&r).await?;
         Ok(Response::new(watch(self.state.clone(), move |s| {
-            x509_response(s, &Self::matching(s, &selectors))
+            let entries = Self::matching(s, &selectors);
+            // Its entries deleted (or moved to another node): the stream ends as a call with
+            // no identity would (SPIRE does the same); the client retries with backoff. (A
+            // snapshot read from the signer always has the CA among its authorities; the
+            // empty one before the first sync has none, and there callers wait.)
+            if entries.is_empty() && !s.x509_authorities.is_empty() {
+                return Err(Status::permission_denied(
+                    "no identity issued to this caller any more",
+                ));
+            }
+            Ok(x509_response(s, &entries))
         })))
     }
 
@@ -199,10 +215,12 @@ impl SpiffeWorkloadApi for Workload {
     ) -> Result<Response<Self::FetchX509BundlesStream>, Status> {
         self.admitted(&r).await?;
         Ok(Response::new(watch(self.state.clone(), |s| {
-            (!s.x509_authorities.is_empty()).then(|| X509BundlesResponse {
-                crl: Vec::new(),
-                bundles: [(s.trust_domain.clone(), s.x509_authorities.concat())].into(),
-            })
+            Ok(
+                (!s.x509_authorities.is_empty()).then(|| X509BundlesResponse {
+                    crl: Vec::new(),
+                    bundles: [(s.trust_domain.clone(), s.x509_authorities.concat())].into(),
+                }),
+            )
         })))
     }
 
@@ -282,9 +300,9 @@ impl SpiffeWorkloadApi for Workload {
     ) -> Result<Response<Self::FetchJWTBundlesStream>, Status> {
         self.admitted(&r).await?;
         Ok(Response::new(watch(self.state.clone(), |s| {
-            (!s.jwt_bundle.is_empty()).then(|| JwtBundlesResponse {
+            Ok((!s.jwt_bundle.is_empty()).then(|| JwtBundlesResponse {
                 bundles: [(s.trust_domain.clone(), s.jwt_bundle.clone())].into(),
-            })
+            }))
         })))
     }
 

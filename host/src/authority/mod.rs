@@ -4,6 +4,7 @@
 //! sees it. Token uses are reserved, spent with the record, or refunded here. It knows nothing of
 //! HTTP: its refusals are [`AuthorityError`]s, which the API maps to status codes.
 
+pub mod acme;
 pub mod agent;
 pub mod entries;
 mod error;

@@ -7,6 +7,8 @@ use anyhow::{bail, Context, Result};
 use serde::Deserialize;
 use wasm_pki::Profile;
 
+use super::acme::config::AcmeDirectory;
+
 /// Named profiles, and which of them the protocols other clients speak may use.
 #[derive(Clone, Debug)]
 pub struct Policy {
@@ -18,6 +20,8 @@ pub struct Policy {
     pub bundle: BundleConfig,
     /// Node agents and the Workload API; `None` (the default): no agent is served.
     pub agent: Option<AgentConfig>,
+    /// ACME directories by name (`[acme.NAME]`); none by default.
+    pub acme: BTreeMap<String, AcmeDirectory>,
 }
 
 /// `[agent]`: node agents (`wasm-pki agent`) and the workloads they serve.
@@ -90,6 +94,8 @@ struct PolicyFile {
     bundle: BundleConfig,
     #[serde(default)]
     agent: Option<AgentConfig>,
+    #[serde(default)]
+    acme: BTreeMap<String, AcmeDirectory>,
 }
 
 impl Policy {
@@ -102,6 +108,7 @@ impl Policy {
             vault: None,
             bundle: BundleConfig::default(),
             agent: None,
+            acme: BTreeMap::new(),
         }
     }
 
@@ -147,6 +154,10 @@ impl Policy {
             policy.check_agent(a)?;
         }
         policy.agent = file.agent;
+        for (name, dir) in &file.acme {
+            super::acme::config::check(name, dir, &policy.profiles)?;
+        }
+        policy.acme = file.acme;
         Ok(policy)
     }
 
