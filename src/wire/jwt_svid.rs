@@ -144,7 +144,10 @@ pub struct JwtSvidClaims {
     pub issuer: Option<String>,
 }
 
-pub(crate) fn check_audience(audience: &[String]) -> core::result::Result<(), String> {
+/// The audience rules of a JWT-SVID (1 to [`MAX_AUDIENCES`] values of 1 to
+/// [`MAX_AUDIENCE_BYTES`] bytes), shared by signing, validation and every API that asks for one;
+/// the reason when they are broken.
+pub fn check_audience(audience: &[String]) -> core::result::Result<(), String> {
     if audience.is_empty() {
         return Err("at least one audience is required".into());
     }

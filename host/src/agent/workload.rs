@@ -29,9 +29,6 @@ use proto::{
     X509svid, X509svidRequest, X509svidResponse,
 };
 
-/// Most audiences a JWT-SVID request may name.
-pub const MAX_AUDIENCES: usize = wasm_pki::wire::jwt_svid::MAX_AUDIENCES;
-
 /// JWT-SVIDs kept per (entry, audience set) until half their life.
 const JWT_CACHE: usize = 4096;
 
@@ -230,17 +227,8 @@ impl SpiffeWorkloadApi for Workload {
     ) -> Result<Response<JwtsvidResponse>, Status> {
         checked(&r)?;
         let req = r.get_ref();
-        let bad_audience =
-            |a: &String| a.is_empty() || a.len() > wasm_pki::wire::jwt_svid::MAX_AUDIENCE_BYTES;
-        if req.audience.is_empty()
-            || req.audience.len() > MAX_AUDIENCES
-            || req.audience.iter().any(bad_audience)
-        {
-            return Err(Status::invalid_argument(format!(
-                "a JWT-SVID needs 1 to {MAX_AUDIENCES} audiences of 1 to {} bytes",
-                wasm_pki::wire::jwt_svid::MAX_AUDIENCE_BYTES
-            )));
-        }
+        wasm_pki::wire::jwt_svid::check_audience(&req.audience)
+            .map_err(Status::invalid_argument)?;
         let selectors = self.admitted(&r).await?;
         let snapshot = self.state.snapshot();
         let entries: Vec<Entry> = Self::matching(&snapshot, &selectors)

@@ -168,12 +168,7 @@ impl Authority {
             })?;
         entries::check(&self.policy, &entry)
             .map_err(|e| AuthorityError::Forbidden(format!("entry {}: {e}", entry.id)))?;
-        if audience.is_empty() || audience.len() > wasm_pki::wire::jwt_svid::MAX_AUDIENCES {
-            return Err(AuthorityError::InvalidOrder(format!(
-                "a JWT-SVID needs 1 to {} audiences",
-                wasm_pki::wire::jwt_svid::MAX_AUDIENCES
-            )));
-        }
+        wasm_pki::wire::jwt_svid::check_audience(audience).map_err(AuthorityError::InvalidOrder)?;
         let request = wasm_pki::protocol::Request::SignJwt(wasm_pki::protocol::JwtRequest {
             spiffe_id: entry.spiffe_id.clone(),
             audience: audience.to_vec(),

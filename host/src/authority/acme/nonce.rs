@@ -14,7 +14,8 @@ pub const NONCE_LIFETIME_SECS: i64 = 3600;
 /// The ledger's name for spent nonces (the `fingerprint` column of the spent-proof table).
 const SPENT_AS: &str = "acme-nonce";
 const RANDOM: usize = 16;
-const TAG: usize = 16;
+/// The whole HMAC-SHA256 tag, so ring's own constant-time `verify` checks it.
+const TAG: usize = 32;
 /// A nonce's length in bytes before base64url: expiry (8) ‖ random ‖ tag.
 const LEN: usize = 8 + RANDOM + TAG;
 
@@ -66,7 +67,7 @@ impl Nonces {
         // only per second, and spending it once still holds.
         let _ = rng.fill(&mut raw[8..8 + RANDOM]);
         let tag = hmac::sign(&self.key, &raw[..8 + RANDOM]);
-        raw[8 + RANDOM..].copy_from_slice(&tag.as_ref()[..TAG]);
+        raw[8 + RANDOM..].copy_from_slice(tag.as_ref());
         Base64UrlUnpadded::encode_string(&raw)
     }
 
@@ -100,17 +101,9 @@ impl Nonces {
         if raw.len() != LEN {
             return None;
         }
-        let full = hmac::sign(&self.key, &raw[..8 + RANDOM]);
-        // ring's verify compares whole tags; ours is truncated, so compare in constant time here.
-        if !constant_time_eq(&full.as_ref()[..TAG], &raw[8 + RANDOM..]) {
-            return None;
-        }
+        hmac::verify(&self.key, &raw[..8 + RANDOM], &raw[8 + RANDOM..]).ok()?;
         Some(i64::from_be_bytes(raw[..8].try_into().ok()?))
     }
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 #[cfg(test)]
