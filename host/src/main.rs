@@ -645,12 +645,13 @@ fn migrate(from: &str, to: &str) -> Result<()> {
             s.certificates.len(),
             revoked(s),
             s.entries.len(),
+            s.acme.len(),
             s.crl_number,
         )
     };
     if counts(&back) != counts(&snap) || back != snap {
         bail!(
-            "the copy in {} differs from {}: {:?} against {:?} (tokens, certificates, revoked, entries, CRL number)",
+            "the copy in {} differs from {}: {:?} against {:?} (tokens, certificates, revoked, entries, ACME objects, CRL number)",
             target.shown(),
             source.shown(),
             counts(&back),
@@ -658,11 +659,12 @@ fn migrate(from: &str, to: &str) -> Result<()> {
         );
     }
     println!(
-        "copied {} tokens, {} certificates ({} revoked), {} registration entries and CRL number {} from {} to {}; the copy reads back identical",
+        "copied {} tokens, {} certificates ({} revoked), {} registration entries, {} ACME objects and CRL number {} from {} to {}; the copy reads back identical",
         snap.tokens.len(),
         snap.certificates.len(),
         revoked(&snap),
         snap.entries.len(),
+        snap.acme.len(),
         snap.crl_number,
         source.shown(),
         target.shown()

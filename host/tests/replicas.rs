@@ -410,7 +410,7 @@ fn a_sqlite_ledger_is_copied_to_postgresql_and_goes_on_there() {
     let certs = before.lines().count();
     assert!(
         out.contains(&format!(
-            "copied 2 tokens, {certs} certificates (1 revoked), 1 registration entries"
+            "copied 2 tokens, {certs} certificates (1 revoked), 1 registration entries, 0 ACME objects"
         )),
         "{out}"
     );
@@ -468,14 +468,18 @@ fn schema_versions_and_tls_to_the_database() {
             .unwrap()
             .get::<_, i32>(0)
     };
-    assert_eq!(version(&mut admin), 5);
-    // A database at version 1 is migrated to 5 (the identity index, the trust bundle's
-    // sequence table, the CSR digest column, then the entries table) when a signer opens it.
+    assert_eq!(version(&mut admin), 6);
+    // A database at version 1 is migrated to 6 (the identity index, the trust bundle's
+    // sequence table, the CSR digest column, the entries table, then the ACME objects' table)
+    // when a signer opens it.
     admin
-        .batch_execute("DROP INDEX certificates_identity; DROP TABLE bundle_sequence; ALTER TABLE certificates DROP COLUMN csr_sha256; DROP TABLE entries; UPDATE wasm_pki_schema SET version = 1")
+        .batch_execute("DROP INDEX certificates_identity; DROP TABLE bundle_sequence; ALTER TABLE certificates DROP COLUMN csr_sha256; DROP TABLE entries; DROP TABLE acme_objects; UPDATE wasm_pki_schema SET version = 1")
         .unwrap();
     cli_ok(&["list", "--ledger", &url]);
-    assert_eq!(version(&mut admin), 5);
+    assert_eq!(version(&mut admin), 6);
+    admin
+        .query_one("SELECT COUNT(*) FROM acme_objects", &[])
+        .unwrap();
     admin
         .query_one("SELECT COUNT(csr_sha256) FROM certificates", &[])
         .unwrap();

@@ -1,5 +1,6 @@
 //! The ledger (`db/`, as step-ca's `db/`): enrolment tokens (as hashes) and every issued
-//! certificate, recorded before the certificate is handed out. Stores only: it decides nothing.
+//! certificate, recorded before the certificate is handed out; registration entries; ACME
+//! objects (compare-and-swap documents, as step-ca's `acme/db`). Stores only: it decides nothing.
 //! Two backends behind one trait: SQLite in the data directory (the default, [`SqliteLedger`])
 //! and PostgreSQL for several signers sharing one ledger ([`PgLedger`]). [`LedgerSpec`] picks one.
 
@@ -139,7 +140,8 @@ pub struct TokenRow {
 }
 
 /// Everything a ledger holds that outlives a request: tokens, certificates (revocations
-/// included) and the last CRL number. Used proofs are not copied: they expire within minutes.
+/// included), the last CRL number, registration entries and ACME objects. Used proofs are not
+/// copied: they expire within minutes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Snapshot {
     /// Tokens, by id.
@@ -152,6 +154,8 @@ pub struct Snapshot {
     pub bundle: Option<(u64, String)>,
     /// Registration entries, oldest first.
     pub entries: Vec<Entry>,
+    /// ACME objects, by kind (its name), then oldest first (created_at, then id).
+    pub acme: Vec<AcmeRow>,
 }
 
 /// A token's state, read without spending it (Vault's `lookup-self`).
@@ -267,7 +271,74 @@ pub struct Entry {
     pub created_at: i64,
 }
 
-/// Storage of tokens and issued certificates.
+/// The columns of `acme_objects` both backends read, in the order their `read_acme` takes them.
+const ACME_COLUMNS: &str = "kind, id, directory, account, key, body, version, created_at";
+
+/// The kinds of ACME objects the ledger keeps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum AcmeKind {
+    /// An account (RFC 8555 §7.1.2).
+    Account,
+    /// An order (RFC 8555 §7.1.3).
+    Order,
+    /// An authorization with its challenges (RFC 8555 §7.1.4).
+    Authz,
+}
+
+impl AcmeKind {
+    /// The name stored in the `kind` column: `account`, `order` or `authz`.
+    pub fn name(self) -> &'static str {
+        match self {
+            AcmeKind::Account => "account",
+            AcmeKind::Order => "order",
+            AcmeKind::Authz => "authz",
+        }
+    }
+
+    /// The kind named `text` ([`AcmeKind::name`]), if any.
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "account" => Some(AcmeKind::Account),
+            "order" => Some(AcmeKind::Order),
+            "authz" => Some(AcmeKind::Authz),
+            _ => None,
+        }
+    }
+}
+
+/// One ACME object as stored: the authority's JSON document, a version for compare-and-swap.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AcmeRow {
+    /// What it is.
+    pub kind: AcmeKind,
+    /// Random id (URL-safe), unique per kind.
+    pub id: String,
+    /// The `[acme.NAME]` directory it belongs to.
+    pub directory: String,
+    /// The account it belongs to (an account: its own id).
+    pub account: String,
+    /// A lookup key unique per (kind, directory) when set: an account's key thumbprint.
+    pub key: Option<String>,
+    /// The JSON document.
+    pub body: String,
+    /// Starts at 1; each successful update adds one.
+    pub version: i64,
+    /// Unix seconds.
+    pub created_at: i64,
+}
+
+/// What a compare-and-swap update did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AcmeUpdate {
+    /// Written: the stored version is now one more.
+    Done,
+    /// Nothing written: the version moved or the row is gone.
+    Stale,
+    /// Nothing written: another row of this kind and directory has that key.
+    KeyTaken,
+}
+
+/// Storage of tokens, issued certificates, registration entries and ACME objects.
 pub trait Ledger: Send + Sync {
     /// Store a new token (by hash only).
     fn create_token(&self, t: &NewToken<'_>) -> Result<()>;
@@ -317,4 +388,14 @@ pub trait Ledger: Send + Sync {
     fn entries(&self, node: Option<&str>) -> Result<Vec<Entry>>;
     /// Delete an entry; false when there is none with this id.
     fn delete_entry(&self, id: &str) -> Result<bool>;
+    /// Store a new ACME object at version 1; false (nothing written) when its id or its key is taken.
+    fn acme_insert(&self, row: &AcmeRow) -> Result<bool>;
+    /// The object of `kind` with `id`.
+    fn acme_get(&self, kind: AcmeKind, id: &str) -> Result<Option<AcmeRow>>;
+    /// The object of `kind` in `directory` whose key is `key`.
+    fn acme_by_key(&self, kind: AcmeKind, directory: &str, key: &str) -> Result<Option<AcmeRow>>;
+    /// The objects of `kind` belonging to `account`, oldest first (created_at, then id); at most `limit`.
+    fn acme_list(&self, kind: AcmeKind, account: &str, limit: usize) -> Result<Vec<AcmeRow>>;
+    /// Replace body and key of `row.id` if its stored version is still `row.version` (the new version is row.version + 1).
+    fn acme_update(&self, row: &AcmeRow) -> Result<AcmeUpdate>;
 }

@@ -14,15 +14,15 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::group::{Failed, GroupCommit, Outcome};
 use super::{
-    redact, Entry, Grant, Ledger, NewToken, Record, Snapshot, TokenInfo, TokenRefusal, TokenRow,
-    Unavailable, COLUMNS, LINEAGE,
+    redact, AcmeKind, AcmeRow, AcmeUpdate, Entry, Grant, Ledger, NewToken, Record, Snapshot,
+    TokenInfo, TokenRefusal, TokenRow, Unavailable, ACME_COLUMNS, COLUMNS, LINEAGE,
 };
 
 type Manager = PostgresConnectionManager<MakeRustlsConnect>;
 type Conn = r2d2::PooledConnection<Manager>;
 
 /// The schema this binary writes; a database with a newer one is refused.
-const SCHEMA_VERSION: i32 = 5;
+const SCHEMA_VERSION: i32 = 6;
 /// The migrations, in order: `MIGRATIONS[v]` takes the schema from version `v` to `v + 1`.
 const MIGRATIONS: &[&str] = &[
     "
@@ -58,6 +58,14 @@ const MIGRATIONS: &[&str] = &[
         x509_ttl BIGINT NOT NULL, jwt_ttl BIGINT NOT NULL, dns TEXT NOT NULL, hint TEXT,
         created_at BIGINT NOT NULL);
     CREATE INDEX entries_node ON entries (node);
+",
+    "
+    CREATE TABLE acme_objects (
+        kind TEXT NOT NULL, id TEXT NOT NULL, directory TEXT NOT NULL, account TEXT NOT NULL,
+        key TEXT, body TEXT NOT NULL, version BIGINT NOT NULL, created_at BIGINT NOT NULL,
+        PRIMARY KEY (kind, id));
+    CREATE UNIQUE INDEX acme_objects_key ON acme_objects (kind, directory, key);
+    CREATE INDEX acme_objects_account ON acme_objects (kind, account, created_at);
 ",
 ];
 /// Key of the advisory lock that serialises schema changes between signers starting together.
@@ -318,6 +326,46 @@ fn insert_entry(c: &mut impl GenericClient, e: &Entry) -> Result<()> {
     Ok(())
 }
 
+/// How ACME objects are ordered: texts byte by byte (`COLLATE "C"`), as SQLite orders them, so
+/// that a copy between the backends reads back in the same order whatever the database's locale.
+const ACME_ORDER: &str = r#"created_at, id COLLATE "C""#;
+
+fn read_acme(r: &Row) -> Result<AcmeRow> {
+    let kind: &str = r.get(0);
+    Ok(AcmeRow {
+        kind: AcmeKind::parse(kind).with_context(|| format!("unknown ACME object kind {kind:?}"))?,
+        id: r.get(1),
+        directory: r.get(2),
+        account: r.get(3),
+        key: r.get(4),
+        body: r.get(5),
+        version: r.get(6),
+        created_at: r.get(7),
+    })
+}
+
+/// Insert `a` as it is (its version too); false when its id or key is taken.
+fn insert_acme(c: &mut impl GenericClient, a: &AcmeRow) -> Result<bool> {
+    // DO NOTHING only for a uniqueness conflict (the primary key or the key index); no error, so
+    // an enclosing transaction goes on.
+    let n = c
+        .execute(
+            &format!("INSERT INTO acme_objects ({ACME_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING"),
+            &[
+                &a.kind.name(),
+                &a.id,
+                &a.directory,
+                &a.account,
+                &a.key,
+                &a.body,
+                &a.version,
+                &a.created_at,
+            ],
+        )
+        .map_err(db)?;
+    Ok(n == 1)
+}
+
 fn read_record(r: &Row) -> Record {
     let names: String = r.get(2);
     Record {
@@ -541,6 +589,66 @@ impl Ledger for PgLedger {
         Ok(n == 1)
     }
 
+    fn acme_insert(&self, row: &AcmeRow) -> Result<bool> {
+        insert_acme(&mut *self.conn()?, &AcmeRow { version: 1, ..row.clone() })
+    }
+
+    fn acme_get(&self, kind: AcmeKind, id: &str) -> Result<Option<AcmeRow>> {
+        self.conn()?
+            .query_opt(
+                &format!("SELECT {ACME_COLUMNS} FROM acme_objects WHERE kind = $1 AND id = $2"),
+                &[&kind.name(), &id],
+            )
+            .map_err(db)?
+            .as_ref()
+            .map(read_acme)
+            .transpose()
+    }
+
+    fn acme_by_key(&self, kind: AcmeKind, directory: &str, key: &str) -> Result<Option<AcmeRow>> {
+        self.conn()?
+            .query_opt(
+                &format!("SELECT {ACME_COLUMNS} FROM acme_objects WHERE kind = $1 AND directory = $2 AND key = $3"),
+                &[&kind.name(), &directory, &key],
+            )
+            .map_err(db)?
+            .as_ref()
+            .map(read_acme)
+            .transpose()
+    }
+
+    fn acme_list(&self, kind: AcmeKind, account: &str, limit: usize) -> Result<Vec<AcmeRow>> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.conn()?
+            .query(
+                &format!("SELECT {ACME_COLUMNS} FROM acme_objects WHERE kind = $1 AND account = $2 ORDER BY {ACME_ORDER} LIMIT $3"),
+                &[&kind.name(), &account, &limit],
+            )
+            .map_err(db)?
+            .iter()
+            .map(read_acme)
+            .collect()
+    }
+
+    fn acme_update(&self, row: &AcmeRow) -> Result<AcmeUpdate> {
+        // One statement: under READ COMMITTED a second writer holding the same version queues on
+        // the row lock, then re-checks `version = $5` on the row the first one committed, and
+        // matches nothing (on any replica).
+        let n = self.conn()?.execute(
+            "UPDATE acme_objects SET body = $1, key = $2, version = version + 1
+             WHERE kind = $3 AND id = $4 AND version = $5",
+            &[&row.body, &row.key, &row.kind.name(), &row.id, &row.version],
+        );
+        match n {
+            Ok(0) => Ok(AcmeUpdate::Stale),
+            Ok(_) => Ok(AcmeUpdate::Done),
+            Err(e) if e.code() == Some(&postgres::error::SqlState::UNIQUE_VIOLATION) => {
+                Ok(AcmeUpdate::KeyTaken)
+            }
+            Err(e) => Err(db(e)),
+        }
+    }
+
     fn next_crl_number(&self) -> Result<u64> {
         let n: i64 = self
             .conn()?
@@ -580,12 +688,22 @@ impl Ledger for PgLedger {
             0
         };
         let bundle = last_bundle(&mut *c)?.map(|(n, d)| (n.max(0) as u64, d));
+        let acme = c
+            .query(
+                &format!(r#"SELECT {ACME_COLUMNS} FROM acme_objects ORDER BY kind COLLATE "C", {ACME_ORDER}"#),
+                &[],
+            )
+            .map_err(db)?
+            .iter()
+            .map(read_acme)
+            .collect::<Result<_>>()?;
         Ok(Snapshot {
             tokens,
             certificates,
             crl_number,
             bundle,
             entries,
+            acme,
         })
     }
 
@@ -594,16 +712,25 @@ impl Ledger for PgLedger {
         let mut tx = c.transaction().map_err(db)?;
         let held: i64 = tx
             .query_one(
-                "SELECT (SELECT COUNT(*) FROM tokens) + (SELECT COUNT(*) FROM certificates) + (SELECT COUNT(*) FROM entries)",
+                "SELECT (SELECT COUNT(*) FROM tokens) + (SELECT COUNT(*) FROM certificates) + (SELECT COUNT(*) FROM entries) + (SELECT COUNT(*) FROM acme_objects)",
                 &[],
             )
             .map_err(db)?
             .get(0);
         if held > 0 {
-            bail!("the target ledger is not empty ({held} tokens, certificates and entries): refusing to merge into it");
+            bail!("the target ledger is not empty ({held} tokens, certificates, entries and ACME objects): refusing to merge into it");
         }
         for e in &s.entries {
             insert_entry(&mut tx, e)?;
+        }
+        for a in &s.acme {
+            if !insert_acme(&mut tx, a)? {
+                bail!(
+                    "the ACME {} {} (or its key) is in the snapshot twice",
+                    a.kind.name(),
+                    a.id
+                );
+            }
         }
         for t in &s.tokens {
             tx.execute(
@@ -660,6 +787,57 @@ fn last_bundle(c: &mut impl postgres::GenericClient) -> Result<Option<(i64, Stri
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A database at schema 5 (no ACME objects) is migrated to 6 when a signer opens it: what
+    /// it held is kept, and it takes ACME objects with their key index.
+    #[test]
+    fn a_version_5_database_is_migrated() {
+        use crate::db::suite::{acme, entry, fresh_pg_database, record};
+        let Some(url) = fresh_pg_database("schema5") else {
+            return;
+        };
+        {
+            let l = PgLedger::open(&url).unwrap();
+            l.record(&record("01", "operator")).unwrap();
+            l.create_entry(&entry("e1", "n1", 1)).unwrap();
+            assert_eq!(l.next_crl_number().unwrap(), 1);
+        }
+        let mut admin = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+        // Schema 5 is schema 6 without the ACME table (its indexes go with it).
+        admin
+            .batch_execute("DROP TABLE acme_objects; UPDATE wasm_pki_schema SET version = 5")
+            .unwrap();
+        let l = PgLedger::open(&url).unwrap();
+        let version: i32 = admin
+            .query_one("SELECT version FROM wasm_pki_schema", &[])
+            .unwrap()
+            .get(0);
+        assert_eq!(version, SCHEMA_VERSION);
+        let s = l.export().unwrap();
+        assert_eq!(
+            (s.certificates.len(), s.entries.len(), s.crl_number, s.acme.len()),
+            (1, 1, 1, 0)
+        );
+        let a = acme(AcmeKind::Account, "a", "web", "a", Some("k"), 1);
+        assert!(l.acme_insert(&a).unwrap());
+        assert!(!l
+            .acme_insert(&acme(AcmeKind::Account, "b", "web", "b", Some("k"), 2))
+            .unwrap());
+        assert_eq!(l.acme_by_key(AcmeKind::Account, "web", "k").unwrap(), Some(a));
+        let indexes: Vec<String> = admin
+            .query(
+                "SELECT indexname FROM pg_indexes WHERE tablename = 'acme_objects' AND indexname LIKE 'acme_objects_%' ORDER BY indexname",
+                &[],
+            )
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        assert_eq!(
+            indexes,
+            ["acme_objects_account", "acme_objects_key", "acme_objects_pkey"]
+        );
+    }
 
     #[test]
     fn sslrootcert_is_taken_out_of_the_url() {

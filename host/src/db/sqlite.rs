@@ -8,12 +8,12 @@ use rusqlite::{params, Connection, OptionalExtension};
 
 use super::group::{Failed, GroupCommit, Outcome};
 use super::{
-    Entry, Grant, Ledger, NewToken, Record, Snapshot, TokenInfo, TokenRefusal, TokenRow, COLUMNS,
-    LINEAGE,
+    AcmeKind, AcmeRow, AcmeUpdate, Entry, Grant, Ledger, NewToken, Record, Snapshot, TokenInfo,
+    TokenRefusal, TokenRow, ACME_COLUMNS, COLUMNS, LINEAGE,
 };
 
 /// The schema this binary writes (`PRAGMA user_version`); a newer one is refused.
-const SCHEMA_VERSION: i64 = 5;
+const SCHEMA_VERSION: i64 = 6;
 
 /// The SQLite ledger in the data directory.
 pub struct SqliteLedger {
@@ -59,7 +59,13 @@ impl SqliteLedger {
                 id TEXT PRIMARY KEY, node TEXT NOT NULL, spiffe_id TEXT NOT NULL,
                 selectors TEXT NOT NULL, x509_ttl INTEGER NOT NULL, jwt_ttl INTEGER NOT NULL,
                 dns TEXT NOT NULL, hint TEXT, created_at INTEGER NOT NULL);
-             CREATE INDEX IF NOT EXISTS entries_node ON entries (node);",
+             CREATE INDEX IF NOT EXISTS entries_node ON entries (node);
+             CREATE TABLE IF NOT EXISTS acme_objects (
+                kind TEXT NOT NULL, id TEXT NOT NULL, directory TEXT NOT NULL, account TEXT NOT NULL,
+                key TEXT, body TEXT NOT NULL, version INTEGER NOT NULL, created_at INTEGER NOT NULL,
+                PRIMARY KEY (kind, id));
+             CREATE UNIQUE INDEX IF NOT EXISTS acme_objects_key ON acme_objects (kind, directory, key);
+             CREATE INDEX IF NOT EXISTS acme_objects_account ON acme_objects (kind, account, created_at);",
         )?;
         // Columns added since the first schema: ledgers written before gain them empty.
         for (column, decl) in [
@@ -237,6 +243,48 @@ fn insert_entry(c: &Connection, e: &Entry) -> Result<()> {
     Ok(())
 }
 
+fn read_acme(r: &rusqlite::Row<'_>) -> rusqlite::Result<AcmeRow> {
+    let kind: String = r.get(0)?;
+    let kind = AcmeKind::parse(&kind).ok_or_else(|| {
+        rusqlite::Error::FromSqlConversionFailure(
+            0,
+            rusqlite::types::Type::Text,
+            format!("unknown ACME object kind {kind:?}").into(),
+        )
+    })?;
+    Ok(AcmeRow {
+        kind,
+        id: r.get(1)?,
+        directory: r.get(2)?,
+        account: r.get(3)?,
+        key: r.get(4)?,
+        body: r.get(5)?,
+        version: r.get(6)?,
+        created_at: r.get(7)?,
+    })
+}
+
+/// Insert `a` as it is (its version too); false when its id or key is taken.
+fn insert_acme(c: &Connection, a: &AcmeRow) -> Result<bool> {
+    // DO NOTHING only for a uniqueness conflict (the primary key or the key index).
+    let n = c.execute(
+        &format!(
+            "INSERT INTO acme_objects ({ACME_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT DO NOTHING"
+        ),
+        params![
+            a.kind.name(),
+            a.id,
+            a.directory,
+            a.account,
+            a.key,
+            a.body,
+            a.version,
+            a.created_at
+        ],
+    )?;
+    Ok(n == 1)
+}
+
 fn release(reserved: &mut std::collections::HashMap<String, i64>, id: &str) {
     if let Some(n) = reserved.get_mut(id) {
         *n -= 1;
@@ -371,6 +419,12 @@ impl Ledger for SqliteLedger {
         let certificates = self.list()?;
         let entries = self.entries(None)?;
         let conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
+        let acme = conn
+            .prepare(&format!(
+                "SELECT {ACME_COLUMNS} FROM acme_objects ORDER BY kind, created_at, id"
+            ))?
+            .query_map([], read_acme)?
+            .collect::<Result<_, _>>()?;
         let mut st = conn.prepare(
             "SELECT hash, id, profile, identity, uses_left, expires_at, created_at FROM tokens ORDER BY id",
         )?;
@@ -400,6 +454,7 @@ impl Ledger for SqliteLedger {
             crl_number: crl_number.max(0) as u64,
             bundle: bundle.map(|(n, d)| (n.max(0) as u64, d)),
             entries,
+            acme,
         })
     }
 
@@ -407,15 +462,24 @@ impl Ledger for SqliteLedger {
         let mut conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
         let tx = conn.transaction()?;
         let held: i64 = tx.query_row(
-            "SELECT (SELECT COUNT(*) FROM tokens) + (SELECT COUNT(*) FROM certificates) + (SELECT COUNT(*) FROM entries)",
+            "SELECT (SELECT COUNT(*) FROM tokens) + (SELECT COUNT(*) FROM certificates) + (SELECT COUNT(*) FROM entries) + (SELECT COUNT(*) FROM acme_objects)",
             [],
             |r| r.get(0),
         )?;
         if held > 0 {
-            bail!("the target ledger is not empty ({held} tokens, certificates and entries): refusing to merge into it");
+            bail!("the target ledger is not empty ({held} tokens, certificates, entries and ACME objects): refusing to merge into it");
         }
         for e in &s.entries {
             insert_entry(&tx, e)?;
+        }
+        for a in &s.acme {
+            if !insert_acme(&tx, a)? {
+                bail!(
+                    "the ACME {} {} (or its key) is in the snapshot twice",
+                    a.kind.name(),
+                    a.id
+                );
+            }
         }
         for t in &s.tokens {
             tx.execute(
@@ -497,6 +561,64 @@ impl Ledger for SqliteLedger {
         Ok(conn.execute("DELETE FROM entries WHERE id = ?1", params![id])? == 1)
     }
 
+    fn acme_insert(&self, row: &AcmeRow) -> Result<bool> {
+        let conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
+        insert_acme(&conn, &AcmeRow { version: 1, ..row.clone() })
+    }
+
+    fn acme_get(&self, kind: AcmeKind, id: &str) -> Result<Option<AcmeRow>> {
+        let conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
+        Ok(conn
+            .query_row(
+                &format!("SELECT {ACME_COLUMNS} FROM acme_objects WHERE kind = ?1 AND id = ?2"),
+                params![kind.name(), id],
+                read_acme,
+            )
+            .optional()?)
+    }
+
+    fn acme_by_key(&self, kind: AcmeKind, directory: &str, key: &str) -> Result<Option<AcmeRow>> {
+        let conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
+        Ok(conn
+            .query_row(
+                &format!("SELECT {ACME_COLUMNS} FROM acme_objects WHERE kind = ?1 AND directory = ?2 AND key = ?3"),
+                params![kind.name(), directory, key],
+                read_acme,
+            )
+            .optional()?)
+    }
+
+    fn acme_list(&self, kind: AcmeKind, account: &str, limit: usize) -> Result<Vec<AcmeRow>> {
+        let conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
+        let mut st = conn.prepare(&format!(
+            "SELECT {ACME_COLUMNS} FROM acme_objects WHERE kind = ?1 AND account = ?2 ORDER BY created_at, id LIMIT ?3"
+        ))?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = st.query_map(params![kind.name(), account, limit], read_acme)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn acme_update(&self, row: &AcmeRow) -> Result<AcmeUpdate> {
+        let conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
+        // One statement: of two writers holding the same version, the one that gets the write
+        // lock first moves it, and the other's WHERE no longer matches (another replica too).
+        let n = conn.execute(
+            "UPDATE acme_objects SET body = ?1, key = ?2, version = version + 1
+             WHERE kind = ?3 AND id = ?4 AND version = ?5",
+            params![row.body, row.key, row.kind.name(), row.id, row.version],
+        );
+        match n {
+            Ok(0) => Ok(AcmeUpdate::Stale),
+            Ok(_) => Ok(AcmeUpdate::Done),
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE =>
+            {
+                Ok(AcmeUpdate::KeyTaken)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
     fn next_crl_number(&self) -> Result<u64> {
         let conn = self.conn.lock().unwrap();
         let n: i64 = conn.query_row(
@@ -541,11 +663,94 @@ mod tests {
             l.find("02").unwrap().unwrap().csr_sha256.as_deref(),
             Some("ab")
         );
+        // Every table added since comes too (up to schema 6's ACME objects).
+        l.create_entry(&crate::db::suite::entry("e1", "n1", 1))
+            .unwrap();
+        assert!(l
+            .acme_insert(&crate::db::suite::acme(
+                AcmeKind::Account,
+                "a",
+                "web",
+                "a",
+                Some("k"),
+                1
+            ))
+            .unwrap());
         let v: i64 = Connection::open(&path)
             .unwrap()
             .pragma_query_value(None, "user_version", |r| r.get(0))
             .unwrap();
         assert_eq!(v, SCHEMA_VERSION);
+    }
+
+    /// A ledger written by schema 5 (no ACME objects) opens at 6: its tokens, certificates,
+    /// entries and counters are kept, and it takes ACME objects, with their key index.
+    #[test]
+    fn a_version_5_ledger_is_migrated() {
+        use crate::db::suite::{acme, entry, record};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("l.sqlite");
+        {
+            // Schema 5 is schema 6 without the ACME table and its indexes.
+            let l = SqliteLedger::open(&path).unwrap();
+            l.create_token(&NewToken {
+                hash: b"h",
+                id: "t",
+                profile: "default",
+                identity: None,
+                uses: 2,
+                expires_at: 100,
+                created_at: 1,
+            })
+            .unwrap();
+            l.record(&record("01", "operator")).unwrap();
+            l.create_entry(&entry("e1", "n1", 1)).unwrap();
+            assert_eq!(l.next_crl_number().unwrap(), 1);
+            drop(l);
+            let c = Connection::open(&path).unwrap();
+            c.execute_batch("DROP TABLE acme_objects; PRAGMA user_version = 5;")
+                .unwrap();
+            let left: i64 = c
+                .query_row(
+                    "SELECT COUNT(*) FROM sqlite_master WHERE name LIKE 'acme%'",
+                    [],
+                    |r| r.get(0),
+                )
+                .unwrap();
+            assert_eq!(left, 0);
+        }
+        let l = SqliteLedger::open(&path).unwrap();
+        let before = l.export().unwrap();
+        assert_eq!(
+            (
+                before.tokens.len(),
+                before.certificates.len(),
+                before.entries.len(),
+                before.crl_number,
+                before.acme.len()
+            ),
+            (1, 1, 1, 1, 0)
+        );
+        assert_eq!(before.entries[0], entry("e1", "n1", 1));
+        let a = acme(AcmeKind::Account, "a", "web", "a", Some("k"), 1);
+        assert!(l.acme_insert(&a).unwrap());
+        assert!(!l
+            .acme_insert(&acme(AcmeKind::Account, "b", "web", "b", Some("k"), 2))
+            .unwrap());
+        assert_eq!(l.acme_by_key(AcmeKind::Account, "web", "k").unwrap(), Some(a));
+        let c = Connection::open(&path).unwrap();
+        let v: i64 = c
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, SCHEMA_VERSION);
+        let indexes: Vec<String> = c
+            .prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'acme_objects' AND sql IS NOT NULL ORDER BY name")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(indexes, ["acme_objects_account", "acme_objects_key"]);
     }
 
     #[test]

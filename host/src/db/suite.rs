@@ -39,6 +39,26 @@ pub(super) fn entry(id: &str, node: &str, at: i64) -> Entry {
     }
 }
 
+pub(super) fn acme(
+    kind: AcmeKind,
+    id: &str,
+    directory: &str,
+    account: &str,
+    key: Option<&str>,
+    at: i64,
+) -> AcmeRow {
+    AcmeRow {
+        kind,
+        id: id.into(),
+        directory: directory.into(),
+        account: account.into(),
+        key: key.map(String::from),
+        body: format!(r#"{{"id":"{id}","status":"pending"}}"#),
+        version: 1,
+        created_at: at,
+    }
+}
+
 /// A URL for a fresh, empty database on the test server, if there is one.
 pub(crate) fn fresh_pg_database(tag: &str) -> Option<String> {
     let Some(base) = std::env::var("WASM_PKI_TEST_PG")
@@ -73,6 +93,242 @@ fn backends(tag: &str) -> Vec<(&'static str, Arc<dyn Ledger>, tempfile::TempDir)
         v.push(("postgres", pg, tempfile::tempdir().unwrap()));
     }
     v
+}
+
+/// Two ledgers of each backend over one database (two replicas), with what keeps them alive.
+fn replicas(tag: &str) -> Vec<(&'static str, [Arc<dyn Ledger>; 2], tempfile::TempDir)> {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("l.sqlite");
+    let sqlite = || -> Arc<dyn Ledger> { Arc::new(SqliteLedger::open(&path).unwrap()) };
+    let mut v = vec![("sqlite", [sqlite(), sqlite()], dir)];
+    if let Some(url) = fresh_pg_database(tag) {
+        let pg = || -> Arc<dyn Ledger> { Arc::new(PgLedger::open(&url).unwrap()) };
+        v.push(("postgres", [pg(), pg()], tempfile::tempdir().unwrap()));
+    }
+    v
+}
+
+#[test]
+fn acme_objects_are_stored_found_and_listed() {
+    use AcmeKind::{Account, Authz, Order};
+    for (b, l, _keep) in backends("acme") {
+        let alice = acme(Account, "acc-A", "web", "acc-A", Some("thumb-1"), 10);
+        // Stored at version 1 whatever the row says.
+        assert!(
+            l.acme_insert(&AcmeRow {
+                version: 7,
+                ..alice.clone()
+            })
+            .unwrap(),
+            "{b}"
+        );
+        assert_eq!(
+            l.acme_get(Account, "acc-A").unwrap().as_ref(),
+            Some(&alice),
+            "{b}"
+        );
+        assert_eq!(l.acme_get(Order, "acc-A").unwrap(), None, "{b}: per kind");
+        assert_eq!(l.acme_get(Account, "nope").unwrap(), None, "{b}");
+        assert_eq!(
+            l.acme_by_key(Account, "web", "thumb-1").unwrap().as_ref(),
+            Some(&alice),
+            "{b}"
+        );
+        assert_eq!(
+            l.acme_by_key(Account, "other", "thumb-1").unwrap(),
+            None,
+            "{b}: per directory"
+        );
+        assert_eq!(l.acme_by_key(Order, "web", "thumb-1").unwrap(), None, "{b}");
+
+        // A taken id, or a taken key in the same directory: false, and nothing changed.
+        let mut twin = acme(Account, "acc-A", "web", "acc-A", Some("thumb-2"), 11);
+        twin.body = "{}".into();
+        assert!(!l.acme_insert(&twin).unwrap(), "{b}: id taken");
+        let thief = acme(Account, "acc-B", "web", "acc-B", Some("thumb-1"), 11);
+        assert!(!l.acme_insert(&thief).unwrap(), "{b}: key taken");
+        assert_eq!(l.acme_get(Account, "acc-B").unwrap(), None, "{b}");
+        assert_eq!(l.acme_by_key(Account, "web", "thumb-2").unwrap(), None, "{b}");
+        assert_eq!(
+            l.acme_get(Account, "acc-A").unwrap().as_ref(),
+            Some(&alice),
+            "{b}"
+        );
+        // The same key in another directory is another account; the same id of another kind is
+        // another object; objects without a key never collide.
+        let elsewhere = acme(Account, "acc-C", "internal", "acc-C", Some("thumb-1"), 12);
+        assert!(l.acme_insert(&elsewhere).unwrap(), "{b}");
+        assert_eq!(
+            l.acme_by_key(Account, "internal", "thumb-1").unwrap(),
+            Some(elsewhere),
+            "{b}"
+        );
+        assert!(
+            l.acme_insert(&acme(Order, "acc-A", "web", "acc-A", None, 12))
+                .unwrap(),
+            "{b}"
+        );
+
+        // Orders of one account: oldest first (created_at, then id), at most `limit`.
+        for (id, account, at) in [
+            ("o-3", "acc-A", 30),
+            ("o-1", "acc-A", 20),
+            ("o-2", "acc-A", 20),
+            ("o-x", "acc-C", 5),
+        ] {
+            assert!(
+                l.acme_insert(&acme(Order, id, "web", account, None, at))
+                    .unwrap(),
+                "{b}"
+            );
+        }
+        l.acme_insert(&acme(Authz, "z-1", "web", "acc-A", None, 1))
+            .unwrap();
+        let ids = |v: Vec<AcmeRow>| v.into_iter().map(|a| a.id).collect::<Vec<_>>();
+        assert_eq!(
+            ids(l.acme_list(Order, "acc-A", 10).unwrap()),
+            ["acc-A", "o-1", "o-2", "o-3"],
+            "{b}"
+        );
+        assert_eq!(
+            ids(l.acme_list(Order, "acc-A", 2).unwrap()),
+            ["acc-A", "o-1"],
+            "{b}: limit"
+        );
+        assert!(l.acme_list(Order, "acc-A", 0).unwrap().is_empty(), "{b}");
+        assert_eq!(
+            ids(l.acme_list(Order, "acc-A", usize::MAX).unwrap()).len(),
+            4,
+            "{b}"
+        );
+        assert_eq!(ids(l.acme_list(Authz, "acc-A", 10).unwrap()), ["z-1"], "{b}");
+        assert_eq!(
+            ids(l.acme_list(Account, "acc-A", 10).unwrap()),
+            ["acc-A"],
+            "{b}"
+        );
+        assert!(l.acme_list(Order, "nobody", 10).unwrap().is_empty(), "{b}");
+    }
+}
+
+#[test]
+fn acme_updates_are_compare_and_swap() {
+    use AcmeKind::{Account, Order};
+    for (b, l, _keep) in backends("acmecas") {
+        let a = acme(Account, "acc-A", "web", "acc-A", Some("k1"), 10);
+        let other = acme(Account, "acc-B", "web", "acc-B", Some("k2"), 11);
+        let far = acme(Account, "acc-C", "internal", "acc-C", Some("k3"), 12);
+        for r in [&a, &other, &far] {
+            assert!(l.acme_insert(r).unwrap(), "{b}");
+        }
+        // From the stored version: written, one more.
+        let mut v1 = a.clone();
+        v1.body = r#"{"status":"valid"}"#.into();
+        assert_eq!(l.acme_update(&v1).unwrap(), AcmeUpdate::Done, "{b}");
+        let got = l.acme_get(Account, "acc-A").unwrap().unwrap();
+        assert_eq!((got.version, got.body.as_str()), (2, v1.body.as_str()), "{b}");
+        // The same version again (a writer that lost the race): stale, nothing written.
+        let mut late = a.clone();
+        late.body = r#"{"status":"deactivated"}"#.into();
+        assert_eq!(l.acme_update(&late).unwrap(), AcmeUpdate::Stale, "{b}");
+        assert_eq!(l.acme_get(Account, "acc-A").unwrap().unwrap(), got, "{b}");
+        // No such row (or another kind): stale.
+        let mut gone = acme(Account, "nope", "web", "nope", None, 1);
+        assert_eq!(l.acme_update(&gone).unwrap(), AcmeUpdate::Stale, "{b}");
+        gone.id = "acc-A".into();
+        gone.kind = Order;
+        gone.version = 2;
+        assert_eq!(l.acme_update(&gone).unwrap(), AcmeUpdate::Stale, "{b}");
+        // Another account's key in the same directory: taken, nothing written.
+        let mut rekey = got.clone();
+        rekey.key = Some("k2".into());
+        rekey.body = "{}".into();
+        assert_eq!(l.acme_update(&rekey).unwrap(), AcmeUpdate::KeyTaken, "{b}");
+        assert_eq!(l.acme_get(Account, "acc-A").unwrap().unwrap(), got, "{b}");
+        assert_eq!(
+            l.acme_by_key(Account, "web", "k2").unwrap().unwrap().id,
+            "acc-B",
+            "{b}"
+        );
+        // A key held only in another directory is free here (key change); the old key is let go.
+        rekey.key = Some("k3".into());
+        assert_eq!(l.acme_update(&rekey).unwrap(), AcmeUpdate::Done, "{b}");
+        let moved = l.acme_by_key(Account, "web", "k3").unwrap().unwrap();
+        assert_eq!((moved.id.as_str(), moved.version), ("acc-A", 3), "{b}");
+        assert_eq!(l.acme_by_key(Account, "web", "k1").unwrap(), None, "{b}");
+        assert_eq!(
+            l.acme_by_key(Account, "internal", "k3").unwrap(),
+            Some(far.clone()),
+            "{b}"
+        );
+        // The released key can be taken, and a key can be dropped (None).
+        let mut b2 = other.clone();
+        b2.key = Some("k1".into());
+        assert_eq!(l.acme_update(&b2).unwrap(), AcmeUpdate::Done, "{b}");
+        let mut none = moved.clone();
+        none.key = None;
+        assert_eq!(l.acme_update(&none).unwrap(), AcmeUpdate::Done, "{b}");
+        let last = l.acme_get(Account, "acc-A").unwrap().unwrap();
+        assert_eq!((last.key, last.version), (None, 4), "{b}");
+        // Directory, account and creation time are not what an update changes.
+        assert_eq!(
+            (last.directory.as_str(), last.account.as_str(), last.created_at),
+            ("web", "acc-A", 10),
+            "{b}"
+        );
+    }
+}
+
+#[test]
+fn racing_acme_updates_from_one_version_have_one_winner() {
+    for (b, [r1, r2], _keep) in replicas("acmerace") {
+        assert!(r1
+            .acme_insert(&acme(AcmeKind::Order, "o", "web", "a", None, 1))
+            .unwrap());
+        // Each round: 8 writers on two replicas read the same version, then all write at once.
+        for round in 0..10i64 {
+            let seen = r2.acme_get(AcmeKind::Order, "o").unwrap().unwrap();
+            assert_eq!(seen.version, round + 1, "{b}");
+            let barrier = std::sync::Barrier::new(8);
+            let outcomes: Vec<(usize, AcmeUpdate)> = std::thread::scope(|s| {
+                let hs: Vec<_> = (0..8)
+                    .map(|t| {
+                        let l = if t % 2 == 0 { &r1 } else { &r2 };
+                        let (barrier, seen) = (&barrier, &seen);
+                        s.spawn(move || {
+                            let mut mine = seen.clone();
+                            mine.body = format!(r#"{{"round":{round},"writer":{t}}}"#);
+                            barrier.wait();
+                            (t, l.acme_update(&mine).unwrap())
+                        })
+                    })
+                    .collect();
+                hs.into_iter().map(|h| h.join().unwrap()).collect()
+            });
+            let done: Vec<usize> = outcomes
+                .iter()
+                .filter(|(_, o)| *o == AcmeUpdate::Done)
+                .map(|(t, _)| *t)
+                .collect();
+            assert_eq!(done.len(), 1, "{b}: round {round}: {outcomes:?}");
+            assert!(
+                outcomes
+                    .iter()
+                    .all(|(_, o)| matches!(o, AcmeUpdate::Done | AcmeUpdate::Stale)),
+                "{b}: {outcomes:?}"
+            );
+            // The stored body is the winner's.
+            let now = r1.acme_get(AcmeKind::Order, "o").unwrap().unwrap();
+            assert_eq!(
+                (now.version, now.body),
+                (
+                    round + 2,
+                    format!(r#"{{"round":{round},"writer":{}}}"#, done[0])
+                ),
+                "{b}"
+            );
+        }
+    }
 }
 
 #[test]
@@ -277,6 +533,21 @@ fn revocations_crl_numbers_and_a_copy_to_the_other_backend() {
         l.create_entry(&entry("gone", "n1", 40)).unwrap();
         assert!(l.delete_entry("gone").unwrap(), "{b}");
         assert!(!l.delete_entry("gone").unwrap(), "{b}: deleted once");
+        // ACME objects of every kind, one updated (its version goes along), ids whose byte order
+        // differs from a locale's order.
+        for a in [
+            acme(AcmeKind::Order, "b_1", "web", "Zed", None, 7),
+            acme(AcmeKind::Account, "Zed", "web", "Zed", Some("thumb"), 5),
+            acme(AcmeKind::Order, "B-2", "web", "Zed", None, 7),
+            acme(AcmeKind::Authz, "z", "web", "Zed", None, 8),
+            acme(AcmeKind::Order, "a", "web", "Zed", None, 7),
+            acme(AcmeKind::Account, "acc", "internal", "acc", Some("thumb"), 6),
+        ] {
+            assert!(l.acme_insert(&a).unwrap(), "{b}");
+        }
+        let mut zed = l.acme_get(AcmeKind::Account, "Zed").unwrap().unwrap();
+        zed.body = r#"{"status":"valid"}"#.into();
+        assert_eq!(l.acme_update(&zed).unwrap(), AcmeUpdate::Done, "{b}");
         // Export, import into a fresh ledger of every backend: the same content, and the CRL
         // number goes on from where it was.
         let snap = l.export().unwrap();
@@ -285,10 +556,28 @@ fn revocations_crl_numbers_and_a_copy_to_the_other_backend() {
                 snap.tokens.len(),
                 snap.certificates.len(),
                 snap.crl_number,
-                snap.entries.len()
+                snap.entries.len(),
+                snap.acme.len()
             ),
-            (1, 3, 3, 3),
+            (1, 3, 3, 3, 6),
             "{b}"
+        );
+        let order: Vec<(&str, &str, i64)> = snap
+            .acme
+            .iter()
+            .map(|a| (a.kind.name(), a.id.as_str(), a.version))
+            .collect();
+        assert_eq!(
+            order,
+            [
+                ("account", "Zed", 2),
+                ("account", "acc", 1),
+                ("authz", "z", 1),
+                ("order", "B-2", 1),
+                ("order", "a", 1),
+                ("order", "b_1", 1),
+            ],
+            "{b}: by kind, created_at, id (bytes)"
         );
         for (b2, fresh, _k) in backends("copyto") {
             fresh.import(&snap).unwrap();
@@ -301,6 +590,20 @@ fn revocations_crl_numbers_and_a_copy_to_the_other_backend() {
                 "{b} → {b2}: a second import merges nothing"
             );
             assert_eq!(fresh.find("02").unwrap().unwrap().revoked_at, Some(50));
+            // The copied objects go on: versions, keys and lists as they were.
+            let z = fresh.acme_get(AcmeKind::Account, "Zed").unwrap().unwrap();
+            assert_eq!(z.version, 2, "{b} → {b2}");
+            assert_eq!(
+                fresh.acme_by_key(AcmeKind::Account, "web", "thumb").unwrap(),
+                Some(z.clone()),
+                "{b} → {b2}"
+            );
+            assert_eq!(fresh.acme_update(&z).unwrap(), AcmeUpdate::Done, "{b} → {b2}");
+            assert_eq!(
+                fresh.acme_list(AcmeKind::Order, "Zed", 2).unwrap().len(),
+                2,
+                "{b} → {b2}"
+            );
         }
     }
 }
