@@ -333,7 +333,8 @@ const ACME_ORDER: &str = r#"created_at, id COLLATE "C""#;
 fn read_acme(r: &Row) -> Result<AcmeRow> {
     let kind: &str = r.get(0);
     Ok(AcmeRow {
-        kind: AcmeKind::parse(kind).with_context(|| format!("unknown ACME object kind {kind:?}"))?,
+        kind: AcmeKind::parse(kind)
+            .with_context(|| format!("unknown ACME object kind {kind:?}"))?,
         id: r.get(1),
         directory: r.get(2),
         account: r.get(3),
@@ -590,7 +591,13 @@ impl Ledger for PgLedger {
     }
 
     fn acme_insert(&self, row: &AcmeRow) -> Result<bool> {
-        insert_acme(&mut *self.conn()?, &AcmeRow { version: 1, ..row.clone() })
+        insert_acme(
+            &mut *self.conn()?,
+            &AcmeRow {
+                version: 1,
+                ..row.clone()
+            },
+        )
     }
 
     fn acme_get(&self, kind: AcmeKind, id: &str) -> Result<Option<AcmeRow>> {
@@ -815,7 +822,12 @@ mod tests {
         assert_eq!(version, SCHEMA_VERSION);
         let s = l.export().unwrap();
         assert_eq!(
-            (s.certificates.len(), s.entries.len(), s.crl_number, s.acme.len()),
+            (
+                s.certificates.len(),
+                s.entries.len(),
+                s.crl_number,
+                s.acme.len()
+            ),
             (1, 1, 1, 0)
         );
         let a = acme(AcmeKind::Account, "a", "web", "a", Some("k"), 1);
@@ -823,7 +835,10 @@ mod tests {
         assert!(!l
             .acme_insert(&acme(AcmeKind::Account, "b", "web", "b", Some("k"), 2))
             .unwrap());
-        assert_eq!(l.acme_by_key(AcmeKind::Account, "web", "k").unwrap(), Some(a));
+        assert_eq!(
+            l.acme_by_key(AcmeKind::Account, "web", "k").unwrap(),
+            Some(a)
+        );
         let indexes: Vec<String> = admin
             .query(
                 "SELECT indexname FROM pg_indexes WHERE tablename = 'acme_objects' AND indexname LIKE 'acme_objects_%' ORDER BY indexname",
@@ -835,7 +850,11 @@ mod tests {
             .collect();
         assert_eq!(
             indexes,
-            ["acme_objects_account", "acme_objects_key", "acme_objects_pkey"]
+            [
+                "acme_objects_account",
+                "acme_objects_key",
+                "acme_objects_pkey"
+            ]
         );
     }
 

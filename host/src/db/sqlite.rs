@@ -563,7 +563,13 @@ impl Ledger for SqliteLedger {
 
     fn acme_insert(&self, row: &AcmeRow) -> Result<bool> {
         let conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
-        insert_acme(&conn, &AcmeRow { version: 1, ..row.clone() })
+        insert_acme(
+            &conn,
+            &AcmeRow {
+                version: 1,
+                ..row.clone()
+            },
+        )
     }
 
     fn acme_get(&self, kind: AcmeKind, id: &str) -> Result<Option<AcmeRow>> {
@@ -737,7 +743,10 @@ mod tests {
         assert!(!l
             .acme_insert(&acme(AcmeKind::Account, "b", "web", "b", Some("k"), 2))
             .unwrap());
-        assert_eq!(l.acme_by_key(AcmeKind::Account, "web", "k").unwrap(), Some(a));
+        assert_eq!(
+            l.acme_by_key(AcmeKind::Account, "web", "k").unwrap(),
+            Some(a)
+        );
         let c = Connection::open(&path).unwrap();
         let v: i64 = c
             .pragma_query_value(None, "user_version", |r| r.get(0))

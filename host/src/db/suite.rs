@@ -95,8 +95,11 @@ fn backends(tag: &str) -> Vec<(&'static str, Arc<dyn Ledger>, tempfile::TempDir)
     v
 }
 
-/// Two ledgers of each backend over one database (two replicas), with what keeps them alive.
-fn replicas(tag: &str) -> Vec<(&'static str, [Arc<dyn Ledger>; 2], tempfile::TempDir)> {
+/// A backend's name, two ledgers over one database (two replicas), and what keeps it alive.
+type Replicas = (&'static str, [Arc<dyn Ledger>; 2], tempfile::TempDir);
+
+/// Two ledgers of each backend over one database.
+fn replicas(tag: &str) -> Vec<Replicas> {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("l.sqlite");
     let sqlite = || -> Arc<dyn Ledger> { Arc::new(SqliteLedger::open(&path).unwrap()) };
@@ -148,7 +151,11 @@ fn acme_objects_are_stored_found_and_listed() {
         let thief = acme(Account, "acc-B", "web", "acc-B", Some("thumb-1"), 11);
         assert!(!l.acme_insert(&thief).unwrap(), "{b}: key taken");
         assert_eq!(l.acme_get(Account, "acc-B").unwrap(), None, "{b}");
-        assert_eq!(l.acme_by_key(Account, "web", "thumb-2").unwrap(), None, "{b}");
+        assert_eq!(
+            l.acme_by_key(Account, "web", "thumb-2").unwrap(),
+            None,
+            "{b}"
+        );
         assert_eq!(
             l.acme_get(Account, "acc-A").unwrap().as_ref(),
             Some(&alice),
@@ -201,7 +208,11 @@ fn acme_objects_are_stored_found_and_listed() {
             4,
             "{b}"
         );
-        assert_eq!(ids(l.acme_list(Authz, "acc-A", 10).unwrap()), ["z-1"], "{b}");
+        assert_eq!(
+            ids(l.acme_list(Authz, "acc-A", 10).unwrap()),
+            ["z-1"],
+            "{b}"
+        );
         assert_eq!(
             ids(l.acme_list(Account, "acc-A", 10).unwrap()),
             ["acc-A"],
@@ -226,7 +237,11 @@ fn acme_updates_are_compare_and_swap() {
         v1.body = r#"{"status":"valid"}"#.into();
         assert_eq!(l.acme_update(&v1).unwrap(), AcmeUpdate::Done, "{b}");
         let got = l.acme_get(Account, "acc-A").unwrap().unwrap();
-        assert_eq!((got.version, got.body.as_str()), (2, v1.body.as_str()), "{b}");
+        assert_eq!(
+            (got.version, got.body.as_str()),
+            (2, v1.body.as_str()),
+            "{b}"
+        );
         // The same version again (a writer that lost the race): stale, nothing written.
         let mut late = a.clone();
         late.body = r#"{"status":"deactivated"}"#.into();
@@ -272,7 +287,11 @@ fn acme_updates_are_compare_and_swap() {
         assert_eq!((last.key, last.version), (None, 4), "{b}");
         // Directory, account and creation time are not what an update changes.
         assert_eq!(
-            (last.directory.as_str(), last.account.as_str(), last.created_at),
+            (
+                last.directory.as_str(),
+                last.account.as_str(),
+                last.created_at
+            ),
             ("web", "acc-A", 10),
             "{b}"
         );
@@ -541,7 +560,14 @@ fn revocations_crl_numbers_and_a_copy_to_the_other_backend() {
             acme(AcmeKind::Order, "B-2", "web", "Zed", None, 7),
             acme(AcmeKind::Authz, "z", "web", "Zed", None, 8),
             acme(AcmeKind::Order, "a", "web", "Zed", None, 7),
-            acme(AcmeKind::Account, "acc", "internal", "acc", Some("thumb"), 6),
+            acme(
+                AcmeKind::Account,
+                "acc",
+                "internal",
+                "acc",
+                Some("thumb"),
+                6,
+            ),
         ] {
             assert!(l.acme_insert(&a).unwrap(), "{b}");
         }
@@ -594,11 +620,17 @@ fn revocations_crl_numbers_and_a_copy_to_the_other_backend() {
             let z = fresh.acme_get(AcmeKind::Account, "Zed").unwrap().unwrap();
             assert_eq!(z.version, 2, "{b} → {b2}");
             assert_eq!(
-                fresh.acme_by_key(AcmeKind::Account, "web", "thumb").unwrap(),
+                fresh
+                    .acme_by_key(AcmeKind::Account, "web", "thumb")
+                    .unwrap(),
                 Some(z.clone()),
                 "{b} → {b2}"
             );
-            assert_eq!(fresh.acme_update(&z).unwrap(), AcmeUpdate::Done, "{b} → {b2}");
+            assert_eq!(
+                fresh.acme_update(&z).unwrap(),
+                AcmeUpdate::Done,
+                "{b} → {b2}"
+            );
             assert_eq!(
                 fresh.acme_list(AcmeKind::Order, "Zed", 2).unwrap().len(),
                 2,
