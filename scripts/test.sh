@@ -10,14 +10,23 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/wasm-pki/target}"
 export CARGO_INCREMENTAL=0
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 log=$(mktemp)
-trap 'rm -f "$log"; if [ -n "${WASM_PKI_PG_DIR:-}" ]; then bash scripts/pg.sh stop "$WASM_PKI_PG_DIR"; fi' EXIT
+# Each service is stopped only if it was started (its variable set); one failing stop does not
+# keep the other running.
+cleanup() {
+  rm -f "$log"
+  if [ -n "${WASM_PKI_PG_DIR:-}" ]; then bash scripts/pg.sh stop "$WASM_PKI_PG_DIR" || true; fi
+  if [ -n "${WASM_PKI_DNS_DIR:-}" ]; then bash scripts/dns.sh stop "$WASM_PKI_DNS_DIR" || true; fi
+}
+trap cleanup EXIT
 
 step() { printf '\n== %s\n' "$*"; }
 
 step "tools"
 # openssl and curl check the HTTPS listener (curl also over HTTP/2); certutil puts the test CA
-# into the browser's NSS store.
-for tool in openssl:openssl curl:curl certutil:libnss3-tools; do
+# into the browser's NSS store. certbot (it brings its python3 packages) and lego are the ACME
+# clients the ACME tests drive; nsupdate and dig (bind9-dnsutils) talk to scripts/dns.sh's server.
+for tool in openssl:openssl curl:curl certutil:libnss3-tools certbot:certbot lego:lego \
+  nsupdate:bind9-dnsutils dig:bind9-dnsutils; do
   if ! command -v "${tool%%:*}" >/dev/null 2>&1; then
     apt-get update -qq && apt-get install -y -qq "${tool#*:}"
   fi
@@ -26,6 +35,9 @@ if [ ! -x /usr/bin/chromium ]; then
   apt-get update -qq && apt-get install -y -qq chromium
 fi
 openssl version
+certbot --version
+# Debian's lego build says `lego version dev`; the package version is the real one.
+echo "$(lego --version) (Debian package $(dpkg-query -W -f '${Version}' lego 2>/dev/null || echo unknown))"
 if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
   rustup target add wasm32-unknown-unknown
 fi
@@ -36,6 +48,10 @@ done
 step "PostgreSQL: a throwaway cluster for the ledger tests (scripts/pg.sh)"
 eval "$(bash scripts/pg.sh start)"
 echo "PostgreSQL $("$WASM_PKI_PG_BIN/postgres" --version | grep -oE '[0-9.]+$') on port $WASM_PKI_PG_PORT, data in $WASM_PKI_PG_DIR"
+
+step "DNS: a throwaway authoritative server for the ACME tests (scripts/dns.sh)"
+eval "$(bash scripts/dns.sh start)"
+echo "$(/usr/sbin/named -v) on $WASM_PKI_DNS_ADDR, zone $WASM_PKI_DNS_ZONE (TSIG key $WASM_PKI_DNS_TSIG_NAME), files in $WASM_PKI_DNS_DIR"
 
 step "format"
 cargo fmt --all -- --check

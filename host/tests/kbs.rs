@@ -134,14 +134,6 @@ fn csr_b64_with_key(t: &std::path::Path, key: &str, name: &str, san: &str) -> St
     Base64UrlUnpadded::encode_string(&std::fs::read(t.join(csr)).unwrap())
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 #[test]
 fn kbs_plays_the_plugin_attested_admin_and_hostile() {
     if common::no_module() {

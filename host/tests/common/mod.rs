@@ -2,6 +2,8 @@
 //! server under test speaks HTTPS, trusting only its CA) and a server under test.
 #![allow(dead_code)]
 
+pub mod acme;
+
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -454,6 +456,17 @@ pub fn issued(dir: &Path) -> String {
         .filter(|l| !l.contains("\ttoken=listener"))
         .map(|l| format!("{l}\n"))
         .collect()
+}
+
+/// A TCP port on 127.0.0.1 that was free a moment ago (the OS picked it), for a listener the
+/// test starts elsewhere (a plugin, an ACME client's challenge server). Another process may take
+/// it in between; tests that can pass `127.0.0.1:0` to their own listener should.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// A child process killed (and reaped) when this goes out of scope, also when a test panics, so
