@@ -30,7 +30,7 @@ use hyper::{Request, StatusCode, Uri};
 use hyper_util::rt::TokioIo;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::pki_types::{CertificateDer, ServerName, SubjectPublicKeyInfoDer, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, SignatureScheme};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
@@ -568,9 +568,19 @@ async fn connect(
 
 /// Accepts any certificate chain (tls-alpn-01 certificates are self-signed, and Let's Encrypt
 /// ignores certificate validity on https redirects), but still checks that the server holds the
-/// key of the certificate it presented.
+/// key of the certificate it presented. The signature is checked against the certificate's
+/// public key alone: webpki refuses to parse a certificate with a critical extension it does not
+/// know, and acmeIdentifier is exactly that (RFC 8737 §3).
 #[derive(Debug)]
 struct AnyCertificate(Arc<CryptoProvider>);
+
+/// The subjectPublicKeyInfo of a certificate, as DER.
+fn spki_of(cert: &CertificateDer<'_>) -> Result<Vec<u8>, rustls::Error> {
+    use x509_parser::prelude::FromDer;
+    let (_, parsed) = x509_parser::certificate::X509Certificate::from_der(cert.as_ref())
+        .map_err(|_| rustls::Error::InvalidCertificate(rustls::CertificateError::BadEncoding))?;
+    Ok(parsed.tbs_certificate.subject_pki.raw.to_vec())
+}
 
 impl ServerCertVerifier for AnyCertificate {
     fn verify_server_cert(
@@ -590,12 +600,27 @@ impl ServerCertVerifier for AnyCertificate {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
+        let bad = || rustls::Error::InvalidCertificate(rustls::CertificateError::BadSignature);
+        let spki = SubjectPublicKeyInfoDer::from(spki_of(cert)?);
+        let key = webpki::RawPublicKeyEntity::try_from(&spki).map_err(|_| bad())?;
+        // TLS 1.2: every algorithm of the scheme is tried (as rustls does).
+        let (_, algs) = self
+            .0
+            .signature_verification_algorithms
+            .mapping
+            .iter()
+            .find(|(scheme, _)| *scheme == dss.scheme)
+            .ok_or(rustls::Error::PeerMisbehaved(
+                rustls::PeerMisbehaved::SignedHandshakeWithUnadvertisedSigScheme,
+            ))?;
+        if algs
+            .iter()
+            .any(|alg| key.verify_signature(*alg, message, dss.signature()).is_ok())
+        {
+            Ok(HandshakeSignatureValid::assertion())
+        } else {
+            Err(bad())
+        }
     }
 
     fn verify_tls13_signature(
@@ -604,9 +629,10 @@ impl ServerCertVerifier for AnyCertificate {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
+        let spki = SubjectPublicKeyInfoDer::from(spki_of(cert)?);
+        rustls::crypto::verify_tls13_signature_with_raw_key(
             message,
-            cert,
+            &spki,
             dss,
             &self.0.signature_verification_algorithms,
         )
@@ -1283,6 +1309,20 @@ mod tests {
         vec![rcgen::SanType::IpAddress("127.0.0.1".parse().unwrap())]
     }
 
+    /// Serves one certificate. (`with_single_cert` would parse it with webpki, which refuses
+    /// the critical acmeIdentifier extension.)
+    #[derive(Debug)]
+    struct Fixed(Arc<rustls::sign::CertifiedKey>);
+
+    impl rustls::server::ResolvesServerCert for Fixed {
+        fn resolve(
+            &self,
+            _: rustls::server::ClientHello<'_>,
+        ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+            Some(self.0.clone())
+        }
+    }
+
     /// A TLS server offering `alpn`; with `reply`, it answers one HTTP request after the
     /// handshake.
     async fn tls_server(
@@ -1297,8 +1337,13 @@ mod tests {
             .with_safe_default_protocol_versions()
             .unwrap()
             .with_no_client_auth()
-            .with_single_cert(vec![cert], key)
-            .unwrap();
+            .with_cert_resolver(Arc::new(Fixed(Arc::new(rustls::sign::CertifiedKey::new(
+                vec![cert],
+                rustls::crypto::ring::default_provider()
+                    .key_provider
+                    .load_private_key(key)
+                    .unwrap(),
+            )))));
         config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -1455,7 +1500,7 @@ mod tests {
                 "validation may not connect to 10.1.2.3 (a private address",
             ),
             ("http://[fe80::1]/x", "may not connect to fe80::1 (a link-local"),
-            ("http://127.0.0.1:1/x", "port 1 is not followed"),
+            ("http://127.0.0.1:8080/x", "port 8080 is not followed"),
             ("ftp://127.0.0.1/x", "only http and https"),
             ("http://exa mple/x", "not a valid URL"),
         ] {
@@ -1514,7 +1559,14 @@ mod tests {
         let (port, seen) = tls_server(good, &[ACME_TLS_ALPN], None).await;
         let j = job(ChallengeType::TlsAlpn01, localhost(), lab(1, port));
         validate(&j, &quick()).await.unwrap();
-        // RFC 8738 §6: an address is named by its reverse name.
+        // RFC 8738 §6: an address is named by its reverse name. (The server may finish its side
+        // of the handshake after the client is done.)
+        for _ in 0..50 {
+            if !seen.sni.lock().unwrap().is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
         assert_eq!(*seen.sni.lock().unwrap(), ["1.0.0.127.in-addr.arpa"]);
 
         let no_extension = certificate(ip_san(), None);
