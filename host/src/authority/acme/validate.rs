@@ -1628,6 +1628,127 @@ mod tests {
         }
     }
 
+    /// An authoritative, non-recursive bind9 for `example.test` on a loopback port (answers
+    /// carry AA and no RA); killed when dropped.
+    struct Bind9 {
+        child: std::process::Child,
+        port: u16,
+        _dir: tempfile::TempDir,
+    }
+
+    impl Drop for Bind9 {
+        fn drop(&mut self) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+
+    async fn bind9(zone: &str) -> Option<Bind9> {
+        let named = std::path::Path::new("/usr/sbin/named");
+        if !named.exists() {
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().display();
+        let port = std::net::UdpSocket::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        std::fs::write(dir.path().join("example.test.zone"), zone).unwrap();
+        std::fs::write(
+            dir.path().join("named.conf"),
+            format!(
+                r#"options {{ directory "{d}"; pid-file "{d}/named.pid"; listen-on port {port} {{ 127.0.0.1; }};
+listen-on-v6 {{ none; }}; recursion no; dnssec-validation no; }};
+controls {{ }};
+zone "example.test" {{ type master; file "{d}/example.test.zone"; }};
+"#
+            ),
+        )
+        .unwrap();
+        let child = std::process::Command::new(named)
+            .arg("-g")
+            .arg("-c")
+            .arg(dir.path().join("named.conf"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .ok()?;
+        let server = Bind9 {
+            child,
+            port,
+            _dir: dir,
+        };
+        for _ in 0..100 {
+            if TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+                return Some(server);
+            }
+            tokio::time::sleep(Duration::from_millis(30)).await;
+        }
+        None
+    }
+
+    #[tokio::test]
+    async fn dns01_and_names_through_an_authoritative_bind9() {
+        let want = dns01_txt_value(KEY_AUTH);
+        let (a, b) = want.split_at(20);
+        let zone = format!(
+            "$TTL 60\n@ IN SOA ns hostmaster 1 60 60 60 60\n@ IN NS ns\nns IN A 127.0.0.1\n\
+             web IN A 127.0.0.1\ninside IN A 10.0.0.1\n\
+             _acme-challenge.ok IN TXT \"unrelated\"\n_acme-challenge.ok IN TXT \"{want}\"\n\
+             _acme-challenge.split IN TXT \"{a}\" \"{b}\"\n\
+             _acme-challenge.wrong IN TXT \"{a}\"\n_acme-challenge.empty IN CAA 0 issue \"ca.example\"\n"
+        );
+        let Some(bind) = bind9(&zone).await else {
+            eprintln!("skipped: no bind9 (/usr/sbin/named) here");
+            return;
+        };
+        let (port, seen) = http_server(|_| ok(KEY_AUTH)).await;
+        let dir = Arc::new(AcmeDirectory {
+            resolvers: vec![SocketAddr::from(([127, 0, 0, 1], bind.port))],
+            ..(*lab(port, 1)).clone()
+        });
+        let dns = |name: &str| Identifier::Dns(name.into());
+        for name in ["ok.example.test", "*.ok.example.test", "split.example.test"] {
+            let j = job(ChallengeType::Dns01, dns(name), dir.clone());
+            validate(&j, &quick()).await.unwrap_or_else(|e| panic!("{name}: {e}"));
+        }
+        for (name, kind, detail) in [
+            (
+                "wrong.example.test",
+                ProblemKind::Unauthorized,
+                "incorrect TXT record",
+            ),
+            (
+                "empty.example.test",
+                ProblemKind::Unauthorized,
+                "no TXT record found at _acme-challenge.empty.example.test",
+            ),
+            (
+                "web.example.test",
+                ProblemKind::Dns,
+                "NXDOMAIN looking up TXT for _acme-challenge.web.example.test",
+            ),
+        ] {
+            let j = job(ChallengeType::Dns01, dns(name), dir.clone());
+            assert_refused(validate(&j, &quick()).await, kind, detail);
+        }
+        // http-01 for names: resolved by the directory's server, checked, then connected.
+        let j = job(ChallengeType::Http01, dns("web.example.test"), dir.clone());
+        validate(&j, &quick()).await.unwrap();
+        assert_eq!(seen.requests()[0].1, "web.example.test");
+        let j = job(ChallengeType::Http01, dns("inside.example.test"), dir.clone());
+        assert_refused(
+            validate(&j, &quick()).await,
+            ProblemKind::Connection,
+            "may not connect to 10.0.0.1 (a private address",
+        );
+        let j = job(ChallengeType::Http01, dns("missing.example.test"), dir);
+        assert_refused(validate(&j, &quick()).await, ProblemKind::Dns, "NXDOMAIN");
+        assert_eq!(seen.connections.load(Ordering::SeqCst), 1);
+    }
+
     #[tokio::test]
     async fn mismatched_jobs_are_refused() {
         let dir = lab(1, 1);
