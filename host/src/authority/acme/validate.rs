@@ -35,9 +35,7 @@ use rustls::{ClientConfig, DigitallySignedStruct, SignatureScheme};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, Mutex};
-use wasm_pki::wire::acme::{
-    check_tls_alpn01, dns01_txt_value, AcmeError, Identifier, ProblemKind,
-};
+use wasm_pki::wire::acme::{check_tls_alpn01, dns01_txt_value, AcmeError, Identifier, ProblemKind};
 
 use super::config::{AcmeDirectory, ChallengeType};
 
@@ -175,7 +173,8 @@ impl Validator {
 
     /// Queue a job; `done` is called exactly once with the outcome, on a blocking thread
     /// (it may write to a database). `Err(QueueFull)` at once when the queue is full (the call
-    /// never blocks); `done` is then dropped without being called.
+    /// never blocks); `done` is then dropped without being called. A job still queued or
+    /// running when the validator is dropped is answered `serverInternal`.
     pub fn submit(
         &self,
         job: Job,
@@ -533,12 +532,14 @@ async fn connect(
         .into_iter()
         .partition(|ip| dns.directory.may_connect(*ip));
     if allowed.is_empty() {
-        let first = denied.first().copied().ok_or_else(|| {
-            AcmeError::new(ProblemKind::Dns, format!("no addresses for {host}"))
-        })?;
+        let first = denied
+            .first()
+            .copied()
+            .ok_or_else(|| AcmeError::new(ProblemKind::Dns, format!("no addresses for {host}")))?;
         let mut detail = refused(first);
         if let Host::Name(name) = host {
-            detail = format!("{name} resolves only to addresses validation may not reach: {detail}");
+            detail =
+                format!("{name} resolves only to addresses validation may not reach: {detail}");
         }
         return Err(AcmeError::new(ProblemKind::Connection, detail));
     }
@@ -693,7 +694,10 @@ async fn tls_alpn01(job: &Job, limits: &Limits, dns: &mut Dns<'_>) -> Result<(),
     let host = Host::of(&job.identifier)?;
     let sni = match &host {
         Host::Ip(ip) => ServerName::try_from(reverse_name(*ip)).map_err(|_| {
-            AcmeError::new(ProblemKind::ServerInternal, "the reverse name is not a DNS name")
+            AcmeError::new(
+                ProblemKind::ServerInternal,
+                "the reverse name is not a DNS name",
+            )
         })?,
         Host::Name(_) => server_name(&host)?,
     };
@@ -907,8 +911,9 @@ async fn fetch<IO>(
 where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let conn_err =
-        |what: &str, e: &dyn fmt::Display| AcmeError::new(ProblemKind::Connection, format!("{what} {target}: {e}"));
+    let conn_err = |what: &str, e: &dyn fmt::Display| {
+        AcmeError::new(ProblemKind::Connection, format!("{what} {target}: {e}"))
+    };
     let (mut sender, conn) = hyper::client::conn::http1::Builder::new()
         .max_buf_size(MAX_HEAD_BYTES)
         .handshake::<_, Empty<Bytes>>(TokioIo::new(io))
@@ -1009,7 +1014,10 @@ fn redirect_target(
     let refuse = |why: String| {
         AcmeError::new(
             ProblemKind::Connection,
-            format!("{base} redirected to {:?}: {why}", sample(location.as_bytes())),
+            format!(
+                "{base} redirected to {:?}: {why}",
+                sample(location.as_bytes())
+            ),
         )
     };
     let location = location.split('#').next().unwrap_or_default();
@@ -1085,7 +1093,11 @@ fn redirect_target(
     let path = uri
         .path_and_query()
         .map_or_else(|| "/".to_owned(), |p| p.as_str().to_owned());
-    let path = if path.is_empty() { "/".to_owned() } else { path };
+    let path = if path.is_empty() {
+        "/".to_owned()
+    } else {
+        path
+    };
     Ok(Target {
         https,
         host,
@@ -1220,7 +1232,10 @@ mod tests {
         let path = text.split(' ').nth(1).unwrap_or_default().to_owned();
         let host = text
             .lines()
-            .find_map(|l| l.strip_prefix("host: ").or_else(|| l.strip_prefix("Host: ")))
+            .find_map(|l| {
+                l.strip_prefix("host: ")
+                    .or_else(|| l.strip_prefix("Host: "))
+            })
             .unwrap_or_default()
             .to_owned();
         seen.requests.lock().unwrap().push((path.clone(), host));
@@ -1330,20 +1345,19 @@ mod tests {
         alpn: &[&[u8]],
         reply: Option<fn() -> Reply>,
     ) -> (u16, Arc<Seen>) {
-        let mut config =
-            rustls::ServerConfig::builder_with_provider(Arc::new(
-                rustls::crypto::ring::default_provider(),
-            ))
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_no_client_auth()
-            .with_cert_resolver(Arc::new(Fixed(Arc::new(rustls::sign::CertifiedKey::new(
-                vec![cert],
-                rustls::crypto::ring::default_provider()
-                    .key_provider
-                    .load_private_key(key)
-                    .unwrap(),
-            )))));
+        let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_cert_resolver(Arc::new(Fixed(Arc::new(rustls::sign::CertifiedKey::new(
+            vec![cert],
+            rustls::crypto::ring::default_provider()
+                .key_provider
+                .load_private_key(key)
+                .unwrap(),
+        )))));
         config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -1407,7 +1421,11 @@ mod tests {
         );
         let (port, _) = http_server(|_| status("404 Not Found")).await;
         let j = job(ChallengeType::Http01, localhost(), lab(port, 1));
-        assert_refused(validate(&j, &quick()).await, ProblemKind::Unauthorized, "404");
+        assert_refused(
+            validate(&j, &quick()).await,
+            ProblemKind::Unauthorized,
+            "404",
+        );
     }
 
     #[tokio::test]
@@ -1462,7 +1480,11 @@ mod tests {
     async fn http01_follows_at_most_max_redirects() {
         // /r/N redirects to /r/N+1 (relative), forever; /ok/N after N redirects serves.
         let hop = |path: &str| -> Reply {
-            let n: usize = path.rsplit('/').next().and_then(|n| n.parse().ok()).unwrap_or(0);
+            let n: usize = path
+                .rsplit('/')
+                .next()
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0);
             if path.starts_with("/ok/") && n >= 10 {
                 ok(KEY_AUTH)
             } else if path.starts_with("/ok/") {
@@ -1499,7 +1521,10 @@ mod tests {
                 "http://10.1.2.3/x",
                 "validation may not connect to 10.1.2.3 (a private address",
             ),
-            ("http://[fe80::1]/x", "may not connect to fe80::1 (a link-local"),
+            (
+                "http://[fe80::1]/x",
+                "may not connect to fe80::1 (a link-local",
+            ),
             ("http://127.0.0.1:8080/x", "port 8080 is not followed"),
             ("ftp://127.0.0.1/x", "only http and https"),
             ("http://exa mple/x", "not a valid URL"),
@@ -1507,7 +1532,11 @@ mod tests {
             let (port, seen) = http_server(move |_| redirect(location)).await;
             let j = job(ChallengeType::Http01, localhost(), lab(port, 1));
             let started = Instant::now();
-            assert_refused(validate(&j, &quick()).await, ProblemKind::Connection, detail);
+            assert_refused(
+                validate(&j, &quick()).await,
+                ProblemKind::Connection,
+                detail,
+            );
             assert!(started.elapsed() < Duration::from_millis(500), "{location}");
             assert_eq!(seen.requests().len(), 1);
         }
@@ -1517,15 +1546,14 @@ mod tests {
     async fn http01_follows_a_redirect_to_https_without_checking_the_certificate() {
         // A certificate for another name entirely: ignored, as Let's Encrypt does.
         let cert = certificate(
-            vec![rcgen::SanType::DnsName("elsewhere.test".try_into().unwrap())],
+            vec![rcgen::SanType::DnsName(
+                "elsewhere.test".try_into().unwrap(),
+            )],
             None,
         );
-        let (tls_port, tls_seen) =
-            tls_server(cert, &[b"http/1.1"], Some(|| ok(KEY_AUTH))).await;
-        let (port, _) = http_server(move |_| {
-            redirect(&format!("https://127.0.0.1:{tls_port}/served"))
-        })
-        .await;
+        let (tls_port, tls_seen) = tls_server(cert, &[b"http/1.1"], Some(|| ok(KEY_AUTH))).await;
+        let (port, _) =
+            http_server(move |_| redirect(&format!("https://127.0.0.1:{tls_port}/served"))).await;
         let j = job(ChallengeType::Http01, localhost(), lab(port, tls_port));
         validate(&j, &quick()).await.unwrap();
         assert_eq!(
@@ -1712,7 +1740,9 @@ zone "example.test" {{ type master; file "{d}/example.test.zone"; }};
         let dns = |name: &str| Identifier::Dns(name.into());
         for name in ["ok.example.test", "*.ok.example.test", "split.example.test"] {
             let j = job(ChallengeType::Dns01, dns(name), dir.clone());
-            validate(&j, &quick()).await.unwrap_or_else(|e| panic!("{name}: {e}"));
+            validate(&j, &quick())
+                .await
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
         }
         for (name, kind, detail) in [
             (
@@ -1738,7 +1768,11 @@ zone "example.test" {{ type master; file "{d}/example.test.zone"; }};
         let j = job(ChallengeType::Http01, dns("web.example.test"), dir.clone());
         validate(&j, &quick()).await.unwrap();
         assert_eq!(seen.requests()[0].1, "web.example.test");
-        let j = job(ChallengeType::Http01, dns("inside.example.test"), dir.clone());
+        let j = job(
+            ChallengeType::Http01,
+            dns("inside.example.test"),
+            dir.clone(),
+        );
         assert_refused(
             validate(&j, &quick()).await,
             ProblemKind::Connection,
@@ -1753,7 +1787,11 @@ zone "example.test" {{ type master; file "{d}/example.test.zone"; }};
     async fn mismatched_jobs_are_refused() {
         let dir = lab(1, 1);
         let j = job(ChallengeType::Dns01, localhost(), dir.clone());
-        assert_refused(validate(&j, &quick()).await, ProblemKind::Malformed, "IP address");
+        assert_refused(
+            validate(&j, &quick()).await,
+            ProblemKind::Malformed,
+            "IP address",
+        );
         let j = job(
             ChallengeType::Http01,
             Identifier::Dns("*.example.com".into()),
@@ -1766,13 +1804,21 @@ zone "example.test" {{ type master; file "{d}/example.test.zone"; }};
         );
         let mut j = job(ChallengeType::Http01, localhost(), dir);
         j.token = "../../etc/passwd".into();
-        assert_refused(validate(&j, &quick()).await, ProblemKind::Malformed, "base64url");
+        assert_refused(
+            validate(&j, &quick()).await,
+            ProblemKind::Malformed,
+            "base64url",
+        );
         let only_http = Arc::new(AcmeDirectory {
             challenges: vec![ChallengeType::Http01],
             ..(*lab(1, 1)).clone()
         });
         let j = job(ChallengeType::TlsAlpn01, localhost(), only_http);
-        assert_refused(validate(&j, &quick()).await, ProblemKind::Malformed, "does not offer");
+        assert_refused(
+            validate(&j, &quick()).await,
+            ProblemKind::Malformed,
+            "does not offer",
+        );
     }
 
     #[tokio::test]
@@ -1809,7 +1855,10 @@ zone "example.test" {{ type master; file "{d}/example.test.zone"; }};
         let started = Instant::now();
         assert_eq!(validator.submit(j(), done(3)), Err(QueueFull));
         assert!(started.elapsed() < Duration::from_millis(100));
-        assert_eq!(QueueFull.to_string(), "the challenge validation queue is full");
+        assert_eq!(
+            QueueFull.to_string(),
+            "the challenge validation queue is full"
+        );
 
         let mut answered = Vec::new();
         for _ in 0..2 {
@@ -1825,11 +1874,9 @@ zone "example.test" {{ type master; file "{d}/example.test.zone"; }};
         // Nothing more: the refused job's callback never runs, the others ran once.
         drop(tx);
         drop(validator);
-        assert!(
-            tokio::time::timeout(Duration::from_millis(200), rx.recv())
-                .await
-                .map_or(true, |m| m.is_none())
-        );
+        assert!(tokio::time::timeout(Duration::from_millis(200), rx.recv())
+            .await
+            .map_or(true, |m| m.is_none()));
         assert!(Validator::start(Limits {
             queue: 0,
             ..Limits::default()
@@ -1849,7 +1896,10 @@ zone "example.test" {{ type master; file "{d}/example.test.zone"; }};
         for (location, want) in [
             ("/x", "http://127.0.0.1:5002/x"),
             ("y", "http://127.0.0.1:5002/.well-known/acme-challenge/y"),
-            ("?z", "http://127.0.0.1:5002/.well-known/acme-challenge/abc?z"),
+            (
+                "?z",
+                "http://127.0.0.1:5002/.well-known/acme-challenge/abc?z",
+            ),
             ("//Example.COM/a#frag", "http://example.com/a"),
             ("HTTPS://[::1]:5001/b?c", "https://[::1]:5001/b?c"),
             ("https://ca.example:443", "https://ca.example/"),
@@ -1865,7 +1915,10 @@ zone "example.test" {{ type master; file "{d}/example.test.zone"; }};
             "http://ex ample/",
             "http://exa_mple..com/",
         ] {
-            assert!(redirect_target(&base, location, &dir).is_err(), "{location}");
+            assert!(
+                redirect_target(&base, location, &dir).is_err(),
+                "{location}"
+            );
         }
         assert_eq!(
             reverse_name("192.0.2.7".parse().unwrap()),
