@@ -19,4 +19,8 @@ echo "  $token"
 echo "open the https:// address below (trust $dir/root.pem, whose SHA-256 fingerprint is printed),"
 echo "make the key and CSR with CN/DNS $identity, and paste the token"
 echo
-exec "$bin" serve --dir "$dir" --listen "$listen"
+echo "ACME: https://$listen/acme/demo/directory (scripts/demo-policy.toml); for example"
+echo "  REQUESTS_CA_BUNDLE=$dir/root.pem certbot certonly --standalone --http-01-port 8080 \\"
+echo "    --server https://$listen/acme/demo/directory -d localhost --register-unsafely-without-email --agree-tos"
+echo
+exec "$bin" serve --dir "$dir" --listen "$listen" --policy scripts/demo-policy.toml

@@ -772,6 +772,54 @@ impl Profile {
         )))
     }
 
+    /// Whether `name` may appear in a certificate of this profile (deny rules, wildcards, the
+    /// allow list, the SPIFFE rule), as the CA decides it for a name a CSR asks for.
+    pub fn permits(&self, name: &SanName) -> Result<()> {
+        if self.intermediate.is_some() {
+            return Err(Error::Policy(format!(
+                "{name}: this profile issues intermediate CAs, which carry no host names"
+            )));
+        }
+        self.check_name(name)
+    }
+
+    /// For an ACME order: `csr` must ask for exactly `names` (as a set; its CN, if any, one of
+    /// them), and each must pass [`Self::permits`]. Returns the name for the CN: the CSR's CN
+    /// when it is one of them, else the first.
+    pub fn check_exact_names<'a>(
+        &self,
+        csr: &ParsedCsr,
+        names: &'a [SanName],
+    ) -> Result<&'a SanName> {
+        let first = names
+            .first()
+            .ok_or_else(|| Error::Policy("an order without names".into()))?;
+        for n in names {
+            self.permits(n)?;
+        }
+        if let Some(extra) = csr.names().iter().find(|n| !names.contains(n)) {
+            return Err(Error::Policy(format!(
+                "the CSR asks for {extra}, which is not one of the order's identifiers"
+            )));
+        }
+        if let Some(missing) = names.iter().find(|n| !csr.names().contains(n)) {
+            return Err(Error::Policy(format!(
+                "the CSR does not ask for {missing}, one of the order's identifiers"
+            )));
+        }
+        match &csr.subject().common_name {
+            None => Ok(first),
+            Some(cn) => names
+                .iter()
+                .find(|n| common_name_for(n).as_deref() == Some(cn.as_str()))
+                .ok_or_else(|| {
+                    Error::Policy(format!(
+                        "the CSR's CN \"{cn}\" is not one of the order's identifiers"
+                    ))
+                }),
+        }
+    }
+
     /// A CSR's CN is a name too (legacy verifiers still match host names against it): it must be
     /// one of the certificate's names or pass the name rules; free text needs an `Any` rule.
     fn check_csr_common_name(&self, cn: &str, names: &[SanName]) -> Result<()> {

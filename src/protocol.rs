@@ -127,6 +127,10 @@ pub struct SignRequest {
     /// Names asked for outside the CSR (a Vault client's `alt_names`…), checked like the CSR's.
     #[serde(default)]
     pub extra_names: Vec<SanName>,
+    /// The names the certificate must carry, no more and no fewer (an ACME order's validated
+    /// identifiers): the CSR must ask for exactly these, and each must pass the profile.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exact_names: Option<Vec<SanName>>,
 }
 
 /// Renew `certificate_pem`, which must have been issued by the loaded CA: a new certificate for
@@ -566,10 +570,16 @@ impl Guest {
     }
 
     fn sign_parsed(&self, csr: &ParsedCsr, s: SignRequest) -> Result<Signed, Error> {
+        // An order's names: the CSR must ask for exactly them; the one for the CN goes in as the
+        // identity (checked by the profile here like the others, since identities skip it).
+        let ordered = match &s.exact_names {
+            Some(names) => Some(s.profile.check_exact_names(csr, names)?.value()),
+            None => None,
+        };
         self.issue(
             csr,
             &s.profile,
-            s.identity.as_deref(),
+            ordered.as_deref().or(s.identity.as_deref()),
             (s.lifetime_secs, &s.extra_names),
             s.now,
             &s.seed,

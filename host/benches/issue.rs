@@ -66,6 +66,7 @@ fn main() {
                 seed: Seed([0xab; 32]),
                 renew_fraction: None,
                 extra_names: Vec::new(),
+                exact_names: None,
             }))
         };
         let native = |n: usize| {

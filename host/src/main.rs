@@ -392,6 +392,11 @@ enum TokenCommand {
         /// Check the profile name against this policy file.
         #[arg(long)]
         policy: Option<PathBuf>,
+        /// An ACME external account binding for the policy's `[acme.NAME]` (its profile; needs
+        /// --policy): prints the EAB key id and MAC key (for certbot's --eab-kid and
+        /// --eab-hmac-key) instead of the token.
+        #[arg(long, value_name = "NAME")]
+        acme: Option<String>,
     },
 }
 
@@ -749,6 +754,7 @@ fn run(cli: Cli) -> Result<()> {
                 addr.port(),
             );
             let _ = app.renew_audiences.set(audiences);
+            let _ = app.scheme.set(scheme);
             let base = format!("{scheme}://{host}:{}", addr.port());
             println!("wasm-pki signer: listening on {base}/ (open it to request a certificate)");
             if tls.plain_http {
@@ -794,8 +800,20 @@ fn run(cli: Cli) -> Result<()> {
                     uses,
                     ttl,
                     policy,
+                    acme,
                 },
         } => {
+            let mut profile = profile;
+            if let Some(name) = &acme {
+                let Some(p) = &policy else {
+                    bail!("--acme needs --policy (the directory's profile is read from it)");
+                };
+                let loaded = Policy::load(p)?;
+                let Some(directory) = loaded.acme.get(name) else {
+                    bail!("there is no [acme.{name}] in {}", p.display());
+                };
+                profile = directory.profile.clone();
+            }
             if let Some(p) = &policy {
                 if !Policy::load(p)?.profiles.contains_key(&profile) {
                     bail!("profile \"{profile}\" is not in {}", p.display());
@@ -823,7 +841,15 @@ fn run(cli: Cli) -> Result<()> {
                 identity.as_deref().unwrap_or("(none)")
             );
             let secret = t.secret;
-            println!("{}", secret.as_str());
+            if acme.is_some() {
+                let key = authority::acme_secret(&dir, None)?;
+                let (kid, hmac) =
+                    authority::acme::account::eab_pair(key.as_bytes(), secret.as_str());
+                println!("eab-kid: {kid}");
+                println!("eab-hmac-key: {}", hmac.as_str());
+            } else {
+                println!("{}", secret.as_str());
+            }
             Ok(())
         }
         Command::Entry { command } => entry_command(command),

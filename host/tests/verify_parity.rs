@@ -516,6 +516,7 @@ fn outcomes_sandbox(
                 seed: Seed([5; 32]),
                 renew_fraction: None,
                 extra_names: Vec::new(),
+                exact_names: None,
             }));
             match sandbox
                 .call::<Signed>(&req, Duration::from_secs(5))

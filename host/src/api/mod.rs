@@ -3,6 +3,7 @@
 //! Served by [`server`] (hyper on tokio, rustls); handlers see [`http`]'s whole requests;
 //! counters in [`metrics`].
 
+mod acme;
 mod agent;
 mod guard;
 pub mod http;
@@ -100,6 +101,9 @@ pub struct App {
     /// The renew URLs this signer answers at: a renewal proof must name one as its audience.
     /// Set once the listener's names and port are known.
     pub renew_audiences: std::sync::OnceLock<Vec<String>>,
+    /// `http` or `https`: how clients reach this listener (ACME URLs are built with it). Set
+    /// once the transport is known; https until then.
+    pub scheme: std::sync::OnceLock<&'static str>,
     inflight: AtomicUsize,
     max_inflight: usize,
 }
@@ -112,6 +116,7 @@ impl App {
             metrics: Metrics::default(),
             assets,
             renew_audiences: std::sync::OnceLock::new(),
+            scheme: std::sync::OnceLock::new(),
             inflight: AtomicUsize::new(0),
             max_inflight,
         }
@@ -270,7 +275,8 @@ fn handle(app: &App, rq: &Request) -> Response {
     let started = Instant::now();
     let (method, path) = (rq.method.as_str(), rq.path.as_str());
     let mut outcome = Outcome::default();
-    let routed = vault::route(app, rq, &mut outcome)
+    let routed = acme::route(app, rq, &mut outcome)
+        .or_else(|| vault::route(app, rq, &mut outcome))
         .or_else(|| agent::route(app, rq, &mut outcome))
         .or_else(|| bundle(app, method, path));
     let (route, resp) = if let Some(routed) = routed {

@@ -59,6 +59,8 @@ pub struct Asked {
     pub lifetime_secs: Option<u64>,
     /// Names asked for outside the CSR.
     pub extra_names: Vec<wasm_pki::SanName>,
+    /// The names the certificate must carry exactly (an ACME order's identifiers).
+    pub exact_names: Option<Vec<wasm_pki::SanName>>,
 }
 
 /// A token's state as `lookup-self` reports it.
@@ -185,6 +187,9 @@ enum Credential<'a> {
         profile: &'a Profile,
         identity: &'a str,
     },
+    /// An ACME account without external account binding: the directory (`acme:NAME`, recorded
+    /// as the credential) and its profile; the order's validated identifiers are the names.
+    Acme { origin: &'a str, profile: &'a str },
 }
 
 /// The listener's own certificate, as [`Authority::issue_listener_cert`] makes it.
@@ -232,6 +237,8 @@ pub struct Authority {
     pub jwt_authority: Option<wasm_pki::JwtAuthority>,
     /// The base URLs the CA is published at (`--public-url`); the first is the JWT issuer.
     pub public_urls: Vec<String>,
+    /// ACME: nonce and EAB keys, the validation queue.
+    acme: acme::State,
 }
 
 impl Authority {
@@ -311,6 +318,8 @@ impl Authority {
             wasm_pki::hex(&h.finalize())
         };
         let ledger = ledger.open()?;
+        // Keyed by the JWT authority's key file, which every replica of this CA holds.
+        let acme = acme::State::new(&policy.acme, jwt_key_pem.as_bytes())?;
         Ok(Authority {
             sandbox,
             ledger,
@@ -323,6 +332,7 @@ impl Authority {
             authorities_digest,
             jwt_authority,
             public_urls: public_urls.to_vec(),
+            acme,
         })
     }
 
@@ -359,9 +369,23 @@ impl Authority {
                 "the token is not a wasm-pki enrolment token",
             ));
         }
+        self.spend_hash(&tokens::hash(token), expected, csr_pem, asked, true)
+    }
+
+    /// [`Self::spend_token`] for the token with this hash. Without `with_identity` the token's
+    /// identity is not put in the certificate (an ACME order's exact names decide, after its
+    /// identifiers were held to the identity).
+    fn spend_hash(
+        &self,
+        hash: &[u8],
+        expected: Option<&str>,
+        csr_pem: &str,
+        asked: &Asked,
+        with_identity: bool,
+    ) -> Result<Signed, AuthorityError> {
         let grant = self
             .ledger
-            .consume_token(&tokens::hash(token), now())
+            .consume_token(hash, now())
             .map_err(|e| AuthorityError::from_ledger(e, ""))?
             .map_err(|r| match r {
                 TokenRefusal::Unknown => AuthorityError::BadToken("unknown token"),
@@ -373,7 +397,14 @@ impl Authority {
                 "this token is for profile \"{}\", not \"{p}\"",
                 grant.profile
             ))),
-            _ => self.sign(csr_pem, Credential::Token(&grant), asked),
+            _ if with_identity => self.sign(csr_pem, Credential::Token(&grant), asked),
+            _ => {
+                let unbound = crate::db::Grant {
+                    identity: None,
+                    ..grant.clone()
+                };
+                self.sign(csr_pem, Credential::Token(&unbound), asked)
+            }
         };
         if result.is_err() {
             // Nothing was issued or recorded: release the reserved use so the holder can retry.
@@ -812,6 +843,7 @@ impl Authority {
                 profile,
                 identity,
             } => (origin, name, profile, Some(identity), None),
+            Credential::Acme { origin, profile } => (origin, profile, lookup(profile)?, None, None),
         };
         let lifetime_secs = lifetime_secs.or(asked.lifetime_secs);
         let request = Request::Sign(Box::new(SignRequest {
@@ -823,6 +855,7 @@ impl Authority {
             seed: seed()?,
             renew_fraction: None,
             extra_names: asked.extra_names.clone(),
+            exact_names: asked.exact_names.clone(),
         }));
         self.issue_in_sandbox(
             &request,
@@ -905,6 +938,20 @@ fn jwt_key(d: &DataDir, passphrase: Option<&str>) -> Result<zeroize::Zeroizing<S
     };
     crate::files::write_atomic(&path, pem.as_bytes(), 0o600)?;
     Ok(pem)
+}
+
+/// The secret ACME nonces and EAB keys are derived from: the JWT authority's key file as it is
+/// stored (encrypted or not), made first if this CA has none yet (refused for an encrypted CA
+/// without its passphrase: start the signer once first).
+pub fn acme_secret(dir: &Path, passphrase: Option<&str>) -> Result<zeroize::Zeroizing<String>> {
+    let d = DataDir(dir.to_path_buf());
+    if !d.jwt_key().exists() {
+        let ca_key = crate::files::read_secret(&d.ca_key())?;
+        if ca_key.contains("ENCRYPTED PRIVATE KEY") && passphrase.is_none() {
+            bail!("{} does not exist yet: start the signer once (it makes it), or give the CA's passphrase", d.jwt_key().display());
+        }
+    }
+    jwt_key(&d, passphrase)
 }
 
 /// Where leaves point, for the base URLs the CA is reachable at.

@@ -4,7 +4,7 @@
 //! dropped. Requests and replies are the core's typed protocol (`wasm_pki::protocol`).
 
 mod cache;
-mod verify;
+pub mod verify;
 
 pub use verify::{verify, Verifier};
 
