@@ -935,3 +935,171 @@ fn kbs_plugin_requests_that_must_be_refused() {
         assert!(!needs_encryption(method, &path), "{method} {path:?}");
     }
 }
+
+/// ACME finalize (the sandbox protocol as the host sends it: `exactNames` = the order's
+/// identifiers): a CSR must ask for exactly the order's names, each still allowed by the profile
+/// now; the CN, if any, one of them. One control row issues.
+#[test]
+fn acme_finalize_requests_that_must_be_refused() {
+    use wasm_pki::protocol::{Guest, LoadCa, Request, Seed, SignRequest};
+    let ca = CertificateAuthority::new_root(&CaParams::new("ACME Bypass Root"), now(), &mut rng())
+        .unwrap();
+    let mut guest = Guest::default();
+    let loaded = guest.handle_request(Request::LoadCa(LoadCa {
+        cert_pem: ca.certificate().to_pem(),
+        key_pem: ca.key().to_pkcs8_pem().unwrap().to_string(),
+        passphrase: None,
+        public_urls: None,
+        host_verifies: false,
+        jwt_key_pem: None,
+    }));
+    assert!(String::from_utf8_lossy(&loaded).contains("\"ok\""));
+    let key = KeyPair::generate(Algorithm::P256, &mut rng());
+    let web = ProfileSpec {
+        names: NameRules {
+            allow: vec![NamePattern::dns(".example.com").unwrap()],
+            deny: vec![NamePattern::dns("admin.example.com").unwrap()],
+            ..NameRules::default()
+        },
+        ..ProfileSpec::default()
+    }
+    .build()
+    .unwrap();
+    let wild = ProfileSpec {
+        names: NameRules {
+            allow_wildcards: true,
+            ..web.to_spec().names
+        },
+        ..web.to_spec()
+    }
+    .build()
+    .unwrap();
+    let order = |names: &[&str]| -> Vec<SanName> {
+        names.iter().map(|n| SanName::dns(n).unwrap()).collect()
+    };
+    let mut sign = |csr: &[u8], profile: &Profile, names: Vec<SanName>| -> serde_json::Value {
+        let pem =
+            pem_rfc7468::encode_string("CERTIFICATE REQUEST", pem_rfc7468::LineEnding::LF, csr)
+                .unwrap();
+        let reply = guest.handle_request(Request::Sign(Box::new(SignRequest {
+            csr_pem: pem,
+            profile: profile.clone(),
+            identity: None,
+            lifetime_secs: None,
+            now: now().unix_timestamp(),
+            seed: Seed([7; 32]),
+            renew_fraction: None,
+            extra_names: Vec::new(),
+            exact_names: Some(names),
+        })));
+        serde_json::from_slice(&reply).unwrap()
+    };
+    let two = rcgen_csr(&key, |p| {
+        p.distinguished_name = rcgen::DistinguishedName::new();
+        dns(p, "a.example.com");
+        dns(p, "b.example.com");
+    });
+
+    // Control: exactly the order's names, in another order, no CN: issued with those names and
+    // the first identifier as the CN.
+    let ok = sign(&two, &web, order(&["b.example.com", "a.example.com"]));
+    assert_eq!(
+        ok["ok"]["names"],
+        serde_json::json!(["DNS:b.example.com", "DNS:a.example.com"]),
+        "{ok}"
+    );
+    assert_eq!(ok["ok"]["subject"], "CN=b.example.com", "{ok}");
+
+    let cases: Vec<(&str, Vec<u8>, &Profile, Vec<SanName>, &str)> = vec![
+        (
+            "a name the order does not have",
+            two.clone(),
+            &web,
+            order(&["a.example.com"]),
+            "b.example.com, which is not one of the order's identifiers",
+        ),
+        (
+            "an order name the CSR leaves out",
+            rcgen_csr(&key, |p| no_cn_dns(p, "a.example.com")),
+            &web,
+            order(&["a.example.com", "b.example.com"]),
+            "does not ask for DNS:b.example.com",
+        ),
+        (
+            "a CN outside the order",
+            rcgen_csr(&key, |p| {
+                p.distinguished_name = rcgen::DistinguishedName::new();
+                cn(p, "evil.example.com");
+                dns(p, "a.example.com");
+            }),
+            &web,
+            order(&["a.example.com"]),
+            "CN \"evil.example.com\" is not one of the order's identifiers",
+        ),
+        (
+            "an identifier the profile denies (the policy changed after the order)",
+            rcgen_csr(&key, |p| no_cn_dns(p, "admin.example.com")),
+            &web,
+            order(&["admin.example.com"]),
+            "denied by the profile rule",
+        ),
+        (
+            "an identifier outside the profile",
+            rcgen_csr(&key, |p| no_cn_dns(p, "db.example.org")),
+            &web,
+            order(&["db.example.org"]),
+            "not allowed by this profile",
+        ),
+        (
+            "a wildcard the profile does not allow",
+            rcgen_csr(&key, |p| no_cn_dns(p, "*.example.com")),
+            &web,
+            order(&["*.example.com"]),
+            "wildcard names are not allowed",
+        ),
+        (
+            "CA:true asked for",
+            rcgen_csr(&key, |p| {
+                p.distinguished_name = rcgen::DistinguishedName::new();
+                dns(p, "a.example.com");
+                p.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+            }),
+            &web,
+            order(&["a.example.com"]),
+            "asks for a CA certificate",
+        ),
+        (
+            "an empty order",
+            rcgen_csr(&key, |p| no_cn_dns(p, "a.example.com")),
+            &web,
+            Vec::new(),
+            "an order without names",
+        ),
+    ];
+    for (what, csr, profile, names, reason) in cases {
+        let r = sign(&csr, profile, names);
+        let err = &r["error"];
+        assert_eq!(err["code"], "policy", "{what}: {r}");
+        assert!(
+            err["message"].as_str().unwrap_or("").contains(reason),
+            "{what}: expected \"{reason}\" in {r}"
+        );
+    }
+    // The wildcard profile issues the same wildcard order.
+    let w = sign(
+        &rcgen_csr(&key, |p| no_cn_dns(p, "*.example.com")),
+        &wild,
+        order(&["*.example.com"]),
+    );
+    assert_eq!(
+        w["ok"]["names"],
+        serde_json::json!(["DNS:*.example.com"]),
+        "{w}"
+    );
+}
+
+/// A SAN `name` and no subject at all (rcgen puts a CN in by default).
+fn no_cn_dns(p: &mut rcgen::CertificateParams, name: &str) {
+    p.distinguished_name = rcgen::DistinguishedName::new();
+    dns(p, name);
+}

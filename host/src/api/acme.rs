@@ -272,11 +272,7 @@ fn account_request(
         }
         ["authz", id] => {
             let authz = a.acme_authz(dir, jws, caller, id)?;
-            let mut resp = json_answer(200, &authz_json(base, id, &authz));
-            if authz.doc.status == Status::Pending {
-                resp = resp.with_header("retry-after", "1");
-            }
-            Ok(resp)
+            Ok(json_answer(200, &authz_json(base, id, &authz)))
         }
         ["chall", authz_id, kind] => {
             let (authz, index) = a.acme_challenge(dir, jws, caller, authz_id, kind)?;
@@ -348,10 +344,11 @@ fn order_json(base: &str, id: &str, o: &Order) -> Value {
     v
 }
 
-/// An order, with `Retry-After` while it is being worked on (§7.4).
+/// An order, with `Retry-After` while it is being finalized (§7.4); a pending one waits for
+/// its client's challenges, not for the server.
 fn order_answer(base: &str, id: &str, order: &Stored<Order>) -> Response {
     let resp = json_answer(200, &order_json(base, id, &order.doc));
-    if matches!(order.doc.status, Status::Processing | Status::Pending) {
+    if order.doc.status == Status::Processing {
         resp.with_header("retry-after", "1")
     } else {
         resp
