@@ -209,6 +209,9 @@ pub struct RevokedEntry {
     pub serial: String,
     /// Revocation time, Unix seconds.
     pub revoked_at: i64,
+    /// RFC 5280 CRLReason code (0-10 but 7); absent: no reasonCode extension.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<u8>,
 }
 
 /// The host's answer to a [`VerifyAsk`].
@@ -673,6 +676,7 @@ impl Guest {
                 Ok(Revoked {
                     serial: crate::unhex("serial", &r.serial, 32)?,
                     revoked_at: r.revoked_at,
+                    reason: r.reason,
                 })
             })
             .collect::<Result<Vec<_>, Error>>()?;
@@ -727,7 +731,7 @@ mod tests {
         );
         let crl = call(
             &mut g,
-            serde_json::json!({"op": "crl", "revoked": [{"serial": a["ok"]["serial"], "revokedAt": 1_800_000_100}], "now": 1_800_000_200, "nextUpdateSecs": 3600, "number": 1}),
+            serde_json::json!({"op": "crl", "revoked": [{"serial": a["ok"]["serial"], "revokedAt": 1_800_000_100, "reason": 1}, {"serial": b["ok"]["serial"], "revokedAt": 1_800_000_100}], "now": 1_800_000_200, "nextUpdateSecs": 3600, "number": 1}),
         );
         assert!(
             crl["ok"]
@@ -742,6 +746,7 @@ mod tests {
             serde_json::json!({"op": "sign", "csrPem": csr.to_pem(), "profile": {}, "now": 0, "seed": "zz"}),
             serde_json::json!({"op": "sign", "csrPem": csr.to_pem(), "profile": {}, "now": 0, "seed": "é".repeat(32)}),
             serde_json::json!({"op": "crl", "revoked": [{"serial": "aéb", "revokedAt": 0}], "now": 0, "nextUpdateSecs": 1, "number": 1}),
+            serde_json::json!({"op": "crl", "revoked": [{"serial": "0a", "revokedAt": 0, "reason": 7}], "now": 0, "nextUpdateSecs": 1, "number": 1}),
             serde_json::json!({"op": "spin"}),
         ] {
             assert_eq!(call(&mut g, bad)["error"]["code"], "invalid_parameter");

@@ -54,6 +54,17 @@ struct LedgerArg {
     ledger: Option<String>,
 }
 
+/// `--reason`: an RFC 5280 CRLReason name (any case) or code.
+fn parse_reason(text: &str) -> Result<u8, String> {
+    wasm_pki::crl::reason_code_named(text).ok_or_else(|| {
+        let names: Vec<&str> = wasm_pki::crl::REASONS.iter().map(|(_, n)| *n).collect();
+        format!(
+            "not an RFC 5280 revocation reason; one of {} (any case), or its code 0-10 but 7",
+            names.join(", ")
+        )
+    })
+}
+
 impl LedgerArg {
     fn spec(&self, dir: Option<&Path>) -> Result<LedgerSpec> {
         LedgerSpec::parse(self.ledger.as_deref(), dir)
@@ -171,6 +182,11 @@ enum Command {
         /// Also revoke every certificate of its lineage: what it renewed and what renewed it.
         #[arg(long)]
         lineage: bool,
+        /// Why, listed in the CRL: an RFC 5280 CRLReason name (keyCompromise, cACompromise,
+        /// affiliationChanged, superseded, cessationOfOperation, certificateHold, removeFromCRL,
+        /// privilegeWithdrawn, aACompromise, unspecified; any case) or its code. Default: none.
+        #[arg(long, value_name = "NAME", value_parser = parse_reason)]
+        reason: Option<u8>,
     },
     /// Print a fresh CRL (PEM).
     Crl {
@@ -900,9 +916,11 @@ fn run(cli: Cli) -> Result<()> {
             ledger,
             serial,
             lineage,
+            reason,
         } => {
             let ledger = ledger.spec(dir.as_deref())?.open()?;
-            let done = authority::revoke(ledger.as_ref(), &serial, lineage, authority::now())?;
+            let done =
+                authority::revoke(ledger.as_ref(), &serial, lineage, authority::now(), reason)?;
             for s in &done {
                 eprintln!("revoked {s}");
             }
@@ -928,7 +946,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::List { dir, ledger } => {
             for r in ledger.spec(dir.as_deref())?.open()?.list()? {
                 println!(
-                    "{}\t{}\t{}\tnotAfter={}\t{}\ttoken={}{}{}",
+                    "{}\t{}\t{}\tnotAfter={}\t{}\ttoken={}{}{}{}",
                     r.serial,
                     r.subject,
                     r.names.join(","),
@@ -940,6 +958,12 @@ fn run(cli: Cli) -> Result<()> {
                         .unwrap_or_default(),
                     r.revoked_at
                         .map(|t| format!("\trevoked={t}"))
+                        .unwrap_or_default(),
+                    r.revocation_reason
+                        .map(|c| format!(
+                            "\treason={}",
+                            wasm_pki::crl::reason_name(c).unwrap_or("?")
+                        ))
                         .unwrap_or_default()
                 );
             }

@@ -184,8 +184,25 @@ fn sign_flow_with_openssl_csrs_tokens_and_restart() {
     // Revoke, CRL, restart: CA, tokens and ledger persist.
     let multi = token(&dir, &["--identity", "multi.example.com", "--uses", "2"]);
     let m = openssl_csr(&tmp.0, "multi", ED25519, "/CN=multi.example.com", None);
-    assert_eq!(sign(&addr, &multi, &m).status, 200);
-    cli_ok(&["revoke", "--dir", d, "--serial", &serial]);
+    let first_multi = sign(&addr, &multi, &m);
+    assert_eq!(first_multi.status, 200);
+    let multi_serial = first_multi.json()["serial"].as_str().unwrap().to_string();
+    // A reason that is not an RFC 5280 CRLReason is refused by name, with the names.
+    for bad in ["7", "compromised"] {
+        let (ok, _, err) = cli(&["revoke", "--dir", d, "--serial", &serial, "--reason", bad]);
+        assert!(!ok && err.contains("keyCompromise"), "{bad}: {err}");
+    }
+    // With a reason (any case) and without one: the CRL lists each with its own.
+    cli_ok(&[
+        "revoke",
+        "--dir",
+        d,
+        "--serial",
+        &serial,
+        "--reason",
+        "KEYcompromise",
+    ]);
+    cli_ok(&["revoke", "--dir", d, "--serial", &multi_serial]);
     let crl = http(&addr, "GET", "/v1/crl", &[], b"").unwrap().body;
     std::fs::write(tmp.path("crl.pem"), &crl).unwrap();
     let text = openssl_ok(
@@ -194,7 +211,29 @@ fn sign_flow_with_openssl_csrs_tokens_and_restart() {
             "crl", "-in", "crl.pem", "-CAfile", "ca.pem", "-noout", "-text",
         ],
     );
-    assert!(text.to_ascii_lowercase().contains(&serial), "{text}");
+    let lower = text.to_ascii_lowercase();
+    assert!(lower.contains(&serial), "{text}");
+    // openssl prints each entry as "Serial Number: HEX" then its date and extensions.
+    let entry = |serial: &str| -> String {
+        text.split("Serial Number:")
+            .find(|e| e.trim_start().to_ascii_lowercase().starts_with(serial))
+            .unwrap_or_else(|| panic!("no CRL entry for {serial}: {text}"))
+            .to_string()
+    };
+    let revoked = entry(&serial);
+    assert!(
+        revoked.contains("X509v3 CRL Reason Code") && revoked.contains("Key Compromise"),
+        "{revoked}"
+    );
+    let plain = entry(&multi_serial);
+    assert!(!plain.contains("CRL Reason Code"), "{plain}");
+    let listed = cli_ok(&["list", "--dir", d]);
+    assert!(
+        listed
+            .lines()
+            .any(|l| l.starts_with(&format!("{serial}\t")) && l.ends_with("\treason=keyCompromise")),
+        "{listed}"
+    );
     server.kill();
     let server2 = Server::start(&dir, &[]);
     assert_eq!(

@@ -146,7 +146,7 @@ pub fn handle(
                 Err(e) => refused(e),
             }
         }
-        KbsRequest::Revoke(order) => match authority.revoke(&order.serial, order.lineage) {
+        KbsRequest::Revoke(order) => match authority.revoke(&order.serial, order.lineage, None) {
             Ok(done) => answer(200, &json!({ "revoked": done })),
             Err(AuthorityError::NotIssuedHere(m)) => refusal(404, "unknown_serial", m),
             Err(e) => refused(e),

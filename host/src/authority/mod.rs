@@ -144,11 +144,36 @@ impl std::fmt::Display for NoSuchSerial {
 
 impl std::error::Error for NoSuchSerial {}
 
-/// Revoke `serial`, or its whole lineage, at `now`: the serials revoked now. Shared by the CLI
-/// (which has no sandbox) and the KBS plugin's admin route.
-pub fn revoke(ledger: &dyn Ledger, serial: &str, lineage: bool, now: i64) -> Result<Vec<String>> {
+/// A revocation reason that is not an RFC 5280 CRLReason code.
+#[derive(Debug)]
+pub struct InvalidReason(pub String);
+
+impl std::fmt::Display for InvalidReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for InvalidReason {}
+
+/// Revoke `serial`, or its whole lineage, at `now` for `reason` (an RFC 5280 CRLReason code,
+/// 0-10 but 7; `None`: no reason given): the serials revoked now. Shared by the CLI (which has
+/// no sandbox), the KBS plugin's admin route and ACME's revokeCert.
+pub fn revoke(
+    ledger: &dyn Ledger,
+    serial: &str,
+    lineage: bool,
+    now: i64,
+    reason: Option<u8>,
+) -> Result<Vec<String>> {
+    if let Some(code) = reason.filter(|c| !wasm_pki::crl::is_reason_code(*c)) {
+        return Err(InvalidReason(format!(
+            "revocation reason {code} is not an RFC 5280 CRLReason code (0-10 but 7)"
+        ))
+        .into());
+    }
     if !lineage {
-        if !ledger.revoke(serial, now)? {
+        if !ledger.revoke(serial, now, reason)? {
             return Err(
                 NoSuchSerial(format!("no unrevoked certificate with serial {serial}")).into(),
             );
@@ -161,7 +186,7 @@ pub fn revoke(ledger: &dyn Ledger, serial: &str, lineage: bool, now: i64) -> Res
     }
     let mut done = Vec::new();
     for s in members {
-        if ledger.revoke(&s, now)? {
+        if ledger.revoke(&s, now, reason)? {
             done.push(s);
         }
     }
@@ -575,14 +600,24 @@ impl Authority {
         })
     }
 
-    /// Revoke `serial` (with `lineage`, everything it renewed and everything that renewed it);
-    /// returns the serials revoked now. Unknown: [`AuthorityError::NotIssuedHere`].
-    pub fn revoke(&self, serial: &str, lineage: bool) -> Result<Vec<String>, AuthorityError> {
-        revoke(self.ledger.as_ref(), serial, lineage, now()).map_err(|e| {
-            match e.downcast::<NoSuchSerial>() {
-                Ok(NoSuchSerial(m)) => AuthorityError::NotIssuedHere(m),
+    /// Revoke `serial` (with `lineage`, everything it renewed and everything that renewed it)
+    /// for `reason` (an RFC 5280 CRLReason code, listed in the CRL; `None`: no reason given);
+    /// returns the serials revoked now. Unknown: [`AuthorityError::NotIssuedHere`]; a code that
+    /// is not a CRLReason: [`AuthorityError::InvalidOrder`].
+    pub fn revoke(
+        &self,
+        serial: &str,
+        lineage: bool,
+        reason: Option<u8>,
+    ) -> Result<Vec<String>, AuthorityError> {
+        revoke(self.ledger.as_ref(), serial, lineage, now(), reason).map_err(|e| match e
+            .downcast::<NoSuchSerial>()
+        {
+            Ok(NoSuchSerial(m)) => AuthorityError::NotIssuedHere(m),
+            Err(e) => match e.downcast::<InvalidReason>() {
+                Ok(InvalidReason(m)) => AuthorityError::InvalidOrder(m),
                 Err(e) => AuthorityError::from_ledger(e, ""),
-            }
+            },
         })
     }
 
@@ -902,7 +937,11 @@ impl Authority {
             .revoked()
             .map_err(ledger)?
             .into_iter()
-            .map(|(serial, revoked_at)| RevokedEntry { serial, revoked_at })
+            .map(|r| RevokedEntry {
+                serial: r.serial,
+                revoked_at: r.revoked_at,
+                reason: r.reason,
+            })
             .collect();
         let number = self.ledger.next_crl_number().map_err(ledger)?;
         let request = Request::Crl(CrlRequest {
@@ -1017,6 +1056,7 @@ fn finish(
         identity: from.identity.map(String::from),
         renewed_from: from.renewed_from.map(String::from),
         csr_sha256: from.csr_sha256,
+        revocation_reason: None,
     };
     // Recorded before anyone sees the certificate: no record, no certificate.
     ledger.record(&record).map_err(|e| {

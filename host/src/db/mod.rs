@@ -34,7 +34,7 @@ impl std::fmt::Display for Unavailable {
 impl std::error::Error for Unavailable {}
 
 /// The certificate columns both backends read, in the order their `read_record` takes them.
-const COLUMNS: &str = "serial, subject, names, not_before, not_after, fingerprint, token_id, profile, issued_at, revoked_at, pem, identity, renewed_from, csr_sha256";
+const COLUMNS: &str = "serial, subject, names, not_before, not_after, fingerprint, token_id, profile, issued_at, revoked_at, pem, identity, renewed_from, csr_sha256, revocation_reason";
 
 /// The serials of a lineage (one parameter: a member's serial), for both backends: up to the
 /// oldest ancestor still recorded, then down through every renewal of it.
@@ -244,6 +244,20 @@ pub struct Record {
     /// SHA-256 (hex) of the CSR's DER it answered, when it answered a PEM CSR: an attested
     /// retry is handed this certificate only for exactly the same CSR.
     pub csr_sha256: Option<String>,
+    /// Why it was revoked, an RFC 5280 CRLReason code, when a reason was given.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub revocation_reason: Option<u8>,
+}
+
+/// One revoked certificate, as the CRL lists it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Revocation {
+    /// Serial, hex.
+    pub serial: String,
+    /// When it was revoked, Unix seconds.
+    pub revoked_at: i64,
+    /// Why, an RFC 5280 CRLReason code (0-10 but 7); `None` when no reason was given.
+    pub reason: Option<u8>,
 }
 
 /// A registration entry: the operator's word that a workload on `node` whose attested selectors
@@ -350,8 +364,9 @@ pub trait Ledger: Send + Sync {
     /// Record an issued certificate (durably, before it is returned to anyone). For a token's
     /// certificate this spends the reserved use in the same transaction: one fsync per certificate.
     fn record(&self, r: &Record) -> Result<()>;
-    /// Mark a certificate revoked; false when the serial is unknown.
-    fn revoke(&self, serial: &str, at: i64) -> Result<bool>;
+    /// Mark a certificate revoked at `at` for `reason` (an RFC 5280 CRLReason code, checked by
+    /// the caller; `None`: no reason given); false when the serial is unknown or already revoked.
+    fn revoke(&self, serial: &str, at: i64, reason: Option<u8>) -> Result<bool>;
     /// Every certificate, newest first.
     fn list(&self) -> Result<Vec<Record>>;
     /// The certificate with this serial, if any.
@@ -362,8 +377,8 @@ pub trait Ledger: Send + Sync {
     /// Serials of the whole lineage `serial` belongs to: its oldest recorded ancestor and every
     /// certificate renewed from it, directly or not (branches included). Empty when unknown.
     fn lineage(&self, serial: &str) -> Result<Vec<String>>;
-    /// Serials and revocation times of revoked certificates.
-    fn revoked(&self) -> Result<Vec<(String, i64)>>;
+    /// The revoked certificates (serial, time, reason), by serial.
+    fn revoked(&self) -> Result<Vec<Revocation>>;
     /// Checks that the ledger takes writes now (for readiness probes); writes nothing.
     fn check_writable(&self) -> Result<()>;
     /// The next CRL number (monotonic).

@@ -14,8 +14,8 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::group::{Failed, GroupCommit, Outcome};
 use super::{
-    redact, AcmeKind, AcmeRow, AcmeUpdate, Entry, Grant, Ledger, NewToken, Record, Snapshot,
-    TokenInfo, TokenRefusal, TokenRow, Unavailable, ACME_COLUMNS, COLUMNS, LINEAGE,
+    redact, AcmeKind, AcmeRow, AcmeUpdate, Entry, Grant, Ledger, NewToken, Record, Revocation,
+    Snapshot, TokenInfo, TokenRefusal, TokenRow, Unavailable, ACME_COLUMNS, COLUMNS, LINEAGE,
 };
 
 type Manager = PostgresConnectionManager<MakeRustlsConnect>;
@@ -66,8 +66,12 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (kind, id));
     CREATE UNIQUE INDEX acme_objects_key ON acme_objects (kind, directory, key);
     CREATE INDEX acme_objects_account ON acme_objects (kind, account, created_at);
+    ALTER TABLE certificates ADD COLUMN IF NOT EXISTS revocation_reason SMALLINT;
 ",
 ];
+/// Columns added to a released schema version after a database was already migrated to it:
+/// (table, column, declaration), added by [`PgLedger::migrate`] when missing.
+const LATE_COLUMNS: &[(&str, &str, &str)] = &[("certificates", "revocation_reason", "SMALLINT")];
 /// Key of the advisory lock that serialises schema changes between signers starting together.
 const SCHEMA_LOCK: i64 = 0x0077_6173_6d70_6b69; // "wasmpki"
 /// Key of the advisory lock under which a new trust bundle sequence number is taken.
@@ -224,6 +228,23 @@ impl PgLedger {
         for m in &MIGRATIONS[from as usize..] {
             tx.batch_execute(m).map_err(db)?;
         }
+        // A database migrated to version 6 before schema 6 gained these columns: checked in the
+        // catalogue first so that an up-to-date database takes no table lock.
+        for (table, column, decl) in LATE_COLUMNS {
+            let present = tx
+                .query_opt(
+                    "SELECT 1 FROM information_schema.columns WHERE table_schema = current_schema() AND table_name = $1 AND column_name = $2",
+                    &[table, column],
+                )
+                .map_err(db)?
+                .is_some();
+            if !present {
+                tx.batch_execute(&format!(
+                    "ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {column} {decl}"
+                ))
+                .map_err(db)?;
+            }
+        }
         if version.is_none() {
             tx.execute(
                 "INSERT INTO wasm_pki_schema (version) VALUES ($1)",
@@ -277,9 +298,9 @@ impl PgLedger {
 
 fn insert_certificate(c: &mut impl GenericClient, r: &Record) -> Result<()> {
     c.execute(
-        "INSERT INTO certificates (serial, subject, names, not_before, not_after, fingerprint, token_id, profile, issued_at, revoked_at, pem, identity, renewed_from, csr_sha256)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
-        &[&r.serial, &r.subject, &serde_json::to_string(&r.names)?, &r.not_before, &r.not_after, &r.fingerprint, &r.token_id, &r.profile, &r.issued_at, &r.revoked_at, &r.pem, &r.identity, &r.renewed_from, &r.csr_sha256],
+        "INSERT INTO certificates (serial, subject, names, not_before, not_after, fingerprint, token_id, profile, issued_at, revoked_at, pem, identity, renewed_from, csr_sha256, revocation_reason)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+        &[&r.serial, &r.subject, &serde_json::to_string(&r.names)?, &r.not_before, &r.not_after, &r.fingerprint, &r.token_id, &r.profile, &r.issued_at, &r.revoked_at, &r.pem, &r.identity, &r.renewed_from, &r.csr_sha256, &r.revocation_reason.map(i16::from)],
     )
     .map_err(db)?;
     Ok(())
@@ -384,7 +405,13 @@ fn read_record(r: &Row) -> Record {
         identity: r.get(11),
         renewed_from: r.get(12),
         csr_sha256: r.get(13),
+        revocation_reason: reason(r.get(14)),
     }
+}
+
+/// A stored CRLReason code (SMALLINT) as the ledger hands it out.
+fn reason(stored: Option<i16>) -> Option<u8> {
+    stored.and_then(|v| u8::try_from(v).ok())
 }
 
 impl Ledger for PgLedger {
@@ -445,12 +472,12 @@ impl Ledger for PgLedger {
         self.group.record(r, |batch| self.commit_batch(batch))
     }
 
-    fn revoke(&self, serial: &str, at: i64) -> Result<bool> {
+    fn revoke(&self, serial: &str, at: i64, reason: Option<u8>) -> Result<bool> {
         let n = self
             .conn()?
             .execute(
-                "UPDATE certificates SET revoked_at = $2 WHERE serial = $1 AND revoked_at IS NULL",
-                &[&serial.to_ascii_lowercase(), &at],
+                "UPDATE certificates SET revoked_at = $2, revocation_reason = $3 WHERE serial = $1 AND revoked_at IS NULL",
+                &[&serial.to_ascii_lowercase(), &at, &reason.map(i16::from)],
             )
             .map_err(db)?;
         Ok(n == 1)
@@ -497,15 +524,22 @@ impl Ledger for PgLedger {
         Ok(rows.iter().map(|r| r.get(0)).collect())
     }
 
-    fn revoked(&self) -> Result<Vec<(String, i64)>> {
+    fn revoked(&self) -> Result<Vec<Revocation>> {
         let rows = self
             .conn()?
             .query(
-                "SELECT serial, revoked_at FROM certificates WHERE revoked_at IS NOT NULL ORDER BY serial",
+                "SELECT serial, revoked_at, revocation_reason FROM certificates WHERE revoked_at IS NOT NULL ORDER BY serial",
                 &[],
             )
             .map_err(db)?;
-        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+        Ok(rows
+            .iter()
+            .map(|r| Revocation {
+                serial: r.get(0),
+                revoked_at: r.get(1),
+                reason: reason(r.get(2)),
+            })
+            .collect())
     }
 
     fn check_writable(&self) -> Result<()> {
@@ -810,9 +844,14 @@ mod tests {
             assert_eq!(l.next_crl_number().unwrap(), 1);
         }
         let mut admin = postgres::Client::connect(&url, postgres::NoTls).unwrap();
-        // Schema 5 is schema 6 without the ACME table (its indexes go with it).
+        // Schema 5 is schema 6 without the ACME table (its indexes go with it) and without the
+        // certificates' revocation_reason.
         admin
-            .batch_execute("DROP TABLE acme_objects; UPDATE wasm_pki_schema SET version = 5")
+            .batch_execute(
+                "DROP TABLE acme_objects;
+                 ALTER TABLE certificates DROP COLUMN revocation_reason;
+                 UPDATE wasm_pki_schema SET version = 5",
+            )
             .unwrap();
         let l = PgLedger::open(&url).unwrap();
         let version: i32 = admin
@@ -856,6 +895,42 @@ mod tests {
                 "acme_objects_pkey"
             ]
         );
+        assert!(l.revoke("01", 9, Some(1)).unwrap());
+        assert_eq!(l.find("01").unwrap().unwrap().revocation_reason, Some(1));
+    }
+
+    /// A database already at schema 6 from before schema 6 gained `revocation_reason` gains the
+    /// column when a signer opens it; its revocations keep no reason.
+    #[test]
+    fn a_version_6_database_without_revocation_reasons_gains_the_column() {
+        use crate::db::suite::{fresh_pg_database, record};
+        let Some(url) = fresh_pg_database("schema6r") else {
+            return;
+        };
+        {
+            let l = PgLedger::open(&url).unwrap();
+            l.record(&record("01", "operator")).unwrap();
+            l.record(&record("02", "operator")).unwrap();
+            assert!(l.revoke("01", 3, None).unwrap());
+        }
+        let mut admin = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+        admin
+            .batch_execute("ALTER TABLE certificates DROP COLUMN revocation_reason")
+            .unwrap();
+        let l = PgLedger::open(&url).unwrap();
+        assert!(l.revoke("02", 4, Some(4)).unwrap());
+        let got: Vec<(String, Option<u8>)> = l
+            .revoked()
+            .unwrap()
+            .into_iter()
+            .map(|r| (r.serial, r.reason))
+            .collect();
+        assert_eq!(got, [("01".into(), None), ("02".into(), Some(4))]);
+        let version: i32 = admin
+            .query_one("SELECT version FROM wasm_pki_schema", &[])
+            .unwrap()
+            .get(0);
+        assert_eq!(version, SCHEMA_VERSION);
     }
 
     #[test]

@@ -8,8 +8,8 @@ use rusqlite::{params, Connection, OptionalExtension};
 
 use super::group::{Failed, GroupCommit, Outcome};
 use super::{
-    AcmeKind, AcmeRow, AcmeUpdate, Entry, Grant, Ledger, NewToken, Record, Snapshot, TokenInfo,
-    TokenRefusal, TokenRow, ACME_COLUMNS, COLUMNS, LINEAGE,
+    AcmeKind, AcmeRow, AcmeUpdate, Entry, Grant, Ledger, NewToken, Record, Revocation, Snapshot,
+    TokenInfo, TokenRefusal, TokenRow, ACME_COLUMNS, COLUMNS, LINEAGE,
 };
 
 /// The schema this binary writes (`PRAGMA user_version`); a newer one is refused.
@@ -72,6 +72,8 @@ impl SqliteLedger {
             ("identity", "TEXT"),
             ("renewed_from", "TEXT"),
             ("csr_sha256", "TEXT"),
+            // Schema 6: also added to a file already at 6 from before the column.
+            ("revocation_reason", "INTEGER"),
         ] {
             let present: bool = conn.query_row(
                 "SELECT COUNT(*) > 0 FROM pragma_table_info('certificates') WHERE name = ?1",
@@ -144,9 +146,9 @@ impl SqliteLedger {
 
 fn insert_certificate(tx: &Connection, r: &Record) -> Result<()> {
     tx.execute(
-        "INSERT INTO certificates (serial, subject, names, not_before, not_after, fingerprint, token_id, profile, issued_at, revoked_at, pem, identity, renewed_from, csr_sha256)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
-        params![r.serial, r.subject, serde_json::to_string(&r.names)?, r.not_before, r.not_after, r.fingerprint, r.token_id, r.profile, r.issued_at, r.revoked_at, r.pem, r.identity, r.renewed_from, r.csr_sha256],
+        "INSERT INTO certificates (serial, subject, names, not_before, not_after, fingerprint, token_id, profile, issued_at, revoked_at, pem, identity, renewed_from, csr_sha256, revocation_reason)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+        params![r.serial, r.subject, serde_json::to_string(&r.names)?, r.not_before, r.not_after, r.fingerprint, r.token_id, r.profile, r.issued_at, r.revoked_at, r.pem, r.identity, r.renewed_from, r.csr_sha256, r.revocation_reason],
     )?;
     Ok(())
 }
@@ -165,6 +167,7 @@ fn write_record(tx: &rusqlite::Savepoint<'_>, r: &Record, is_token: bool) -> Res
         tx,
         &Record {
             revoked_at: None,
+            revocation_reason: None,
             ..r.clone()
         },
     )
@@ -197,6 +200,7 @@ fn read_record(r: &rusqlite::Row<'_>) -> rusqlite::Result<Record> {
         identity: r.get(11)?,
         renewed_from: r.get(12)?,
         csr_sha256: r.get(13)?,
+        revocation_reason: r.get(14)?,
     })
 }
 
@@ -345,10 +349,10 @@ impl Ledger for SqliteLedger {
         self.group.record(r, |batch| self.commit_batch(batch))
     }
 
-    fn revoke(&self, serial: &str, at: i64) -> Result<bool> {
+    fn revoke(&self, serial: &str, at: i64, reason: Option<u8>) -> Result<bool> {
         let n = self.conn.lock().unwrap().execute(
-            "UPDATE certificates SET revoked_at = ?2 WHERE serial = ?1 AND revoked_at IS NULL",
-            params![serial.to_ascii_lowercase(), at],
+            "UPDATE certificates SET revoked_at = ?2, revocation_reason = ?3 WHERE serial = ?1 AND revoked_at IS NULL",
+            params![serial.to_ascii_lowercase(), at, reason],
         )?;
         Ok(n == 1)
     }
@@ -387,10 +391,16 @@ impl Ledger for SqliteLedger {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    fn revoked(&self) -> Result<Vec<(String, i64)>> {
+    fn revoked(&self) -> Result<Vec<Revocation>> {
         let conn = self.conn.lock().unwrap();
-        let mut st = conn.prepare("SELECT serial, revoked_at FROM certificates WHERE revoked_at IS NOT NULL ORDER BY serial")?;
-        let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        let mut st = conn.prepare("SELECT serial, revoked_at, revocation_reason FROM certificates WHERE revoked_at IS NOT NULL ORDER BY serial")?;
+        let rows = st.query_map([], |r| {
+            Ok(Revocation {
+                serial: r.get(0)?,
+                revoked_at: r.get(1)?,
+                reason: r.get(2)?,
+            })
+        })?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
@@ -669,6 +679,9 @@ mod tests {
             l.find("02").unwrap().unwrap().csr_sha256.as_deref(),
             Some("ab")
         );
+        // The revocation reason column (schema 6) came too.
+        assert!(l.revoke("01", 5, Some(1)).unwrap());
+        assert_eq!(l.find("01").unwrap().unwrap().revocation_reason, Some(1));
         // Every table added since comes too (up to schema 6's ACME objects).
         l.create_entry(&crate::db::suite::entry("e1", "n1", 1))
             .unwrap();
@@ -697,7 +710,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("l.sqlite");
         {
-            // Schema 5 is schema 6 without the ACME table and its indexes.
+            // Schema 5 is schema 6 without the ACME table and its indexes and without the
+            // certificates' revocation_reason.
             let l = SqliteLedger::open(&path).unwrap();
             l.create_token(&NewToken {
                 hash: b"h",
@@ -714,8 +728,12 @@ mod tests {
             assert_eq!(l.next_crl_number().unwrap(), 1);
             drop(l);
             let c = Connection::open(&path).unwrap();
-            c.execute_batch("DROP TABLE acme_objects; PRAGMA user_version = 5;")
-                .unwrap();
+            c.execute_batch(
+                "DROP TABLE acme_objects;
+                 ALTER TABLE certificates DROP COLUMN revocation_reason;
+                 PRAGMA user_version = 5;",
+            )
+            .unwrap();
             let left: i64 = c
                 .query_row(
                     "SELECT COUNT(*) FROM sqlite_master WHERE name LIKE 'acme%'",
@@ -760,6 +778,50 @@ mod tests {
             .collect::<Result<_, _>>()
             .unwrap();
         assert_eq!(indexes, ["acme_objects_account", "acme_objects_key"]);
+        assert!(l.revoke("01", 7, Some(4)).unwrap());
+        assert_eq!(
+            l.revoked().unwrap(),
+            [crate::db::Revocation {
+                serial: "01".into(),
+                revoked_at: 7,
+                reason: Some(4)
+            }]
+        );
+    }
+
+    /// A file already at schema 6 from before schema 6 gained `revocation_reason` gains the
+    /// column when opened; its revocations keep no reason.
+    #[test]
+    fn a_version_6_ledger_without_revocation_reasons_gains_the_column() {
+        use crate::db::suite::record;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("l.sqlite");
+        {
+            let l = SqliteLedger::open(&path).unwrap();
+            l.record(&record("01", "operator")).unwrap();
+            l.record(&record("02", "operator")).unwrap();
+            drop(l);
+            let c = Connection::open(&path).unwrap();
+            c.execute_batch(
+                "UPDATE certificates SET revoked_at = 3 WHERE serial = '01';
+                 ALTER TABLE certificates DROP COLUMN revocation_reason;",
+            )
+            .unwrap();
+            let v: i64 = c
+                .pragma_query_value(None, "user_version", |r| r.get(0))
+                .unwrap();
+            assert_eq!(v, 6);
+        }
+        let l = SqliteLedger::open(&path).unwrap();
+        assert!(l.revoke("02", 4, Some(1)).unwrap());
+        let got: Vec<(String, Option<u8>)> = l
+            .revoked()
+            .unwrap()
+            .into_iter()
+            .map(|r| (r.serial, r.reason))
+            .collect();
+        assert_eq!(got, [("01".into(), None), ("02".into(), Some(1))]);
+        assert_eq!(l.find("02").unwrap().unwrap().revocation_reason, Some(1));
     }
 
     #[test]

@@ -22,6 +22,7 @@ pub(super) fn record(serial: &str, token: &str) -> Record {
         identity: None,
         renewed_from: None,
         csr_sha256: None,
+        revocation_reason: None,
     }
 }
 
@@ -524,10 +525,43 @@ fn revocations_crl_numbers_and_a_copy_to_the_other_backend() {
             r.identity = Some("a.example.com".into());
             l.record(&r).unwrap();
         }
-        assert!(l.revoke("02", 50).unwrap(), "{b}");
-        assert!(!l.revoke("02", 60).unwrap(), "{b}: revoked once");
-        assert!(!l.revoke("ff", 60).unwrap(), "{b}: unknown");
-        assert_eq!(l.revoked().unwrap(), [("02".to_string(), 50)], "{b}");
+        assert!(l.revoke("02", 50, Some(1)).unwrap(), "{b}");
+        assert!(!l.revoke("02", 60, Some(4)).unwrap(), "{b}: revoked once");
+        assert!(!l.revoke("ff", 60, None).unwrap(), "{b}: unknown");
+        assert!(l.revoke("03", 55, None).unwrap(), "{b}");
+        let revocations = [
+            Revocation {
+                serial: "02".into(),
+                revoked_at: 50,
+                reason: Some(1),
+            },
+            Revocation {
+                serial: "03".into(),
+                revoked_at: 55,
+                reason: None,
+            },
+        ];
+        assert_eq!(
+            l.revoked().unwrap(),
+            revocations,
+            "{b}: the first reason stays"
+        );
+        let two = l.find("02").unwrap().unwrap();
+        assert_eq!(
+            (two.revoked_at, two.revocation_reason),
+            (Some(50), Some(1)),
+            "{b}"
+        );
+        assert_eq!(
+            l.find("03").unwrap().unwrap().revocation_reason,
+            None,
+            "{b}"
+        );
+        assert_eq!(
+            l.find("01").unwrap().unwrap().revocation_reason,
+            None,
+            "{b}"
+        );
         let numbers: Vec<u64> = (0..3).map(|_| l.next_crl_number().unwrap()).collect();
         assert_eq!(numbers, [1, 2, 3], "{b}");
         assert_eq!(l.bundle_sequence("set-a", 1).unwrap(), 1, "{b}");
@@ -616,6 +650,7 @@ fn revocations_crl_numbers_and_a_copy_to_the_other_backend() {
                 "{b} → {b2}: a second import merges nothing"
             );
             assert_eq!(fresh.find("02").unwrap().unwrap().revoked_at, Some(50));
+            assert_eq!(fresh.revoked().unwrap(), revocations, "{b} → {b2}");
             // The copied objects go on: versions, keys and lists as they were.
             let z = fresh.acme_get(AcmeKind::Account, "Zed").unwrap().unwrap();
             assert_eq!(z.version, 2, "{b} → {b2}");
@@ -656,7 +691,7 @@ fn recent_certificates_of_an_identity_and_credential() {
             r.csr_sha256 = Some(format!("csr-of-{serial}"));
             l.record(&r).unwrap();
         }
-        l.revoke("05", 301).unwrap();
+        l.revoke("05", 301, Some(5)).unwrap();
         assert_eq!(
             l.find("02").unwrap().unwrap().csr_sha256.as_deref(),
             Some("csr-of-02"),

@@ -613,7 +613,8 @@ impl Authority {
                 "the certificate is already revoked",
             ));
         }
-        self.revoke(&serial, false).map_err(Refused::from)?;
+        self.revoke(&serial, false, request.reason)
+            .map_err(Refused::from)?;
         tracing::info!(directory = dir, serial = %serial, reason = request.reason, "acme certificate revoked");
         Ok(())
     }
