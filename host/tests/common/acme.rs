@@ -1008,6 +1008,16 @@ pub fn ledger_count(ca: &Path, name: &str) -> usize {
         .count()
 }
 
+/// `wasm-pki list --dir DIR`: how many certificates the ledger holds that were issued on the
+/// token whose id is `token` (`token=ID`).
+pub fn ledger_count_token(ca: &Path, token: &str) -> usize {
+    let want = format!("token={token}");
+    super::cli_ok(&["list", "--dir", ca.to_str().unwrap()])
+        .lines()
+        .filter(|l| l.split('\t').any(|f| f == want))
+        .count()
+}
+
 /// A CSR (DER) made by `openssl req -new` with a fresh P-256 key in `work`, the subject CN `cn`
 /// and the extensions `addext` (`subjectAltName=DNS:…`, `basicConstraints=critical,CA:TRUE`).
 pub fn openssl_csr_der(work: &Path, file: &str, cn: &str, addext: &[&str]) -> Vec<u8> {
