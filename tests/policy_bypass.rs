@@ -1010,7 +1010,9 @@ fn acme_finalize_requests_that_must_be_refused() {
     );
     assert_eq!(ok["ok"]["subject"], "CN=b.example.com", "{ok}");
 
-    let cases: Vec<(&str, Vec<u8>, &Profile, Vec<SanName>, &str)> = vec![
+    // (what, CSR, profile, the order's names, the refusal's words)
+    type Row<'a> = (&'a str, Vec<u8>, &'a Profile, Vec<SanName>, &'a str);
+    let cases: Vec<Row> = vec![
         (
             "a name the order does not have",
             two.clone(),

@@ -543,3 +543,204 @@ fn schema_versions_and_tls_to_the_database() {
     let (_, _, err) = cli(&["list", "--ledger", &secret]);
     assert!(!err.contains("hunter2"), "{err}");
 }
+
+/// A plain-HTTP reverse proxy on loopback that sends each request to the next of `backends`
+/// in turn (one backend connection per request, `Connection: close` both ways), counting the
+/// ACME POSTs each backend answered: what a round-robin load balancer in front of replicas does.
+struct RoundRobin {
+    addr: String,
+    posts: Arc<Vec<std::sync::atomic::AtomicUsize>>,
+}
+
+impl RoundRobin {
+    fn start(backends: Vec<String>) -> RoundRobin {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let posts: Arc<Vec<std::sync::atomic::AtomicUsize>> =
+            Arc::new(backends.iter().map(|_| Default::default()).collect());
+        let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counts = posts.clone();
+        std::thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                let (backends, next, counts) = (backends.clone(), next.clone(), counts.clone());
+                std::thread::spawn(move || {
+                    let mut client = client;
+                    let _ = client.set_read_timeout(Some(Duration::from_secs(30)));
+                    // The request head, then its body by Content-Length.
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 8192];
+                    let head_end = loop {
+                        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                            break i + 4;
+                        }
+                        match client.read(&mut chunk) {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    };
+                    let mut headers = [httparse::EMPTY_HEADER; 64];
+                    let mut req = httparse::Request::new(&mut headers);
+                    if req.parse(&buf[..head_end]).is_err() {
+                        return;
+                    }
+                    let length = req
+                        .headers
+                        .iter()
+                        .find(|h| h.name.eq_ignore_ascii_case("content-length"))
+                        .and_then(|h| std::str::from_utf8(h.value).ok()?.trim().parse().ok())
+                        .unwrap_or(0usize);
+                    let method = req.method.unwrap_or("").to_string();
+                    let path = req.path.unwrap_or("/").to_string();
+                    let mut head = format!("{method} {path} HTTP/1.1\r\n");
+                    for h in req.headers.iter() {
+                        if !h.name.eq_ignore_ascii_case("connection") {
+                            head.push_str(&format!(
+                                "{}: {}\r\n",
+                                h.name,
+                                String::from_utf8_lossy(h.value)
+                            ));
+                        }
+                    }
+                    head.push_str("connection: close\r\n\r\n");
+                    while buf.len() < head_end + length {
+                        match client.read(&mut chunk) {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    }
+                    let i = next.fetch_add(1, Ordering::SeqCst) % backends.len();
+                    if method == "POST" && path.starts_with("/acme/") {
+                        counts[i].fetch_add(1, Ordering::SeqCst);
+                    }
+                    let Ok(mut backend) = std::net::TcpStream::connect(&backends[i]) else {
+                        return;
+                    };
+                    let _ = backend.write_all(head.as_bytes());
+                    let _ = backend.write_all(&buf[head_end..head_end + length]);
+                    let mut answer = Vec::new();
+                    let _ = backend.read_to_end(&mut answer);
+                    let _ = client.write_all(&answer);
+                });
+            }
+        });
+        RoundRobin { addr, posts }
+    }
+
+    fn posts(&self) -> Vec<usize> {
+        self.posts
+            .iter()
+            .map(|c| c.load(Ordering::SeqCst))
+            .collect()
+    }
+}
+
+/// ACME across replicas: one certbot run (account, order, http-01, finalize, download) and a
+/// revocation through a round-robin proxy in front of two signers sharing one PostgreSQL
+/// ledger: nonces made by one replica are taken by the other, an account, order or
+/// authorization made on one is found on the other, and validation started on one completes
+/// wherever the client polls next. (Plain HTTP behind the proxy, as behind a TLS-terminating
+/// load balancer; URLs follow the proxy's Host.)
+#[test]
+fn one_certbot_run_spans_two_replicas_on_postgresql() {
+    let _one = one_at_a_time();
+    let Some(dns) = common::acme::Dns::from_env() else {
+        return;
+    };
+    let Some(url) = pg_database("acme_replicas") else {
+        return;
+    };
+    let (tmp, dir) = new_ca("acme-replicas", &[]);
+    let http_port = free_port();
+    let policy = tmp.path("policy.toml");
+    std::fs::write(
+        &policy,
+        format!(
+            r#"
+[profiles.web]
+usage = "server"
+maxLifetimeSecs = 604800
+names = {{ allow = [{{ type = "dns", value = ".acme.test" }}] }}
+
+[acme.web]
+profile = "web"
+challenges = ["http-01"]
+validationPorts = {{ http = {http_port}, tls = 443 }}
+resolvers = ["{}"]
+allowedNetworks = ["127.0.0.0/8"]
+"#,
+            dns.addr
+        ),
+    )
+    .unwrap();
+    let args = [
+        "--ledger",
+        url.as_str(),
+        "--policy",
+        policy.to_str().unwrap(),
+        "--plain-http",
+    ];
+    let replicas: Vec<Server> = (0..2).map(|_| Server::start(&dir, &args)).collect();
+    let proxy = RoundRobin::start(replicas.iter().map(|s| s.addr.clone()).collect());
+    let directory = format!("http://{}/acme/web/directory", proxy.addr);
+    let work = tmp.path("certbot");
+    let root = dir.join("root.pem");
+    let name = dns.unique_name("r");
+    let port = http_port.to_string();
+    common::acme::certbot_ok(
+        &root,
+        &[
+            "certonly",
+            "--standalone",
+            "--http-01-port",
+            &port,
+            "--http-01-address",
+            "127.0.0.1",
+            "--server",
+            &directory,
+            "-d",
+            &name,
+        ],
+        &[],
+        &work,
+    );
+    let live = common::acme::certbot_live(&work, &name);
+    common::acme::assert_issued(
+        &root,
+        &live.join("cert.pem"),
+        Some(&live.join("chain.pem")),
+        &[name.as_str()],
+    );
+    let serial = common::acme::cert_serial(&work, &live.join("cert.pem"));
+    common::acme::certbot_ok(
+        &root,
+        &[
+            "revoke",
+            "--cert-path",
+            live.join("cert.pem").to_str().unwrap(),
+            "--server",
+            &directory,
+            "--no-delete-after-revoke",
+        ],
+        &[],
+        &work,
+    );
+    let posts = proxy.posts();
+    assert!(
+        posts.iter().all(|&n| n >= 3),
+        "each replica answered ACME POSTs of the run: {posts:?}"
+    );
+    // Both replicas' CRLs list it (one ledger).
+    for r in &replicas {
+        let (_, serials) = crl_of(&tmp.0, &r.addr);
+        let want = common::acme::normal_serial(&serial);
+        assert!(
+            serials
+                .iter()
+                .any(|s| common::acme::normal_serial(s) == want),
+            "{} does not list {serial}: {serials:?}",
+            r.addr
+        );
+    }
+    println!("acme across replicas: ACME POSTs per replica {posts:?}");
+}

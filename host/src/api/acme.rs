@@ -117,8 +117,9 @@ pub(super) fn route(
     Some((route, resp))
 }
 
-/// The origin the client addressed (`https://host:port`): the `Host` header with this
-/// listener's scheme (behind a TLS-terminating proxy, `X-Forwarded-Proto`).
+/// The origin the client addressed (`https://host:port`): its authority (HTTP/2's
+/// `:authority`, else `Host`) with this listener's scheme (behind a TLS-terminating proxy,
+/// `X-Forwarded-Proto`).
 fn origin(app: &App, rq: &Request) -> String {
     let scheme = match app.scheme.get().copied() {
         Some("http") => match rq.header("x-forwarded-proto") {
@@ -128,7 +129,8 @@ fn origin(app: &App, rq: &Request) -> String {
         _ => "https",
     };
     let host = rq
-        .header("host")
+        .authority
+        .as_deref()
         .filter(|h| {
             !h.is_empty()
                 && h.len() <= 255

@@ -23,6 +23,9 @@ pub struct Request {
     pub method: String,
     /// The request target without the query.
     pub path: String,
+    /// The authority the client addressed (`host:port`): HTTP/2's `:authority`, or HTTP/1.1's
+    /// absolute-form target, else the `Host` header.
+    pub authority: Option<String>,
     pub(crate) headers: HeaderMap,
     /// The body (empty when `body_too_large`).
     pub body: Bytes,

@@ -313,6 +313,17 @@ async fn respond<H: Handler>(
         let mut request = Request {
             method: parts.method.as_str().to_string(),
             path: parts.uri.path().to_string(),
+            authority: parts
+                .uri
+                .authority()
+                .map(|a| a.as_str().to_string())
+                .or_else(|| {
+                    parts
+                        .headers
+                        .get(hyper::header::HOST)
+                        .and_then(|v| v.to_str().ok())
+                        .map(String::from)
+                }),
             headers: parts.headers,
             body: Bytes::new(),
             body_too_large: false,
