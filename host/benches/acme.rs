@@ -189,11 +189,11 @@ allowedNetworks = ["127.0.0.0/8"]
             "127.0.0.1:0",
             "--policy",
             policy.to_str().unwrap(),
-            "--log",
+            "--log-format",
             "off",
         ])
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(Stdio::inherit())
         .spawn()
         .unwrap();
     let pid = child.id();

@@ -342,9 +342,10 @@ impl Authority {
             }
             wasm_pki::hex(&h.finalize())
         };
+        let shared = matches!(ledger, LedgerSpec::Postgres(_));
         let ledger = ledger.open()?;
         // Keyed by the JWT authority's key file, which every replica of this CA holds.
-        let acme = acme::State::new(&policy.acme, jwt_key_pem.as_bytes())?;
+        let acme = acme::State::new(&policy.acme, jwt_key_pem.as_bytes(), shared)?;
         Ok(Authority {
             sandbox,
             ledger,

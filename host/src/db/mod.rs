@@ -405,6 +405,9 @@ pub trait Ledger: Send + Sync {
     fn delete_entry(&self, id: &str) -> Result<bool>;
     /// Store a new ACME object at version 1; false (nothing written) when its id or its key is taken.
     fn acme_insert(&self, row: &AcmeRow) -> Result<bool>;
+    /// Store several new ACME objects in one transaction (an order and its authorizations):
+    /// all of them at version 1, or none (false) when any id or key is taken.
+    fn acme_insert_all(&self, rows: &[AcmeRow]) -> Result<bool>;
     /// The object of `kind` with `id`.
     fn acme_get(&self, kind: AcmeKind, id: &str) -> Result<Option<AcmeRow>>;
     /// The object of `kind` in `directory` whose key is `key`.

@@ -634,6 +634,23 @@ impl Ledger for PgLedger {
         )
     }
 
+    fn acme_insert_all(&self, rows: &[AcmeRow]) -> Result<bool> {
+        let mut conn = self.conn()?;
+        let mut tx = conn.transaction().map_err(db)?;
+        for row in rows {
+            let fresh = AcmeRow {
+                version: 1,
+                ..row.clone()
+            };
+            if !insert_acme(&mut tx, &fresh)? {
+                // Dropped without commit: rolled back.
+                return Ok(false);
+            }
+        }
+        tx.commit().map_err(db)?;
+        Ok(true)
+    }
+
     fn acme_get(&self, kind: AcmeKind, id: &str) -> Result<Option<AcmeRow>> {
         self.conn()?
             .query_opt(

@@ -582,6 +582,23 @@ impl Ledger for SqliteLedger {
         )
     }
 
+    fn acme_insert_all(&self, rows: &[AcmeRow]) -> Result<bool> {
+        let conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
+        let tx = conn.unchecked_transaction()?;
+        for row in rows {
+            let fresh = AcmeRow {
+                version: 1,
+                ..row.clone()
+            };
+            if !insert_acme(&tx, &fresh)? {
+                // Dropped without commit: rolled back.
+                return Ok(false);
+            }
+        }
+        tx.commit()?;
+        Ok(true)
+    }
+
     fn acme_get(&self, kind: AcmeKind, id: &str) -> Result<Option<AcmeRow>> {
         let conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
         Ok(conn

@@ -113,6 +113,44 @@ fn replicas(tag: &str) -> Vec<Replicas> {
 }
 
 #[test]
+fn acme_objects_inserted_together_are_all_stored_or_none() {
+    use AcmeKind::{Authz, Order};
+    for (b, l, _keep) in backends("acme_all") {
+        let order = acme(Order, "o-1", "web", "acc-A", None, 10);
+        let z1 = acme(Authz, "z-1", "web", "acc-A", None, 10);
+        let z2 = AcmeRow {
+            version: 9,
+            ..acme(Authz, "z-2", "web", "acc-A", None, 10)
+        };
+        assert!(
+            l.acme_insert_all(&[z1.clone(), z2.clone(), order.clone()])
+                .unwrap(),
+            "{b}"
+        );
+        assert_eq!(
+            l.acme_get(Order, "o-1").unwrap().as_ref(),
+            Some(&order),
+            "{b}"
+        );
+        assert_eq!(
+            l.acme_get(Authz, "z-2").unwrap().map(|r| r.version),
+            Some(1),
+            "{b}: version 1 whatever the row says"
+        );
+        // One taken id among them: none of the others is stored.
+        let fresh = acme(Authz, "z-3", "web", "acc-A", None, 11);
+        let again = acme(Order, "o-2", "web", "acc-A", None, 11);
+        assert!(
+            !l.acme_insert_all(&[fresh, z1.clone(), again]).unwrap(),
+            "{b}"
+        );
+        assert_eq!(l.acme_get(Authz, "z-3").unwrap(), None, "{b}: rolled back");
+        assert_eq!(l.acme_get(Order, "o-2").unwrap(), None, "{b}: rolled back");
+        assert!(l.acme_insert_all(&[]).unwrap(), "{b}: nothing to store");
+    }
+}
+
+#[test]
 fn acme_objects_are_stored_found_and_listed() {
     use AcmeKind::{Account, Authz, Order};
     for (b, l, _keep) in backends("acme") {

@@ -93,9 +93,7 @@ impl Authority {
             ledger,
             AcmeKind::Account,
             &id,
-            dir,
-            &id,
-            Some(&thumbprint),
+            (dir, &id, Some(&thumbprint)),
             &account,
             now(),
         )? {

@@ -110,10 +110,11 @@ fn derive_eab(prk: &ring::hkdf::Prk, kid: &str) -> zeroize::Zeroizing<[u8; 32]> 
 
 impl State {
     /// The ACME state for `directories` (none: nothing runs), keyed by `secret` (see
-    /// [`eab_hmac_key`]).
+    /// [`eab_hmac_key`]); `shared`: other signers use the same ledger (nonces are spent there).
     pub fn new(
         directories: &BTreeMap<String, AcmeDirectory>,
         secret: &[u8],
+        shared: bool,
     ) -> anyhow::Result<Self> {
         let validator = if directories.is_empty() {
             None
@@ -121,7 +122,11 @@ impl State {
             Some(validate::Validator::start(validate::Limits::default())?)
         };
         Ok(State {
-            nonces: nonce::Nonces::from_secret(secret),
+            nonces: if shared {
+                nonce::Nonces::from_secret(secret)
+            } else {
+                nonce::Nonces::local(secret, &ring::rand::SystemRandom::new())
+            },
             eab: eab_prk(secret),
             validator,
             directories: directories

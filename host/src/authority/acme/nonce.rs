@@ -3,6 +3,10 @@
 //! derives from the CA's JWT authority key (already copied to each replica, see the README), so
 //! any replica recognises a nonce any other made; the ledger they share makes each one usable
 //! once (`spend_proof`). An unknown, forged, expired or replayed nonce is `badNonce`.
+//!
+//! A signer with its own SQLite ledger shares nonces with nobody: it keeps the spent ones in
+//! memory instead (an fsync per request saved), and MACs every nonce with a random id of this
+//! run, so a nonce made before a restart is unknown after it and cannot be replayed.
 
 use base64ct::{Base64UrlUnpadded, Encoding};
 use ring::hmac;
@@ -43,6 +47,17 @@ impl std::fmt::Display for BadNonce {
 /// Makes and checks nonces.
 pub struct Nonces {
     key: hmac::Key,
+    /// This run's id and its spent nonces, when no other signer shares the ledger.
+    local: Option<Local>,
+}
+
+/// The most spent nonces kept in memory (about 50 MB); past it, nonces are refused until the
+/// oldest expire (a lone signer taking more than this many ACME requests an hour).
+const MAX_LOCAL_SPENT: usize = 1_000_000;
+
+struct Local {
+    run: [u8; 16],
+    spent: std::sync::Mutex<std::collections::HashMap<[u8; RANDOM], i64>>,
 }
 
 impl Nonces {
@@ -56,7 +71,29 @@ impl Nonces {
             .expect("HMAC-SHA256 key length is a valid HKDF output length");
         Nonces {
             key: hmac::Key::from(okm),
+            local: None,
         }
+    }
+
+    /// Nonces for a signer whose ledger nobody else uses: spent ones are kept in memory, and a
+    /// restart makes every earlier nonce unknown.
+    pub fn local(secret: &[u8], rng: &dyn ring::rand::SecureRandom) -> Self {
+        let mut run = [0u8; 16];
+        let _ = rng.fill(&mut run);
+        Nonces {
+            local: Some(Local {
+                run,
+                spent: Default::default(),
+            }),
+            ..Self::from_secret(secret)
+        }
+    }
+
+    /// What the MAC covers: this run's id when local, then a nonce's expiry and random part.
+    fn signed(&self, body: &[u8]) -> Vec<u8> {
+        let mut m = self.local.as_ref().map_or(Vec::new(), |l| l.run.to_vec());
+        m.extend_from_slice(body);
+        m
     }
 
     /// A fresh nonce, valid for [`NONCE_LIFETIME_SECS`] from `now`.
@@ -66,7 +103,7 @@ impl Nonces {
         // A failing OS RNG leaves zeros: the nonce is then still unique by its expiry and MAC
         // only per second, and spending it once still holds.
         let _ = rng.fill(&mut raw[8..8 + RANDOM]);
-        let tag = hmac::sign(&self.key, &raw[..8 + RANDOM]);
+        let tag = hmac::sign(&self.key, &self.signed(&raw[..8 + RANDOM]));
         raw[8 + RANDOM..].copy_from_slice(tag.as_ref());
         Base64UrlUnpadded::encode_string(&raw)
     }
@@ -85,6 +122,23 @@ impl Nonces {
         if now >= expiry {
             return Ok(Err(BadNonce::Expired));
         }
+        if let Some(local) = &self.local {
+            let mut random = [0u8; RANDOM];
+            if let Ok(raw) = Base64UrlUnpadded::decode_vec(nonce) {
+                random.copy_from_slice(&raw[8..8 + RANDOM]);
+            }
+            let mut spent = local.spent.lock().unwrap_or_else(|e| e.into_inner());
+            if spent.len() >= MAX_LOCAL_SPENT {
+                spent.retain(|_, e| *e > now);
+                if spent.len() >= MAX_LOCAL_SPENT {
+                    return Ok(Err(BadNonce::Expired));
+                }
+            }
+            return Ok(match spent.insert(random, expiry) {
+                None => Ok(()),
+                Some(_) => Err(BadNonce::Replayed),
+            });
+        }
         if !ledger.spend_proof(SPENT_AS, nonce, expiry, now)? {
             return Ok(Err(BadNonce::Replayed));
         }
@@ -101,7 +155,12 @@ impl Nonces {
         if raw.len() != LEN {
             return None;
         }
-        hmac::verify(&self.key, &raw[..8 + RANDOM], &raw[8 + RANDOM..]).ok()?;
+        hmac::verify(
+            &self.key,
+            &self.signed(&raw[..8 + RANDOM]),
+            &raw[8 + RANDOM..],
+        )
+        .ok()?;
         Some(i64::from_be_bytes(raw[..8].try_into().ok()?))
     }
 }
@@ -157,6 +216,28 @@ mod tests {
             );
         }
         assert_eq!(a.spend(&ledger, &fresh, now).unwrap(), Ok(()));
+
+        // A lone signer: spent in memory, once; a restart (another run id) knows none of them.
+        let run1 = Nonces::local(b"replica secret", &rng);
+        let n = run1.make(now, &rng);
+        assert_eq!(a.spend(&ledger, &n, now).unwrap(), Err(BadNonce::Unknown));
+        assert_eq!(run1.spend(&ledger, &n, now).unwrap(), Ok(()));
+        assert_eq!(
+            run1.spend(&ledger, &n, now).unwrap(),
+            Err(BadNonce::Replayed)
+        );
+        let m = run1.make(now, &rng);
+        let run2 = Nonces::local(b"replica secret", &rng);
+        assert_eq!(
+            run2.spend(&ledger, &m, now).unwrap(),
+            Err(BadNonce::Unknown)
+        );
+        let late = run1.make(now, &rng);
+        assert_eq!(
+            run1.spend(&ledger, &late, now + NONCE_LIFETIME_SECS)
+                .unwrap(),
+            Err(BadNonce::Expired)
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -184,10 +184,8 @@ impl<T: Serialize + DeserializeOwned> Stored<T> {
     }
 }
 
-/// Store a new object; false when its id or key is taken.
-#[allow(clippy::too_many_arguments)]
-pub fn insert<T: Serialize>(
-    ledger: &dyn Ledger,
+/// The row of a new object.
+pub fn row<T: Serialize>(
     kind: AcmeKind,
     id: &str,
     directory: &str,
@@ -195,20 +193,32 @@ pub fn insert<T: Serialize>(
     key: Option<&str>,
     doc: &T,
     now: i64,
-) -> Result<bool, Refused> {
+) -> Result<AcmeRow, Refused> {
     let body = serde_json::to_string(doc)
         .map_err(|e| Refused::internal(format!("encoding an ACME object: {e}")))?;
+    Ok(AcmeRow {
+        kind,
+        id: id.to_string(),
+        directory: directory.to_string(),
+        account: account.to_string(),
+        key: key.map(String::from),
+        body,
+        version: 1,
+        created_at: now,
+    })
+}
+
+/// Store a new object; false when its id or key is taken.
+pub fn insert<T: Serialize>(
+    ledger: &dyn Ledger,
+    kind: AcmeKind,
+    id: &str,
+    (directory, account, key): (&str, &str, Option<&str>),
+    doc: &T,
+    now: i64,
+) -> Result<bool, Refused> {
     ledger
-        .acme_insert(&AcmeRow {
-            kind,
-            id: id.to_string(),
-            directory: directory.to_string(),
-            account: account.to_string(),
-            key: key.map(String::from),
-            body,
-            version: 1,
-            created_at: now,
-        })
+        .acme_insert(&row(kind, id, directory, account, key, doc, now)?)
         .map_err(Refused::ledger)
 }
 

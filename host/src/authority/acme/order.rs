@@ -96,6 +96,7 @@ impl Authority {
         let order_id = random_id(16)?;
         let ledger = self.ledger.as_ref();
         let mut authzs = Vec::with_capacity(request.identifiers.len());
+        let mut rows = Vec::with_capacity(request.identifiers.len() + 1);
         for id in &request.identifiers {
             let base = match id {
                 Identifier::Dns(d) if id.is_wildcard() => Identifier::Dns(d[2..].to_string()),
@@ -123,8 +124,7 @@ impl Authority {
                 challenges,
             };
             let authz_id = random_id(16)?;
-            if !objects::insert(
-                ledger,
+            rows.push(objects::row(
                 AcmeKind::Authz,
                 &authz_id,
                 dir,
@@ -132,9 +132,7 @@ impl Authority {
                 None,
                 &authz,
                 at,
-            )? {
-                return Err(Refused::internal("an authorization id collided"));
-            }
+            )?);
             authzs.push(authz_id);
         }
         let order = Order {
@@ -146,8 +144,7 @@ impl Authority {
             error: None,
             processing_since: None,
         };
-        if !objects::insert(
-            ledger,
+        rows.push(objects::row(
             AcmeKind::Order,
             &order_id,
             dir,
@@ -155,8 +152,10 @@ impl Authority {
             None,
             &order,
             at,
-        )? {
-            return Err(Refused::internal("an order id collided"));
+        )?);
+        // The order and its authorizations in one transaction: one commit per order.
+        if !ledger.acme_insert_all(&rows).map_err(Refused::ledger)? {
+            return Err(Refused::internal("an order or authorization id collided"));
         }
         Ok((order_id, order))
     }
@@ -184,8 +183,8 @@ impl Authority {
             .map_err(|e| Refused::internal(format!("the token's identity: {e}")))
     }
 
-    /// An order of `caller` in `dir`, its state brought up to date (§7.1.6): pending becomes
-    /// ready when every authorization is valid, invalid when one failed or the order expired.
+    /// An order of `caller` in `dir`, its state as of now (§7.1.6): pending becomes ready when
+    /// every authorization is valid, invalid when one failed or the order expired.
     pub fn acme_order(
         &self,
         dir: &str,
@@ -202,21 +201,11 @@ impl Authority {
                 "this order belongs to another account",
             ));
         }
-        for _ in 0..3 {
-            let next = self.order_state(&order.doc)?;
-            if next.0 == order.doc.status {
-                break;
-            }
-            order.doc.status = next.0;
-            order.doc.error = next.1;
-            match order.save(ledger)? {
-                AcmeUpdate::Done => break,
-                _ => {
-                    order = Stored::load(ledger, AcmeKind::Order, order_id)?
-                        .ok_or_else(|| Refused::internal("an order vanished"))?
-                }
-            }
-        }
+        // Derived on every read, not written back: a pending order's state follows from its
+        // authorizations (and the clock), so polling costs no ledger write.
+        let (status, error) = self.order_state(&order.doc)?;
+        order.doc.status = status;
+        order.doc.error = error;
         Ok(order)
     }
 
