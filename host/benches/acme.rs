@@ -3,9 +3,10 @@
 //! 127.0.0.1, its http-01 challenge answered on loopback and validated by the signer, finalize,
 //! and the certificate downloaded: issuances per second and their p50/p99. Then the signer's CPU
 //! time per certificate (utime + stime of its process, /proc) for ACME against `/v1/sign` with a
-//! token, the same 8-way concurrency, side by side in one run. `cargo bench -p wasm-pki-host
+//! token, the same 8-way concurrency and HTTP client, side by side in one run. `cargo bench -p wasm-pki-host
 //! --bench acme` (needs the release binary: `cargo build --release -p wasm-pki-host`, or
 //! WASM_PKI_RELEASE_BIN). Lines starting with SUMMARY feed scripts/bench.sh's table.
+//! WASM_PKI_BENCH_TRACE=1 prints each issuance's steps.
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -101,13 +102,56 @@ fn http01_server(port: u16, keys: Arc<Mutex<HashMap<String, String>>>) {
     });
 }
 
+type Https = hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>;
+
+/// instant-acme's own HTTP client (hyper, rustls, h2 by ALPN) but with TCP_NODELAY, as
+/// production HTTP clients set it: without it, each request's second segment waits for the
+/// server's delayed ACK (40 ms), which would measure Nagle's algorithm, not the CA.
+fn client(root: &Path) -> Box<dyn instant_acme::HttpClient> {
+    Box::new(
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .build(connector(root)),
+    )
+}
+
+/// The same client for `/v1/sign`.
+fn sign_client(
+    root: &Path,
+) -> hyper_util::client::legacy::Client<Https, http_body_util::Full<bytes::Bytes>> {
+    hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build(connector(root))
+}
+
+/// HTTPS trusting only `root`, h2 or HTTP/1.1 by ALPN, TCP_NODELAY.
+fn connector(root: &Path) -> Https {
+    let mut roots = rustls::RootCertStore::empty();
+    let pem = std::fs::read(root).unwrap();
+    let (_, der) = pem_rfc7468::decode_vec(&pem).unwrap();
+    roots.add(der.into()).unwrap();
+    let tls = rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
+    http.set_nodelay(true);
+    http.enforce_http(false);
+    hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_only()
+        .enable_http1()
+        .enable_http2()
+        .wrap_connector(http)
+}
+
 /// One complete ACME issuance for 127.0.0.1 by `account`.
 async fn issue(
     account: &Account,
     keys: &Mutex<HashMap<String, String>>,
 ) -> Result<(), instant_acme::Error> {
     let ids = [Identifier::Ip(IpAddr::V4(Ipv4Addr::LOCALHOST))];
+    let trace = std::env::var_os("WASM_PKI_BENCH_TRACE").is_some();
+    let t0 = Instant::now();
     let mut order = account.new_order(&NewOrder::new(&ids)).await?;
+    let t_order = t0.elapsed();
     let fast = RetryPolicy::new()
         .initial_delay(Duration::from_millis(5))
         .backoff(1.5)
@@ -126,13 +170,22 @@ async fn issue(
             challenge.set_ready().await?;
         }
     }
+    let t_chall = t0.elapsed();
     let status = order.poll_ready(&fast).await?;
+    let t_ready = t0.elapsed();
     if status != OrderStatus::Ready {
         eprintln!("the order is {status:?}");
         return Err("the order did not become ready".into());
     }
     order.finalize().await?;
+    let t_final = t0.elapsed();
     let chain = order.poll_certificate(&fast).await?;
+    if trace {
+        eprintln!(
+            "order {t_order:?} challenge {t_chall:?} ready {t_ready:?} finalized {t_final:?} certificate {:?}",
+            t0.elapsed()
+        );
+    }
     assert!(chain.contains("BEGIN CERTIFICATE"));
     Ok(())
 }
@@ -220,6 +273,28 @@ allowedNetworks = ["127.0.0.0/8"]
     let keys: Arc<Mutex<HashMap<String, String>>> = Arc::default();
     http01_server(http_port, keys.clone());
 
+    let metrics_client = sign_client(&root);
+    let acme_requests = |rt: &tokio::runtime::Runtime| -> f64 {
+        rt.block_on(async {
+            let resp = metrics_client
+                .request(
+                    hyper::Request::get(format!("{base}/metrics"))
+                        .body(http_body_util::Full::new(bytes::Bytes::new()))
+                        .unwrap(),
+                )
+                .await
+                .unwrap();
+            let text = http_body_util::BodyExt::collect(resp.into_body())
+                .await
+                .unwrap()
+                .to_bytes();
+            String::from_utf8_lossy(&text)
+                .lines()
+                .filter(|l| l.starts_with("wasm_pki_requests_total{route=\"acme:"))
+                .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                .sum()
+        })
+    };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -227,11 +302,11 @@ allowedNetworks = ["127.0.0.0/8"]
         .unwrap();
 
     // ACME: 8 accounts, each issuing one certificate after another for ACME_SECS.
+    let requests_before = std::cell::Cell::new(0.0);
     let (latencies, issued, cpu_acme) = rt.block_on(async {
         let mut accounts = Vec::new();
         for _ in 0..ACCOUNTS {
-            let (account, _) = Account::builder_with_root(&root)
-                .unwrap()
+            let (account, _) = Account::builder_with_http(client(&root))
                 .create(
                     &NewAccount {
                         contact: &[],
@@ -250,6 +325,13 @@ allowedNetworks = ["127.0.0.0/8"]
             issue(a, &keys).await.unwrap();
         }
         let cpu0 = cpu_secs(pid);
+        requests_before.set(tokio::task::block_in_place(|| {
+            let probe = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            acme_requests(&probe)
+        }));
         let stop = Arc::new(AtomicBool::new(false));
         let done = Arc::new(AtomicUsize::new(0));
         let started = Instant::now();
@@ -282,12 +364,13 @@ allowedNetworks = ["127.0.0.0/8"]
     let (n, elapsed) = issued;
     let per_sec = n as f64 / elapsed;
     let (p50, p99) = (pct(&mut latencies, 50), pct(&mut latencies, 99));
+    let per_cert = (acme_requests(&rt) - requests_before.get()) / n as f64;
     println!(
-        "ACME: {n} issuances by {ACCOUNTS} accounts in {elapsed:.1} s = {per_sec:.1}/s; p50 {p50:.1} ms, p99 {p99:.1} ms; signer CPU {:.2} ms per certificate",
+        "ACME: {n} issuances by {ACCOUNTS} accounts in {elapsed:.1} s = {per_sec:.1}/s; p50 {p50:.1} ms, p99 {p99:.1} ms; signer CPU {:.2} ms per certificate; {per_cert:.1} ACME requests per certificate",
         cpu_acme * 1e3
     );
 
-    // /v1/sign with a token, 8 threads of curl (its CPU is not the signer's), for SIGN_SECS.
+    // /v1/sign with a token for SIGN_SECS.
     let token = run(
         &bin,
         &[
@@ -339,49 +422,42 @@ allowedNetworks = ["127.0.0.0/8"]
         .status()
         .unwrap();
     assert!(ok.success());
-    let body = work.join("body.json");
-    std::fs::write(
-        &body,
-        serde_json::json!({"csr": std::fs::read_to_string(&csr).unwrap()}).to_string(),
-    )
-    .unwrap();
+    // The same HTTP client as the ACME accounts (keep-alive, h2, TCP_NODELAY), 8 tasks.
+    let body = serde_json::json!({"csr": std::fs::read_to_string(&csr).unwrap()}).to_string();
+    let http = sign_client(&root);
     let cpu0 = cpu_secs(pid);
     let signed = Arc::new(AtomicUsize::new(0));
     let stop = Arc::new(AtomicBool::new(false));
     let started = Instant::now();
-    let threads: Vec<_> = (0..ACCOUNTS)
-        .map(|_| {
-            let (signed, stop) = (signed.clone(), stop.clone());
-            let (root, body, token, url) = (
-                root.clone(),
-                body.clone(),
-                token.clone(),
-                format!("{base}/v1/sign"),
-            );
-            std::thread::spawn(move || {
+    rt.block_on(async {
+        let mut tasks = Vec::new();
+        for _ in 0..ACCOUNTS {
+            let (signed, stop, http) = (signed.clone(), stop.clone(), http.clone());
+            let (body, token, url) = (body.clone(), token.clone(), format!("{base}/v1/sign"));
+            tasks.push(tokio::spawn(async move {
                 while !stop.load(Ordering::Relaxed) {
-                    let out = Command::new("curl")
-                        .args(["-sS", "--fail", "--cacert", root.to_str().unwrap()])
-                        .args(["-H", &format!("Authorization: Bearer {token}")])
-                        .args(["-H", "content-type: application/json"])
-                        .args(["--data-binary", &format!("@{}", body.display()), &url])
-                        .output()
+                    let rq = hyper::Request::post(&url)
+                        .header("authorization", format!("Bearer {token}"))
+                        .header("content-type", "application/json")
+                        .body(http_body_util::Full::new(bytes::Bytes::from(body.clone())))
                         .unwrap();
-                    assert!(
-                        out.status.success(),
-                        "{}",
-                        String::from_utf8_lossy(&out.stderr)
-                    );
+                    let resp = http.request(rq).await.unwrap();
+                    let status = resp.status();
+                    let bytes = http_body_util::BodyExt::collect(resp.into_body())
+                        .await
+                        .unwrap()
+                        .to_bytes();
+                    assert!(status.is_success(), "{}", String::from_utf8_lossy(&bytes));
                     signed.fetch_add(1, Ordering::Relaxed);
                 }
-            })
-        })
-        .collect();
-    std::thread::sleep(Duration::from_secs(SIGN_SECS));
-    stop.store(true, Ordering::Relaxed);
-    for t in threads {
-        t.join().unwrap();
-    }
+            }));
+        }
+        tokio::time::sleep(Duration::from_secs(SIGN_SECS)).await;
+        stop.store(true, Ordering::Relaxed);
+        for t in tasks {
+            t.await.unwrap();
+        }
+    });
     let m = signed.load(Ordering::Relaxed);
     let cpu_sign = (cpu_secs(pid) - cpu0) / m as f64;
     println!(
