@@ -72,6 +72,7 @@ pub fn status(e: &AuthorityError) -> u16 {
             _ => 400,
         },
         AuthorityError::Busy | AuthorityError::LedgerUnavailable(_) => 503,
+        AuthorityError::Moved(_) => 409,
         AuthorityError::SandboxTrap(_)
         | AuthorityError::SandboxSetup(_)
         | AuthorityError::SandboxReply(_)

@@ -201,7 +201,7 @@ fn signing(
     let asked = Asked {
         lifetime_secs: d.lifetime_secs,
         extra_names: d.extra_names,
-        exact_names: None,
+        ..Asked::default()
     };
     let result = counted(app, outcome, false, |_| {
         app.authority

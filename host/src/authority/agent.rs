@@ -220,7 +220,7 @@ impl Authority {
         let asked = Asked {
             lifetime_secs: Some(entry.x509_ttl_secs.max(1) as u64),
             extra_names: Vec::new(),
-            exact_names: None,
+            ..Asked::default()
         };
         self.sign(
             csr_pem,

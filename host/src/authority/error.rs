@@ -53,6 +53,9 @@ pub enum AuthorityError {
     Ledger(String),
     /// The ledger's database cannot be reached now; nothing was issued; retry shortly.
     LedgerUnavailable(String),
+    /// What had to move with the certificate's record moved meanwhile (an ACME order finalized
+    /// by another request); nothing was recorded.
+    Moved(String),
     /// Anything else on the host (the OS RNG).
     Internal(String),
 }
@@ -81,6 +84,7 @@ impl AuthorityError {
             AuthorityError::SandboxReply(_) => "sandbox_reply",
             AuthorityError::Ledger(_) => "ledger",
             AuthorityError::LedgerUnavailable(_) => "ledger_unavailable",
+            AuthorityError::Moved(_) => "moved",
             AuthorityError::Internal(_) => "internal",
         }
     }
@@ -120,6 +124,9 @@ impl AuthorityError {
             AuthorityError::SandboxReply(m) => {
                 format!("the sandbox's reply does not follow the protocol: {m}")
             }
+            AuthorityError::Moved(m) => {
+                format!("{m} changed meanwhile; nothing was issued")
+            }
             AuthorityError::Internal(m) => m.clone(),
         }
     }
@@ -130,6 +137,8 @@ impl AuthorityError {
     pub fn from_ledger(e: anyhow::Error, context: &str) -> Self {
         if e.downcast_ref::<crate::db::Unavailable>().is_some() {
             AuthorityError::LedgerUnavailable(format!("{e:#}"))
+        } else if let Some(crate::db::Stale(what)) = e.downcast_ref::<crate::db::Stale>() {
+            AuthorityError::Moved(what.clone())
         } else if context.is_empty() {
             AuthorityError::Ledger(format!("{e:#}"))
         } else {

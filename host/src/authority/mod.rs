@@ -61,6 +61,23 @@ pub struct Asked {
     pub extra_names: Vec<wasm_pki::SanName>,
     /// The names the certificate must carry exactly (an ACME order's identifiers).
     pub exact_names: Option<Vec<wasm_pki::SanName>>,
+    /// An object that moves in the record's transaction (the ACME order made valid by it).
+    pub then: Option<Then>,
+}
+
+/// An ACME object that must move in the same transaction as a certificate's record (an order
+/// made valid by it: one commit, and never a valid order without its certificate or a recorded
+/// certificate whose order was finalized by another request), made from the serial.
+#[derive(Clone)]
+pub struct Then(pub Arc<ThenFn>);
+
+/// What a [`Then`] runs: the object's new row for the certificate's serial.
+pub type ThenFn = dyn Fn(&str) -> Result<crate::db::AcmeRow, String> + Send + Sync;
+
+impl std::fmt::Debug for Then {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Then(..)")
+    }
 }
 
 /// A token's state as `lookup-self` reports it.
@@ -819,6 +836,7 @@ impl Authority {
                 identity: identity.as_deref(),
                 renewed_from: Some(&record.serial),
                 csr_sha256: csr_pem.and_then(csr_sha256),
+                then: None,
             },
         )
     }
@@ -901,6 +919,7 @@ impl Authority {
                 identity,
                 renewed_from: None,
                 csr_sha256: csr_sha256(csr_pem),
+                then: asked.then.as_ref(),
             },
         )
     }
@@ -1018,6 +1037,7 @@ struct Lineage<'a> {
     identity: Option<&'a str>,
     renewed_from: Option<&'a str>,
     csr_sha256: Option<String>,
+    then: Option<&'a Then>,
 }
 
 /// SHA-256 (hex) of the DER inside a CSR's PEM, for the record. Only the PEM armour and base64
@@ -1059,8 +1079,12 @@ fn finish(
         csr_sha256: from.csr_sha256,
         revocation_reason: None,
     };
+    let then = match from.then {
+        Some(then) => Some((then.0)(&record.serial).map_err(AuthorityError::Internal)?),
+        None => None,
+    };
     // Recorded before anyone sees the certificate: no record, no certificate.
-    ledger.record(&record).map_err(|e| {
+    ledger.record_with(&record, then.as_ref()).map_err(|e| {
         AuthorityError::from_ledger(
             e,
             "the certificate could not be recorded, so it is not returned",
@@ -1096,6 +1120,7 @@ mod tests {
             identity: None,
             renewed_from: None,
             csr_sha256: None,
+            then: None,
         }
     }
 

@@ -33,6 +33,19 @@ impl std::fmt::Display for Unavailable {
 
 impl std::error::Error for Unavailable {}
 
+/// A certificate was not recorded because the ACME object that had to move with it
+/// ([`Ledger::record_with`]) had moved meanwhile: nothing of either was written.
+#[derive(Debug)]
+pub struct Stale(pub String);
+
+impl std::fmt::Display for Stale {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "an ACME object moved meanwhile: {}", self.0)
+    }
+}
+
+impl std::error::Error for Stale {}
+
 /// The certificate columns both backends read, in the order their `read_record` takes them.
 const COLUMNS: &str = "serial, subject, names, not_before, not_after, fingerprint, token_id, profile, issued_at, revoked_at, pem, identity, renewed_from, csr_sha256, revocation_reason";
 
@@ -363,7 +376,13 @@ pub trait Ledger: Send + Sync {
     fn refund_token(&self, id: &str) -> Result<()>;
     /// Record an issued certificate (durably, before it is returned to anyone). For a token's
     /// certificate this spends the reserved use in the same transaction: one fsync per certificate.
-    fn record(&self, r: &Record) -> Result<()>;
+    fn record(&self, r: &Record) -> Result<()> {
+        self.record_with(r, None)
+    }
+    /// [`Ledger::record`], and in the same transaction the compare-and-swap of `then` (as
+    /// [`Ledger::acme_update`]: an ACME order made valid by this certificate): both or neither,
+    /// [`Stale`] when the object's version moved.
+    fn record_with(&self, r: &Record, then: Option<&AcmeRow>) -> Result<()>;
     /// Mark a certificate revoked at `at` for `reason` (an RFC 5280 CRLReason code, checked by
     /// the caller; `None`: no reason given); false when the serial is unknown or already revoked.
     fn revoke(&self, serial: &str, at: i64, reason: Option<u8>) -> Result<bool>;

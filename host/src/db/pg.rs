@@ -12,7 +12,7 @@ use postgres::{Config, GenericClient, Row};
 use r2d2_postgres::PostgresConnectionManager;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
-use super::group::{Failed, GroupCommit, Outcome};
+use super::group::{Failed, GroupCommit, Outcome, Queued};
 use super::{
     redact, AcmeKind, AcmeRow, AcmeUpdate, Entry, Grant, Ledger, NewToken, Record, Revocation,
     Snapshot, TokenInfo, TokenRefusal, TokenRow, Unavailable, ACME_COLUMNS, COLUMNS, LINEAGE,
@@ -264,14 +264,22 @@ impl PgLedger {
 
     /// Write `batch` in one transaction, each record under its own savepoint so that one failing
     /// record (a repeated serial) fails alone; an unreachable database fails them all.
-    fn commit_batch(&self, batch: &[(u64, Record)]) -> Vec<(u64, Outcome)> {
+    /// An ACME object queued with a record moves with it, or neither is written.
+    fn commit_batch(&self, batch: &[(u64, Queued)]) -> Vec<(u64, Outcome)> {
         let result = (|| -> Result<Vec<(u64, Outcome)>> {
             let mut c = self.conn()?;
             let mut tx = c.transaction().map_err(db)?;
             let mut outcomes = Vec::with_capacity(batch.len());
-            for (id, r) in batch {
+            for (id, Queued { record: r, then }) in batch {
                 let mut sp = tx.savepoint("record").map_err(db)?;
-                match insert_certificate(&mut sp, r) {
+                let written = insert_certificate(&mut sp, r).and_then(|()| match then {
+                    Some(row) => match acme_cas(&mut sp, row)? {
+                        AcmeUpdate::Done => Ok(()),
+                        _ => Err(super::Stale(format!("{} {}", row.kind.name(), row.id)).into()),
+                    },
+                    None => Ok(()),
+                });
+                match written {
                     Ok(()) => {
                         sp.commit().map_err(db)?;
                         outcomes.push((*id, Ok(())));
@@ -293,6 +301,25 @@ impl PgLedger {
             let f = Failed::of(&e.context("the ledger commit failed"));
             batch.iter().map(|(id, _)| (*id, Err(f.clone()))).collect()
         })
+    }
+}
+
+/// Compare-and-swap of an ACME object: one statement; under READ COMMITTED a second writer
+/// holding the same version queues on the row lock, then re-checks `version = $5` on the row the
+/// first one committed, and matches nothing (on any replica).
+fn acme_cas(c: &mut impl GenericClient, row: &AcmeRow) -> Result<AcmeUpdate> {
+    let n = c.execute(
+        "UPDATE acme_objects SET body = $1, key = $2, version = version + 1
+         WHERE kind = $3 AND id = $4 AND version = $5",
+        &[&row.body, &row.key, &row.kind.name(), &row.id, &row.version],
+    );
+    match n {
+        Ok(0) => Ok(AcmeUpdate::Stale),
+        Ok(_) => Ok(AcmeUpdate::Done),
+        Err(e) if e.code() == Some(&postgres::error::SqlState::UNIQUE_VIOLATION) => {
+            Ok(AcmeUpdate::KeyTaken)
+        }
+        Err(e) => Err(db(e)),
     }
 }
 
@@ -468,8 +495,8 @@ impl Ledger for PgLedger {
         Ok(())
     }
 
-    fn record(&self, r: &Record) -> Result<()> {
-        self.group.record(r, |batch| self.commit_batch(batch))
+    fn record_with(&self, r: &Record, then: Option<&AcmeRow>) -> Result<()> {
+        self.group.record(r, then, |batch| self.commit_batch(batch))
     }
 
     fn revoke(&self, serial: &str, at: i64, reason: Option<u8>) -> Result<bool> {
@@ -689,22 +716,7 @@ impl Ledger for PgLedger {
     }
 
     fn acme_update(&self, row: &AcmeRow) -> Result<AcmeUpdate> {
-        // One statement: under READ COMMITTED a second writer holding the same version queues on
-        // the row lock, then re-checks `version = $5` on the row the first one committed, and
-        // matches nothing (on any replica).
-        let n = self.conn()?.execute(
-            "UPDATE acme_objects SET body = $1, key = $2, version = version + 1
-             WHERE kind = $3 AND id = $4 AND version = $5",
-            &[&row.body, &row.key, &row.kind.name(), &row.id, &row.version],
-        );
-        match n {
-            Ok(0) => Ok(AcmeUpdate::Stale),
-            Ok(_) => Ok(AcmeUpdate::Done),
-            Err(e) if e.code() == Some(&postgres::error::SqlState::UNIQUE_VIOLATION) => {
-                Ok(AcmeUpdate::KeyTaken)
-            }
-            Err(e) => Err(db(e)),
-        }
+        acme_cas(&mut *self.conn()?, row)
     }
 
     fn next_crl_number(&self) -> Result<u64> {

@@ -6,7 +6,7 @@ use std::sync::Mutex;
 use anyhow::{bail, Context, Result};
 use rusqlite::{params, Connection, OptionalExtension};
 
-use super::group::{Failed, GroupCommit, Outcome};
+use super::group::{Failed, GroupCommit, Outcome, Queued};
 use super::{
     AcmeKind, AcmeRow, AcmeUpdate, Entry, Grant, Ledger, NewToken, Record, Revocation, Snapshot,
     TokenInfo, TokenRefusal, TokenRow, ACME_COLUMNS, COLUMNS, LINEAGE,
@@ -98,14 +98,15 @@ impl SqliteLedger {
 impl SqliteLedger {
     /// Write `batch` in one transaction, each record under its own savepoint so that one failing
     /// record (a token with no use left, a repeated serial) fails alone. For a token's certificate
-    /// the reserved use is spent in the same transaction.
-    fn commit_batch(&self, batch: &[(u64, Record)]) -> Vec<(u64, Outcome)> {
+    /// the reserved use is spent in the same transaction, and an ACME object queued with it moves
+    /// with it (or neither is written).
+    fn commit_batch(&self, batch: &[(u64, Queued)]) -> Vec<(u64, Outcome)> {
         let mut conn = self.conn.lock().unwrap();
         let mut outcomes = Vec::with_capacity(batch.len());
         let mut spent = Vec::new();
         let result = (|| -> Result<()> {
             let mut tx = conn.transaction()?;
-            for (id, r) in batch {
+            for (id, Queued { record: r, then }) in batch {
                 let is_token = self
                     .reserved
                     .lock()
@@ -113,7 +114,14 @@ impl SqliteLedger {
                     .get(&r.token_id)
                     .is_some_and(|n| *n > 0);
                 let sp = tx.savepoint()?;
-                match write_record(&sp, r, is_token) {
+                let written = write_record(&sp, r, is_token).and_then(|()| match then {
+                    Some(row) => match acme_cas(&sp, row)? {
+                        AcmeUpdate::Done => Ok(()),
+                        _ => Err(super::Stale(format!("{} {}", row.kind.name(), row.id)).into()),
+                    },
+                    None => Ok(()),
+                });
+                match written {
                     Ok(()) => {
                         sp.commit()?;
                         outcomes.push((*id, Ok(())));
@@ -141,6 +149,34 @@ impl SqliteLedger {
                 batch.iter().map(|(id, _)| (*id, Err(f.clone()))).collect()
             }
         }
+    }
+}
+
+/// Compare-and-swap of an ACME object: one statement, so of two writers holding the same
+/// version, the one that gets the write lock first moves it, and the other's WHERE no longer
+/// matches (another replica too).
+fn acme_cas(conn: &Connection, row: &AcmeRow) -> Result<AcmeUpdate> {
+    let n = conn
+        .prepare_cached(
+            "UPDATE acme_objects SET body = ?1, key = ?2, version = version + 1
+             WHERE kind = ?3 AND id = ?4 AND version = ?5",
+        )?
+        .execute(params![
+            row.body,
+            row.key,
+            row.kind.name(),
+            row.id,
+            row.version
+        ]);
+    match n {
+        Ok(0) => Ok(AcmeUpdate::Stale),
+        Ok(_) => Ok(AcmeUpdate::Done),
+        Err(rusqlite::Error::SqliteFailure(e, _))
+            if e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE =>
+        {
+            Ok(AcmeUpdate::KeyTaken)
+        }
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -345,8 +381,8 @@ impl Ledger for SqliteLedger {
         Ok(())
     }
 
-    fn record(&self, r: &Record) -> Result<()> {
-        self.group.record(r, |batch| self.commit_batch(batch))
+    fn record_with(&self, r: &Record, then: Option<&AcmeRow>) -> Result<()> {
+        self.group.record(r, then, |batch| self.commit_batch(batch))
     }
 
     fn revoke(&self, serial: &str, at: i64, reason: Option<u8>) -> Result<bool> {
@@ -601,13 +637,14 @@ impl Ledger for SqliteLedger {
 
     fn acme_get(&self, kind: AcmeKind, id: &str) -> Result<Option<AcmeRow>> {
         let conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
-        Ok(conn
-            .query_row(
-                &format!("SELECT {ACME_COLUMNS} FROM acme_objects WHERE kind = ?1 AND id = ?2"),
-                params![kind.name(), id],
-                read_acme,
-            )
-            .optional()?)
+        // Cached: every ACME request reads its account and object by id.
+        let row = conn
+            .prepare_cached(&format!(
+                "SELECT {ACME_COLUMNS} FROM acme_objects WHERE kind = ?1 AND id = ?2"
+            ))?
+            .query_row(params![kind.name(), id], read_acme)
+            .optional()?;
+        Ok(row)
     }
 
     fn acme_by_key(&self, kind: AcmeKind, directory: &str, key: &str) -> Result<Option<AcmeRow>> {
@@ -632,24 +669,7 @@ impl Ledger for SqliteLedger {
     }
 
     fn acme_update(&self, row: &AcmeRow) -> Result<AcmeUpdate> {
-        let conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
-        // One statement: of two writers holding the same version, the one that gets the write
-        // lock first moves it, and the other's WHERE no longer matches (another replica too).
-        let n = conn.execute(
-            "UPDATE acme_objects SET body = ?1, key = ?2, version = version + 1
-             WHERE kind = ?3 AND id = ?4 AND version = ?5",
-            params![row.body, row.key, row.kind.name(), row.id, row.version],
-        );
-        match n {
-            Ok(0) => Ok(AcmeUpdate::Stale),
-            Ok(_) => Ok(AcmeUpdate::Done),
-            Err(rusqlite::Error::SqliteFailure(e, _))
-                if e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE =>
-            {
-                Ok(AcmeUpdate::KeyTaken)
-            }
-            Err(e) => Err(e.into()),
-        }
+        acme_cas(&self.conn.lock().unwrap_or_else(|e| e.into_inner()), row)
     }
 
     fn next_crl_number(&self) -> Result<u64> {

@@ -390,6 +390,66 @@ fn racing_acme_updates_from_one_version_have_one_winner() {
 }
 
 #[test]
+fn a_certificate_recorded_with_an_acme_object_moves_it_or_neither_is_written() {
+    for (b, [r1, r2], _keep) in replicas("acmethen") {
+        let order = acme(AcmeKind::Order, "o", "web", "a", None, 1);
+        assert!(r1.acme_insert(&order).unwrap(), "{b}");
+        // Eight finalizes on two replicas from the same version, each with its own certificate:
+        // one certificate is recorded and the order moves once, to that certificate.
+        let barrier = std::sync::Barrier::new(8);
+        let outcomes: Vec<(usize, bool)> = std::thread::scope(|s| {
+            let hs: Vec<_> = (0..8)
+                .map(|t| {
+                    let l = if t % 2 == 0 { &r1 } else { &r2 };
+                    let (barrier, order) = (&barrier, &order);
+                    s.spawn(move || {
+                        let valid = AcmeRow {
+                            body: format!(r#"{{"status":"valid","certificate":"c{t}"}}"#),
+                            ..order.clone()
+                        };
+                        barrier.wait();
+                        let done =
+                            l.record_with(&record(&format!("c{t}"), "acme:web"), Some(&valid));
+                        if let Err(e) = &done {
+                            assert!(e.downcast_ref::<Stale>().is_some(), "{b}: {e:#}");
+                        }
+                        (t, done.is_ok())
+                    })
+                })
+                .collect();
+            hs.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let won: Vec<usize> = outcomes.iter().filter(|o| o.1).map(|o| o.0).collect();
+        assert_eq!(won.len(), 1, "{b}: {outcomes:?}");
+        let stored = r2.acme_get(AcmeKind::Order, "o").unwrap().unwrap();
+        assert_eq!(
+            (stored.version, stored.body),
+            (
+                2,
+                format!(r#"{{"status":"valid","certificate":"c{}"}}"#, won[0])
+            ),
+            "{b}"
+        );
+        for t in 0..8 {
+            assert_eq!(
+                r1.find(&format!("c{t}")).unwrap().is_some(),
+                t == won[0],
+                "{b}: only the winner's certificate is recorded"
+            );
+        }
+        // A stale version is refused on its own, with nothing recorded.
+        let late = r1
+            .record_with(&record("late", "acme:web"), Some(&order))
+            .unwrap_err();
+        assert!(late.downcast_ref::<Stale>().is_some(), "{b}: {late:#}");
+        assert!(r2.find("late").unwrap().is_none(), "{b}");
+        // Without an object, a record is a record.
+        r2.record_with(&record("plain", "t"), None).unwrap();
+        assert!(r1.find("plain").unwrap().is_some(), "{b}");
+    }
+}
+
+#[test]
 fn a_proof_is_spent_once_and_forgotten_after_it_expires() {
     for (b, l, _keep) in backends("proof") {
         assert!(l.spend_proof("f1", "j", 100, 10).unwrap(), "{b}");

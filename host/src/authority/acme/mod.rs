@@ -83,8 +83,15 @@ pub struct State {
     nonces: nonce::Nonces,
     eab: ring::hkdf::Prk,
     validator: Option<validate::Validator>,
+    /// Challenges this signer is validating now (`authz/index`): shown as processing, and not
+    /// started twice. Not in the ledger: a signer that stops mid-validation leaves the challenge
+    /// pending, so its client may simply ask again.
+    validating: Validating,
     directories: BTreeMap<String, Arc<AcmeDirectory>>,
 }
+
+/// The set of challenges a signer is validating (see [`State`]).
+pub(crate) type Validating = Arc<std::sync::Mutex<std::collections::HashSet<String>>>;
 
 /// The HKDF key that EAB MAC keys are derived from, for `secret` (the JWT authority's key file,
 /// which every replica holds): a ledger reader learns no EAB key.
@@ -129,6 +136,7 @@ impl State {
             },
             eab: eab_prk(secret),
             validator,
+            validating: Validating::default(),
             directories: directories
                 .iter()
                 .map(|(k, v)| (k.clone(), Arc::new(v.clone())))

@@ -13,13 +13,13 @@ use wasm_pki::wire::acme::{
 use super::config::ChallengeType;
 use super::objects::{self, problem_value, Authz, Challenge, Order, Status, Stored};
 use super::{random_id, AccountCaller, Caller, Refused};
-use crate::authority::{now, Asked, Authority, AuthorityError, Credential, Signed};
+use crate::authority::{now, Asked, Authority, AuthorityError, Credential, Signed, Then};
 use crate::db::{AcmeKind, AcmeUpdate, Ledger};
 
 /// How long a new order and its authorizations stay usable.
 pub const ORDER_LIFETIME_SECS: i64 = 24 * 3600;
-/// How long a challenge may stay `processing` before another request may start it again (the
-/// replica validating it died).
+/// How long an order or challenge stored as `processing` (by an earlier version, which wrote
+/// that state) stays so before another request may start it again.
 const STALE_PROCESSING_SECS: i64 = 120;
 /// The most orders an account's list shows.
 pub const MAX_LISTED_ORDERS: usize = 1000;
@@ -271,6 +271,7 @@ impl Authority {
         let mut authz = self.own_authz(dir, caller, authz_id)?;
         if jws.is_post_as_get() {
             authz.doc.status = authz_status(&authz.doc, now());
+            self.show_validating(authz_id, &mut authz.doc);
             return Ok(authz);
         }
         let payload = jws.payload_json()?;
@@ -328,7 +329,6 @@ impl Authority {
         authz_id: &str,
         kind: &str,
     ) -> Result<(Stored<Authz>, usize), Refused> {
-        let ledger = self.ledger.as_ref();
         let mut authz = self.own_authz(dir, caller, authz_id)?;
         let index = authz
             .doc
@@ -337,72 +337,93 @@ impl Authority {
             .position(|c| c.kind == kind)
             .ok_or_else(|| Refused::new(ProblemKind::Malformed, "no such challenge"))?;
         if jws.is_post_as_get() {
+            self.show_validating(authz_id, &mut authz.doc);
             return Ok((authz, index));
         }
         let _: wasm_pki::wire::acme::ChallengeResponse = jws.payload_as()?;
         let at = now();
         let challenge = &authz.doc.challenges[index];
+        // Processing is not written to the ledger (one commit less per challenge); a challenge
+        // stored as processing was left so by an earlier version, and is taken over when stale.
         let stale = challenge.status == Status::Processing
             && challenge
                 .started
                 .is_some_and(|s| at - s > STALE_PROCESSING_SECS);
         let startable = authz_status(&authz.doc, at) == Status::Pending
             && (challenge.status == Status::Pending || stale);
-        if !startable {
-            // Already started, done, or the authorization moved on: the state is the answer.
+        let key = format!("{authz_id}/{index}");
+        if !startable || !self.acme.validating.lock().unwrap().insert(key.clone()) {
+            // Already being validated here, done, or the authorization moved on: the state is
+            // the answer.
+            self.show_validating(authz_id, &mut authz.doc);
             return Ok((authz, index));
         }
-        let directory = self
-            .acme_directory(dir)
-            .ok_or_else(|| Refused::internal("no such directory"))?
-            .clone();
-        let challenge_type = *directory
-            .challenges
-            .iter()
-            .find(|c| c.name() == kind)
-            .ok_or_else(|| {
-                Refused::new(
-                    ProblemKind::Malformed,
-                    "the directory no longer offers this challenge",
+        let started = || -> Result<(), Refused> {
+            let directory = self
+                .acme_directory(dir)
+                .ok_or_else(|| Refused::internal("no such directory"))?
+                .clone();
+            let challenge_type = *directory
+                .challenges
+                .iter()
+                .find(|c| c.name() == kind)
+                .ok_or_else(|| {
+                    Refused::new(
+                        ProblemKind::Malformed,
+                        "the directory no longer offers this challenge",
+                    )
+                })?;
+            let token = authz.doc.challenges[index].token.clone();
+            let job = super::validate::Job {
+                challenge: challenge_type,
+                identifier: authz.doc.identifier.parse()?,
+                token: token.clone(),
+                key_authorization: key_authorization(&token, &caller.key),
+                directory,
+            };
+            let ledger_for_done: Arc<dyn Ledger> = self.ledger.clone();
+            let validating = self.acme.validating.clone();
+            let (id, key) = (authz_id.to_string(), key.clone());
+            let validator = self
+                .acme
+                .validator
+                .as_ref()
+                .ok_or_else(|| Refused::internal("no validation queue runs"))?;
+            validator
+                .submit(
+                    job,
+                    Box::new(move |outcome| {
+                        complete(ledger_for_done.as_ref(), &id, index, outcome);
+                        validating.lock().unwrap().remove(&key);
+                    }),
                 )
-            })?;
-        let token = authz.doc.challenges[index].token.clone();
+                .map_err(|_| {
+                    Refused::new(
+                        ProblemKind::RateLimited,
+                        "the validation queue is full; ask again shortly",
+                    )
+                })
+        };
+        if let Err(e) = started() {
+            self.acme.validating.lock().unwrap().remove(&key);
+            return Err(e);
+        }
         authz.doc.challenges[index].status = Status::Processing;
         authz.doc.challenges[index].started = Some(at);
-        if authz.save(ledger)? != AcmeUpdate::Done {
-            // Another request started it meanwhile.
-            let fresh = self.own_authz(dir, caller, authz_id)?;
-            return Ok((fresh, index));
-        }
-        let job = super::validate::Job {
-            challenge: challenge_type,
-            identifier: authz.doc.identifier.parse()?,
-            token: token.clone(),
-            key_authorization: key_authorization(&token, &caller.key),
-            directory,
-        };
-        let ledger_for_done: Arc<dyn Ledger> = self.ledger.clone();
-        let id = authz_id.to_string();
-        let validator = self
-            .acme
-            .validator
-            .as_ref()
-            .ok_or_else(|| Refused::internal("no validation queue runs"))?;
-        let queued = validator.submit(
-            job,
-            Box::new(move |outcome| complete(ledger_for_done.as_ref(), &id, index, outcome)),
-        );
-        if queued.is_err() {
-            // Put it back so the client may ask again.
-            authz.doc.challenges[index].status = Status::Pending;
-            authz.doc.challenges[index].started = None;
-            let _ = authz.save(ledger);
-            return Err(Refused::new(
-                ProblemKind::RateLimited,
-                "the validation queue is full; ask again shortly",
-            ));
-        }
         Ok((authz, index))
+    }
+
+    /// Show the challenges of `authz` that this signer is validating now as processing.
+    fn show_validating(&self, authz_id: &str, authz: &mut Authz) {
+        let validating = self.acme.validating.lock().unwrap();
+        if validating.is_empty() {
+            return;
+        }
+        for (i, c) in authz.challenges.iter_mut().enumerate() {
+            if c.status == Status::Pending && validating.contains(&format!("{authz_id}/{i}")) {
+                c.status = Status::Processing;
+            }
+        }
     }
 
     /// finalize (§7.4): the order must be ready; the CSR goes through the sandbox under the
@@ -416,10 +437,11 @@ impl Authority {
         caller: &AccountCaller,
         order_id: &str,
     ) -> Result<Stored<Order>, Refused> {
-        let ledger = self.ledger.as_ref();
         let request: Finalize = jws.payload_as()?;
         let mut order = self.acme_order(dir, caller, order_id)?;
         let at = now();
+        // An order left "processing" by a signer that stopped mid-finalize (earlier versions
+        // wrote that state first) may be finalized again once it is stale.
         let taken_over = order.doc.status == Status::Processing
             && order
                 .doc
@@ -437,14 +459,6 @@ impl Authority {
             .iter()
             .map(|i| i.parse().map(|i| i.to_san()))
             .collect::<Result<Vec<_>, _>>()?;
-        order.doc.status = Status::Processing;
-        order.doc.processing_since = Some(at);
-        if order.save(ledger)? != AcmeUpdate::Done {
-            return Err(Refused::new(
-                ProblemKind::OrderNotReady,
-                "the order is being finalized by another request",
-            ));
-        }
         let csr_pem = pem_rfc7468::encode_string(
             "CERTIFICATE REQUEST",
             pem_rfc7468::LineEnding::LF,
@@ -455,8 +469,24 @@ impl Authority {
             .acme_directory(dir)
             .ok_or_else(|| Refused::internal("no such directory"))?
             .clone();
+        // No "processing" write first: the order becomes valid in the certificate record's own
+        // transaction, from the version read here (one commit per finalize). Of two concurrent
+        // finalizes, the second one's record finds the order moved, and neither its certificate
+        // nor its order write is kept.
+        let (row, doc) = (order.row.clone(), order.doc.clone());
+        let then = Then(Arc::new(move |serial: &str| {
+            let mut doc = doc.clone();
+            doc.status = Status::Valid;
+            doc.certificate = Some(serial.to_string());
+            doc.processing_since = None;
+            let mut row = row.clone();
+            row.body =
+                serde_json::to_string(&doc).map_err(|e| format!("encoding an order: {e}"))?;
+            Ok(row)
+        }));
         let asked = Asked {
             exact_names: Some(names),
+            then: Some(then),
             ..Asked::default()
         };
         let origin = format!("acme:{dir}");
@@ -476,27 +506,15 @@ impl Authority {
                 order.doc.status = Status::Valid;
                 order.doc.certificate = Some(signed.serial.clone());
                 order.doc.processing_since = None;
-                // The certificate is recorded; the order must say so even if it moved.
-                for _ in 0..3 {
-                    if order.save(ledger)? == AcmeUpdate::Done {
-                        break;
-                    }
-                    let mut fresh: Stored<Order> = Stored::load(ledger, AcmeKind::Order, order_id)?
-                        .ok_or_else(|| Refused::internal("an order vanished"))?;
-                    fresh.doc.status = Status::Valid;
-                    fresh.doc.certificate = Some(signed.serial.clone());
-                    fresh.doc.processing_since = None;
-                    order = fresh;
-                }
+                order.row.version += 1;
                 tracing::info!(directory = dir, account = %caller.id, order = order_id, serial = %signed.serial, "acme order finalized");
                 Ok(order)
             }
-            Err(e) => {
-                order.doc.status = Status::Ready;
-                order.doc.processing_since = None;
-                let _ = order.save(ledger);
-                Err(finalize_refusal(e))
-            }
+            Err(AuthorityError::Moved(_)) => Err(Refused::new(
+                ProblemKind::OrderNotReady,
+                "the order was finalized by another request",
+            )),
+            Err(e) => Err(finalize_refusal(e)),
         }
     }
 
@@ -649,7 +667,9 @@ fn complete(
         let Some(challenge) = authz.doc.challenges.get_mut(index) else {
             return;
         };
-        if challenge.status != Status::Processing {
+        // Pending as stored (processing lives in memory), or processing as an earlier version
+        // stored it; anything else was settled meanwhile.
+        if !matches!(challenge.status, Status::Pending | Status::Processing) {
             return;
         }
         match &outcome {
