@@ -1116,9 +1116,21 @@ fn hostile_orders_and_csrs_get_acme_problems_and_nothing_issues() {
     assert_eq!(me.get(&order_url).json()["status"], "ready");
     assert_eq!(ledger_count(&a.ca, &name), 0);
 
-    // The order's own CSR issues: the refusals were the CSRs', not the raw client's.
-    let r = me.post(&finalize, Some(&csr(&good)));
-    assert_eq!(r.status, 200, "{}", r.text());
+    // The order's own CSR issues: the refusals were the CSRs', not the raw client's. Four
+    // finalizes at once: one certificate, recorded once; the others find the order finalized.
+    let body = csr(&good);
+    let mut answers: Vec<RawResp> = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..4)
+            .map(|_| s.spawn(|| me.post(&finalize, Some(&body))))
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    answers.sort_by_key(|r| r.status);
+    assert_eq!(answers[0].status, 200, "{}", answers[0].text());
+    for late in &answers[1..] {
+        row("a finalize racing another", late, 403, "orderNotReady");
+    }
+    let r = answers.swap_remove(0);
     let done = r.json();
     assert_eq!(done["status"], "valid", "{done}");
     let chain = me.get(done["certificate"].as_str().unwrap()).text();

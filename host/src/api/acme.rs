@@ -36,34 +36,10 @@ pub(super) fn route(
     let base = format!("{}/acme/{dir}", origin(app, rq));
     let method = rq.method.as_str();
     let (route, resp) = match (method, tail) {
-        ("GET" | "HEAD", "directory") => {
-            let mut meta = json!({"externalAccountRequired": directory.require_eab});
-            if let Some(tos) = &directory.terms_of_service {
-                meta["termsOfService"] = json!(tos);
-            }
-            (
-                "acme:directory",
-                json_answer(
-                    200,
-                    &json!({
-                        "newNonce": format!("{base}/new-nonce"),
-                        "newAccount": format!("{base}/new-account"),
-                        "newOrder": format!("{base}/new-order"),
-                        "revokeCert": format!("{base}/revoke-cert"),
-                        "keyChange": format!("{base}/key-change"),
-                        "meta": meta,
-                    }),
-                ),
-            )
+        // Usually answered by `quick` already; the same answer here.
+        ("GET" | "HEAD", "directory" | "new-nonce") => {
+            read_only(app, directory, &base, method, tail)?
         }
-        // §7.2: HEAD answers 200, GET 204; never cached.
-        ("HEAD" | "GET", "new-nonce") => (
-            "acme:new-nonce",
-            Response::new(if method == "HEAD" { 200 } else { 204 }, "text/plain", "")
-                .with_header("cache-control", "no-store")
-                .with_header("replay-nonce", &app.authority.acme_nonce())
-                .with_header("link", &format!("<{base}/directory>;rel=\"index\"")),
-        ),
         // §6.2: a JWS is application/jose+json, nothing else (415).
         ("POST", _)
             if rq
@@ -115,6 +91,61 @@ pub(super) fn route(
         ),
     };
     Some((route, resp))
+}
+
+/// The requests that need neither the ledger nor the sandbox (the directory, a new nonce),
+/// answered on the connection's own thread; `None` for every other request.
+pub(super) fn quick(app: &App, rq: &Request) -> Option<(&'static str, Response)> {
+    let method = rq.method.as_str();
+    if method != "GET" && method != "HEAD" {
+        return None;
+    }
+    let rest = rq.path.strip_prefix("/acme/")?;
+    let (dir, tail) = rest.split_once('/')?;
+    let directory = app.authority.acme_directory(dir)?;
+    let base = format!("{}/acme/{dir}", origin(app, rq));
+    read_only(app, directory, &base, method, tail)
+}
+
+/// The directory object or a new nonce (§7.1.1, §7.2), for GET or HEAD.
+fn read_only(
+    app: &App,
+    directory: &crate::authority::acme::config::AcmeDirectory,
+    base: &str,
+    method: &str,
+    tail: &str,
+) -> Option<(&'static str, Response)> {
+    match tail {
+        "directory" => {
+            let mut meta = json!({"externalAccountRequired": directory.require_eab});
+            if let Some(tos) = &directory.terms_of_service {
+                meta["termsOfService"] = json!(tos);
+            }
+            Some((
+                "acme:directory",
+                json_answer(
+                    200,
+                    &json!({
+                        "newNonce": format!("{base}/new-nonce"),
+                        "newAccount": format!("{base}/new-account"),
+                        "newOrder": format!("{base}/new-order"),
+                        "revokeCert": format!("{base}/revoke-cert"),
+                        "keyChange": format!("{base}/key-change"),
+                        "meta": meta,
+                    }),
+                ),
+            ))
+        }
+        // §7.2: HEAD answers 200, GET 204; never cached.
+        "new-nonce" => Some((
+            "acme:new-nonce",
+            Response::new(if method == "HEAD" { 200 } else { 204 }, "text/plain", "")
+                .with_header("cache-control", "no-store")
+                .with_header("replay-nonce", &app.authority.acme_nonce())
+                .with_header("link", &format!("<{base}/directory>;rel=\"index\"")),
+        )),
+        _ => None,
+    }
 }
 
 /// The origin the client addressed (`https://host:port`): its authority (HTTP/2's

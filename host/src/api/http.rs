@@ -71,6 +71,11 @@ impl Response {
 pub trait Handler: Send + Sync + 'static {
     /// Answer one request (on a blocking thread: it may wait for the sandbox and the ledger).
     fn handle(&self, rq: &Request) -> Response;
+    /// Answer at once, on the connection's own thread, a request that needs neither the sandbox
+    /// nor the ledger; `None` sends it to [`Handler::handle`] on a blocking thread.
+    fn quick(&self, _rq: &Request) -> Option<Response> {
+        None
+    }
     /// A connection was turned away because `max_connections` were open.
     fn rejected(&self);
 }

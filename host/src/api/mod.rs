@@ -238,6 +238,12 @@ impl Handler for App {
         handle(self, rq)
     }
 
+    fn quick(&self, rq: &Request) -> Option<Response> {
+        let started = Instant::now();
+        let (route, resp) = acme::quick(self, rq)?;
+        Some(logged(self, rq, started, route, &Outcome::default(), resp))
+    }
+
     fn rejected(&self) {
         self.metrics.request("connection", 503);
     }
@@ -341,9 +347,21 @@ fn handle(app: &App, rq: &Request) -> Response {
             ),
         }
     };
+    logged(app, rq, started, route, &outcome, resp)
+}
+
+/// Count and log an answered request.
+fn logged(
+    app: &App,
+    rq: &Request,
+    started: Instant,
+    route: &str,
+    outcome: &Outcome,
+    resp: Response,
+) -> Response {
     app.metrics.request(route, resp.status);
     tracing::info!(
-        method,
+        method = rq.method.as_str(),
         route,
         status = resp.status,
         latency_ms = started.elapsed().as_secs_f64() * 1e3,

@@ -356,16 +356,21 @@ async fn respond<H: Handler>(
                 _ => return (bad_request(400, "the body did not arrive in time"), true),
             }
         }
-        let handler = handler.clone();
-        let response = tokio::task::spawn_blocking(move || handler.handle(&request))
-            .await
-            .unwrap_or_else(|_| {
-                Response::new(
-                    500,
-                    "application/json",
-                    r#"{"error":{"code":"internal","message":"the handler failed"}}"#,
-                )
-            });
+        let response = match handler.quick(&request) {
+            Some(response) => response,
+            None => {
+                let handler = handler.clone();
+                tokio::task::spawn_blocking(move || handler.handle(&request))
+                    .await
+                    .unwrap_or_else(|_| {
+                        Response::new(
+                            500,
+                            "application/json",
+                            r#"{"error":{"code":"internal","message":"the handler failed"}}"#,
+                        )
+                    })
+            }
+        };
         (response, close || shutdown.stopping())
     };
     let (response, close) = answer.await;

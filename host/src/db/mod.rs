@@ -425,7 +425,9 @@ pub trait Ledger: Send + Sync {
     /// Store a new ACME object at version 1; false (nothing written) when its id or its key is taken.
     fn acme_insert(&self, row: &AcmeRow) -> Result<bool>;
     /// Store several new ACME objects in one transaction (an order and its authorizations):
-    /// all of them at version 1, or none (false) when any id or key is taken.
+    /// all of them at version 1, or none (false) when any id or key is taken. SQLite writes
+    /// orders and authorizations without waiting for the disk (they become durable with the next
+    /// certificate's record); a power cut may lose the last ones, never a certificate.
     fn acme_insert_all(&self, rows: &[AcmeRow]) -> Result<bool>;
     /// The object of `kind` with `id`.
     fn acme_get(&self, kind: AcmeKind, id: &str) -> Result<Option<AcmeRow>>;
@@ -433,6 +435,7 @@ pub trait Ledger: Send + Sync {
     fn acme_by_key(&self, kind: AcmeKind, directory: &str, key: &str) -> Result<Option<AcmeRow>>;
     /// The objects of `kind` belonging to `account`, oldest first (created_at, then id); at most `limit`.
     fn acme_list(&self, kind: AcmeKind, account: &str, limit: usize) -> Result<Vec<AcmeRow>>;
-    /// Replace body and key of `row.id` if its stored version is still `row.version` (the new version is row.version + 1).
+    /// Replace body and key of `row.id` if its stored version is still `row.version` (the new
+    /// version is row.version + 1); orders and authorizations as [`Ledger::acme_insert_all`].
     fn acme_update(&self, row: &AcmeRow) -> Result<AcmeUpdate>;
 }

@@ -152,6 +152,30 @@ impl SqliteLedger {
     }
 }
 
+/// Run `write` of `rows` without waiting for the disk when they are all orders and
+/// authorizations (synchronous=NORMAL for that write; WAL mode keeps the order of commits, so they
+/// reach the disk with the next durable one, at the latest the certificate's record). A power cut
+/// may lose the last ones: the client then finds no such order and orders again. Accounts,
+/// tokens and certificates stay durable before the answer.
+fn lazily<T>(
+    conn: &Connection,
+    rows: &[AcmeRow],
+    write: impl FnOnce(&Connection) -> Result<T>,
+) -> Result<T> {
+    let lazy = !rows.is_empty()
+        && rows
+            .iter()
+            .all(|r| matches!(r.kind, AcmeKind::Order | AcmeKind::Authz));
+    if !lazy {
+        return write(conn);
+    }
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    let written = write(conn);
+    // Restored whatever the write did: every other write of this connection is durable.
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    written
+}
+
 /// Compare-and-swap of an ACME object: one statement, so of two writers holding the same
 /// version, the one that gets the write lock first moves it, and the other's WHERE no longer
 /// matches (another replica too).
@@ -620,19 +644,21 @@ impl Ledger for SqliteLedger {
 
     fn acme_insert_all(&self, rows: &[AcmeRow]) -> Result<bool> {
         let conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
-        let tx = conn.unchecked_transaction()?;
-        for row in rows {
-            let fresh = AcmeRow {
-                version: 1,
-                ..row.clone()
-            };
-            if !insert_acme(&tx, &fresh)? {
-                // Dropped without commit: rolled back.
-                return Ok(false);
+        lazily(&conn, rows, |conn| {
+            let tx = conn.unchecked_transaction()?;
+            for row in rows {
+                let fresh = AcmeRow {
+                    version: 1,
+                    ..row.clone()
+                };
+                if !insert_acme(&tx, &fresh)? {
+                    // Dropped without commit: rolled back.
+                    return Ok(false);
+                }
             }
-        }
-        tx.commit()?;
-        Ok(true)
+            tx.commit()?;
+            Ok(true)
+        })
     }
 
     fn acme_get(&self, kind: AcmeKind, id: &str) -> Result<Option<AcmeRow>> {
@@ -669,7 +695,8 @@ impl Ledger for SqliteLedger {
     }
 
     fn acme_update(&self, row: &AcmeRow) -> Result<AcmeUpdate> {
-        acme_cas(&self.conn.lock().unwrap_or_else(|e| e.into_inner()), row)
+        let conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
+        lazily(&conn, std::slice::from_ref(row), |conn| acme_cas(conn, row))
     }
 
     fn next_crl_number(&self) -> Result<u64> {
@@ -686,6 +713,39 @@ impl Ledger for SqliteLedger {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Orders and authorizations are written lazily, and every other write after them is
+    /// durable again (synchronous=FULL), whether the lazy write succeeded or not.
+    #[test]
+    fn lazy_acme_writes_leave_the_connection_durable() {
+        use crate::db::suite::{acme, record};
+        let dir = tempfile::tempdir().unwrap();
+        let l = SqliteLedger::open(&dir.path().join("l.sqlite")).unwrap();
+        let synchronous = |l: &SqliteLedger| -> i64 {
+            l.conn
+                .lock()
+                .unwrap()
+                .pragma_query_value(None, "synchronous", |r| r.get(0))
+                .unwrap()
+        };
+        const FULL: i64 = 2;
+        assert_eq!(synchronous(&l), FULL);
+        let order = acme(AcmeKind::Order, "o", "web", "a", None, 1);
+        let authz = acme(AcmeKind::Authz, "z", "web", "a", None, 1);
+        assert!(l.acme_insert_all(&[order.clone(), authz]).unwrap());
+        assert_eq!(synchronous(&l), FULL);
+        // Taken ids: refused and rolled back, and still durable afterwards.
+        assert!(!l.acme_insert_all(std::slice::from_ref(&order)).unwrap());
+        assert_eq!(synchronous(&l), FULL);
+        assert_eq!(l.acme_update(&order).unwrap(), AcmeUpdate::Done);
+        assert_eq!(l.acme_update(&order).unwrap(), AcmeUpdate::Stale);
+        assert_eq!(synchronous(&l), FULL);
+        l.record(&record("01", "t")).unwrap();
+        assert_eq!(
+            l.acme_get(AcmeKind::Order, "o").unwrap().unwrap().version,
+            2
+        );
+    }
 
     /// A ledger written by schema 3 (no csr_sha256 column) opens, keeps its records and takes
     /// new ones with the column.
