@@ -12,5 +12,6 @@ pub mod authority;
 pub mod client;
 pub mod db;
 pub mod files;
+pub mod keys;
 pub mod sandbox;
 pub mod tls;
