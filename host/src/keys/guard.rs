@@ -1,0 +1,344 @@
+//! What the host checks before its key store signs a TBSCertificate the guest built: a guest
+//! that parses hostile CSRs may be compromised, and it must not be able to mint anything with a
+//! key it cannot see. Every field that makes a certificate powerful is compared with what the
+//! host knows on its own (the CA certificate, the CSR key it verified itself, the profile's
+//! bounds); anything else is refused and nothing is signed.
+
+use x509_parser::certificate::TbsCertificate;
+use x509_parser::extensions::ParsedExtension;
+use x509_parser::oid_registry::{
+    Oid, OID_X509_EXT_AUTHORITY_KEY_IDENTIFIER, OID_X509_EXT_NAME_CONSTRAINTS,
+};
+use x509_parser::prelude::{FromDer, X509Version};
+
+/// What the host knows, without the guest, about the certificate one request may produce.
+#[derive(Clone, Debug)]
+pub struct Expected<'a> {
+    /// The CA certificate's subject, DER (the TBS's issuer must be exactly this).
+    pub issuer: &'a [u8],
+    /// The CA's subject key identifier (the TBS's authority key identifier).
+    pub issuer_key_id: &'a [u8],
+    /// The signature algorithm the key store signs with (the TBS's `signature` field).
+    pub algorithm: Oid<'static>,
+    /// The SubjectPublicKeyInfo, DER, of the CSR the host verified for this request.
+    pub subject_key: &'a [u8],
+    /// Earliest notBefore allowed, Unix seconds (now minus the profile's backdating).
+    pub not_before_min: i64,
+    /// Latest notAfter allowed, Unix seconds (now plus the profile's longest lifetime, and never
+    /// past the CA's own notAfter).
+    pub not_after_max: i64,
+    /// The request named an intermediate profile: CA:true (and keyCertSign, name constraints)
+    /// may be asked for.
+    pub may_be_ca: bool,
+}
+
+/// Why a TBSCertificate was refused (a `sandbox_violation`: the guest asked for what it must not).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Violation {
+    /// The bytes are not exactly one DER TBSCertificate (v3).
+    NotTbs(String),
+    /// Another issuer name.
+    Issuer,
+    /// No authority key identifier, or another one.
+    AuthorityKeyId,
+    /// Another signature algorithm than the key store's.
+    Algorithm,
+    /// Another public key than the CSR's.
+    SubjectKey,
+    /// A validity outside the request's bounds.
+    Validity,
+    /// CA:true, keyCertSign, cRLSign or name constraints without an intermediate profile.
+    CaPowers,
+}
+
+impl std::fmt::Display for Violation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Violation::NotTbs(m) => write!(f, "not a TBSCertificate: {m}"),
+            Violation::Issuer => f.write_str("the issuer is not this CA"),
+            Violation::AuthorityKeyId => {
+                f.write_str("the authority key identifier is not this CA's")
+            }
+            Violation::Algorithm => f.write_str("the signature algorithm is not the CA key's"),
+            Violation::SubjectKey => f.write_str("the public key is not the CSR's"),
+            Violation::Validity => f.write_str("the validity is outside the profile's bounds"),
+            Violation::CaPowers => f.write_str("CA powers without an intermediate profile"),
+        }
+    }
+}
+
+impl std::error::Error for Violation {}
+
+/// Check `tbs` against `e`; on success, its serial number (big-endian bytes as encoded), which
+/// the caller must find unused in the ledger before signing.
+pub fn check_tbs_certificate(tbs: &[u8], e: &Expected<'_>) -> Result<Vec<u8>, Violation> {
+    let (rest, t) =
+        TbsCertificate::from_der(tbs).map_err(|err| Violation::NotTbs(err.to_string()))?;
+    if !rest.is_empty() {
+        return Err(Violation::NotTbs(format!("{} bytes after it", rest.len())));
+    }
+    if t.version != X509Version::V3 || t.issuer_uid.is_some() || t.subject_uid.is_some() {
+        return Err(Violation::NotTbs(
+            "only v3 without unique identifiers".into(),
+        ));
+    }
+    if t.issuer.as_raw() != e.issuer {
+        return Err(Violation::Issuer);
+    }
+    if t.signature.algorithm != e.algorithm {
+        return Err(Violation::Algorithm);
+    }
+    if t.subject_pki.raw != e.subject_key {
+        return Err(Violation::SubjectKey);
+    }
+    let (not_before, not_after) = (
+        t.validity.not_before.timestamp(),
+        t.validity.not_after.timestamp(),
+    );
+    if not_before < e.not_before_min || not_after > e.not_after_max || not_after < not_before {
+        return Err(Violation::Validity);
+    }
+    let aki = t
+        .get_extension_unique(&OID_X509_EXT_AUTHORITY_KEY_IDENTIFIER)
+        .map_err(|err| Violation::NotTbs(err.to_string()))?
+        .and_then(|x| match &x.parsed_extension() {
+            ParsedExtension::AuthorityKeyIdentifier(a) => a.key_identifier.as_ref(),
+            _ => None,
+        });
+    if aki.map(|k| k.0) != Some(e.issuer_key_id) {
+        return Err(Violation::AuthorityKeyId);
+    }
+    if !e.may_be_ca {
+        let ca = t
+            .basic_constraints()
+            .map_err(|err| Violation::NotTbs(err.to_string()))?
+            .is_some_and(|b| b.value.ca);
+        let signs = t
+            .key_usage()
+            .map_err(|err| Violation::NotTbs(err.to_string()))?
+            .is_some_and(|k| k.value.key_cert_sign() || k.value.crl_sign());
+        let constrains = t
+            .get_extension_unique(&OID_X509_EXT_NAME_CONSTRAINTS)
+            .map_err(|err| Violation::NotTbs(err.to_string()))?
+            .is_some();
+        if ca || signs || constrains {
+            return Err(Violation::CaPowers);
+        }
+    }
+    // Every extension must parse, and none may appear twice (x509-parser keeps duplicates).
+    let mut seen = Vec::new();
+    for x in t.extensions() {
+        if let ParsedExtension::UnsupportedExtension { .. } = x.parsed_extension() {
+            // Unknown but well-formed: the guest's own (AIA, CRL DP…) are all known.
+            continue;
+        }
+        if let ParsedExtension::ParseError { error } = &x.parsed_extension() {
+            return Err(Violation::NotTbs(format!("extension {}: {error}", x.oid)));
+        }
+        if seen.contains(&&x.oid) {
+            return Err(Violation::NotTbs(format!("extension {} twice", x.oid)));
+        }
+        seen.push(&x.oid);
+    }
+    Ok(t.raw_serial().to_vec())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wasm_pki::{
+        Algorithm, CaParams, CertificateAuthority, CsrRequest, IssueOptions, KeyPair,
+        OffsetDateTime, ParsedCsr, Profile, SanName, SeedRng, Subject,
+    };
+    use x509_parser::certificate::X509Certificate;
+    use x509_parser::oid_registry::{OID_SIG_ECDSA_WITH_SHA256, OID_SIG_ED25519};
+
+    const NOW: i64 = 1_800_000_000;
+
+    fn at() -> OffsetDateTime {
+        OffsetDateTime::from_unix_timestamp(NOW).unwrap()
+    }
+
+    fn root(seed: u8) -> CertificateAuthority {
+        CertificateAuthority::new_root(
+            &CaParams::new("Guard CA"),
+            at(),
+            &mut SeedRng::from_seed([seed; 32]),
+        )
+        .unwrap()
+    }
+
+    fn new_key(seed: u8) -> KeyPair {
+        KeyPair::generate(Algorithm::P256, &mut SeedRng::from_seed([seed; 32]))
+    }
+
+    /// The TBS of the certificate `ca` issues for `key` under the default profile.
+    fn issued_tbs(ca: &CertificateAuthority, key: &KeyPair) -> Vec<u8> {
+        let csr = CsrRequest {
+            subject: Subject::default(),
+            names: vec![SanName::dns("w.example.com").unwrap()],
+        }
+        .sign(key)
+        .unwrap();
+        let csr = ParsedCsr::parse(csr.to_pem().as_bytes()).unwrap();
+        let opts = IssueOptions {
+            identity: Some(SanName::dns("w.example.com").unwrap()),
+            ..Default::default()
+        };
+        let issued = ca
+            .issue(
+                &csr,
+                &Profile::default(),
+                &opts,
+                at(),
+                &mut SeedRng::from_seed([9; 32]),
+            )
+            .unwrap();
+        tbs_of(issued.certificate.der())
+    }
+
+    fn parsed(cert_der: &[u8]) -> X509Certificate<'_> {
+        X509Certificate::from_der(cert_der).unwrap().1
+    }
+
+    fn tbs_of(cert_der: &[u8]) -> Vec<u8> {
+        parsed(cert_der).tbs_certificate.as_ref().to_vec()
+    }
+
+    /// What the host knows: the CA's subject and key id, the verified CSR's key.
+    struct Known {
+        issuer: Vec<u8>,
+        key_id: Vec<u8>,
+        subject_key: Vec<u8>,
+    }
+
+    fn known(ca: &CertificateAuthority, subject_key: &[u8]) -> Known {
+        Known {
+            issuer: parsed(ca.certificate().der()).subject().as_raw().to_vec(),
+            key_id: ca.key_identifier(),
+            subject_key: subject_key.to_vec(),
+        }
+    }
+
+    fn expected(k: &Known) -> Expected<'_> {
+        Expected {
+            issuer: &k.issuer,
+            issuer_key_id: &k.key_id,
+            algorithm: OID_SIG_ECDSA_WITH_SHA256,
+            subject_key: &k.subject_key,
+            not_before_min: NOW - 300,
+            not_after_max: NOW + 90 * 86_400,
+            may_be_ca: false,
+        }
+    }
+
+    #[test]
+    fn what_the_guest_should_ask_for_passes_with_its_serial() {
+        let (ca, key) = (root(7), new_key(8));
+        let tbs = issued_tbs(&ca, &key);
+        let k = known(&ca, key.public_key().spki_der());
+        let serial = check_tbs_certificate(&tbs, &expected(&k)).unwrap();
+        let (_, t) = TbsCertificate::from_der(&tbs).unwrap();
+        assert_eq!(serial, t.raw_serial());
+        assert!(!serial.is_empty());
+    }
+
+    #[test]
+    fn what_a_lying_guest_asks_for_is_refused() {
+        let (ca, key) = (root(7), new_key(8));
+        let k = known(&ca, key.public_key().spki_der());
+        let good = issued_tbs(&ca, &key);
+        let not_tbs = Violation::NotTbs(String::new());
+        let rows: Vec<(&str, Vec<u8>, Expected<'_>, Violation)> = vec![
+            (
+                "a foreign public key",
+                issued_tbs(&ca, &new_key(1)),
+                expected(&k),
+                Violation::SubjectKey,
+            ),
+            (
+                "another issuer (the same name, another key)",
+                issued_tbs(&root(2), &key),
+                expected(&k),
+                Violation::AuthorityKeyId,
+            ),
+            (
+                "a validity beyond the profile",
+                good.clone(),
+                Expected {
+                    not_after_max: NOW + 3600,
+                    ..expected(&k)
+                },
+                Violation::Validity,
+            ),
+            (
+                "backdated beyond the profile",
+                good.clone(),
+                Expected {
+                    not_before_min: NOW + 10,
+                    ..expected(&k)
+                },
+                Violation::Validity,
+            ),
+            (
+                "another signature algorithm",
+                good.clone(),
+                Expected {
+                    algorithm: OID_SIG_ED25519,
+                    ..expected(&k)
+                },
+                Violation::Algorithm,
+            ),
+            (
+                "trailing bytes",
+                [good.clone(), vec![0]].concat(),
+                expected(&k),
+                not_tbs.clone(),
+            ),
+            ("not DER", b"hello".to_vec(), expected(&k), not_tbs.clone()),
+            (
+                "a whole certificate",
+                ca.certificate().der().to_vec(),
+                expected(&k),
+                not_tbs.clone(),
+            ),
+            ("empty", Vec::new(), expected(&k), not_tbs.clone()),
+            (
+                "cut short",
+                good[..good.len() - 1].to_vec(),
+                expected(&k),
+                not_tbs,
+            ),
+        ];
+        for (what, tbs, e, want) in rows {
+            let got = check_tbs_certificate(&tbs, &e).expect_err(what);
+            match (&got, &want) {
+                (Violation::NotTbs(_), Violation::NotTbs(_)) => {}
+                _ => assert_eq!(got, want, "{what}"),
+            }
+        }
+        // CA:true (an intermediate's TBS) under a leaf profile; accepted only when the request
+        // named an intermediate profile.
+        let sub = ca
+            .new_intermediate(
+                &CaParams::new("Sub"),
+                at(),
+                &mut SeedRng::from_seed([4; 32]),
+            )
+            .unwrap();
+        let sub_der = sub.certificate().der();
+        let sub_k = known(&ca, parsed(sub_der).public_key().raw);
+        let for_sub = |may_be_ca| Expected {
+            not_before_min: 0,
+            not_after_max: i64::MAX,
+            may_be_ca,
+            ..expected(&sub_k)
+        };
+        let sub_tbs = tbs_of(sub_der);
+        assert_eq!(
+            check_tbs_certificate(&sub_tbs, &for_sub(false)),
+            Err(Violation::CaPowers)
+        );
+        assert!(check_tbs_certificate(&sub_tbs, &for_sub(true)).is_ok());
+    }
+}
