@@ -298,6 +298,24 @@ impl CertificateAuthority {
         now: OffsetDateTime,
         rng: &mut R,
     ) -> Result<Issued> {
+        let (der, subject, names) = self.issue_with(csr, profile, opts, now, rng, &self.key)?;
+        Ok(Issued {
+            certificate: Certificate::from_der(der)?,
+            subject,
+            names,
+        })
+    }
+
+    /// Build the certificate and sign it with `signer` (the CA key, or a [`Capture`]).
+    fn issue_with<R: CryptoRng>(
+        &self,
+        csr: &ParsedCsr,
+        profile: &Profile,
+        opts: &IssueOptions,
+        now: OffsetDateTime,
+        rng: &mut R,
+        signer: &impl rcgen::SigningKey,
+    ) -> Result<(Vec<u8>, Subject, Vec<SanName>)> {
         self.check_usable(now)?;
         let decision = profile.decide(csr, opts)?;
         let key = csr.public_key();
@@ -333,12 +351,42 @@ impl CertificateAuthority {
             (now - Duration::seconds(profile.backdate_secs as i64)).max(self.not_before());
         params.not_after =
             (now + Duration::seconds(decision.lifetime_secs as i64)).min(self.not_after());
-        let issuer = Issuer::from_params(&self.params, &self.key);
+        let issuer = Issuer::from_params(&self.params, signer);
         let cert = params.signed_by(key, &issuer)?;
-        Ok(Issued {
-            certificate: Certificate::from_der(cert.der().to_vec())?,
-            subject: decision.subject,
-            names: decision.names,
+        Ok((cert.der().to_vec(), decision.subject, decision.names))
+    }
+
+    /// [`Self::issue`] without signing: the TBSCertificate for a key store outside this code
+    /// (the host's), and what [`Unsigned::assemble`] needs to finish it with the signature. The
+    /// same inputs give the same TBS (rcgen's encoding takes no clock or randomness).
+    pub fn issue_unsigned<R: CryptoRng>(
+        &self,
+        csr: &ParsedCsr,
+        profile: &Profile,
+        opts: &IssueOptions,
+        now: OffsetDateTime,
+        rng: &mut R,
+    ) -> Result<Unsigned> {
+        let capture = Capture {
+            public: self.key.public_key(),
+            tbs: core::cell::RefCell::new(None),
+        };
+        let issued = self.issue_with(csr, profile, opts, now, rng, &capture);
+        let dummy = match issued {
+            Ok(der) => der,
+            Err(e) => return Err(e),
+        };
+        let tbs = capture
+            .tbs
+            .into_inner()
+            .ok_or_else(|| Error::InvalidParameter("rcgen signed nothing".into()))?;
+        // SEQUENCE { tbs, signatureAlgorithm, BIT STRING (empty) }: keep the algorithm's bytes.
+        let (_, alg_id) = split_certificate(&dummy.0)?;
+        Ok(Unsigned {
+            tbs,
+            alg_id,
+            subject: dummy.1,
+            names: dummy.2,
         })
     }
 
@@ -399,4 +447,122 @@ fn subject_raw_of_csr(der: &[u8]) -> Result<Vec<u8>> {
     let (_, csr) = x509_parser::certification_request::X509CertificationRequest::from_der(der)
         .map_err(|e| Error::malformed("CSR", e))?;
     Ok(csr.certification_request_info.subject.as_raw().to_vec())
+}
+
+/// A certificate built by [`CertificateAuthority::issue_unsigned`], waiting for its signature.
+pub struct Unsigned {
+    /// The TBSCertificate, DER: what the key store signs.
+    pub tbs: Vec<u8>,
+    alg_id: Vec<u8>,
+    /// The subject it is for.
+    pub subject: Subject,
+    /// Its SANs.
+    pub names: Vec<SanName>,
+}
+
+impl Unsigned {
+    /// The certificate with `signature` (DER ECDSA, or raw Ed25519) over [`Unsigned::tbs`].
+    /// Whether the signature verifies is the caller's to check (the host does, against the CA key).
+    pub fn assemble(self, signature: &[u8]) -> Result<Issued> {
+        let der = yasna::construct_der(|w| {
+            w.write_sequence(|w| {
+                w.next().write_der(&self.tbs);
+                w.next().write_der(&self.alg_id);
+                w.next().write_bitvec_bytes(signature, signature.len() * 8);
+            })
+        });
+        Ok(Issued {
+            certificate: Certificate::from_der(der)?,
+            subject: self.subject,
+            names: self.names,
+        })
+    }
+}
+
+/// A signer that keeps what it was asked to sign and signs nothing: rcgen hands it exactly the
+/// TBS DER.
+struct Capture<'a> {
+    public: &'a PublicKey,
+    tbs: core::cell::RefCell<Option<Vec<u8>>>,
+}
+
+impl rcgen::PublicKeyData for Capture<'_> {
+    fn der_bytes(&self) -> &[u8] {
+        rcgen::PublicKeyData::der_bytes(self.public)
+    }
+
+    fn algorithm(&self) -> &'static rcgen::SignatureAlgorithm {
+        rcgen::PublicKeyData::algorithm(self.public)
+    }
+}
+
+impl rcgen::SigningKey for Capture<'_> {
+    fn sign(&self, msg: &[u8]) -> core::result::Result<Vec<u8>, rcgen::Error> {
+        *self.tbs.borrow_mut() = Some(msg.to_vec());
+        Ok(Vec::new())
+    }
+}
+
+/// The TBSCertificate and signatureAlgorithm of a certificate's DER, each as its whole TLV.
+fn split_certificate(der: &[u8]) -> Result<(Vec<u8>, Vec<u8>)> {
+    yasna::parse_der(der, |r| {
+        r.read_sequence(|r| {
+            let tbs = r.next().read_der()?;
+            let alg = r.next().read_der()?;
+            r.next().read_bitvec_bytes()?;
+            Ok((tbs, alg))
+        })
+    })
+    .map_err(|e| Error::InvalidParameter(format!("splitting a certificate: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{CsrRequest, SeedRng};
+
+    /// Signed outside (here by the same key, ECDSA per RFC 6979) and assembled, the certificate
+    /// is byte for byte the one `issue` makes.
+    #[test]
+    fn an_unsigned_certificate_signed_outside_is_the_same_certificate() {
+        let now = OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap();
+        for alg in [Algorithm::P256, Algorithm::Ed25519] {
+            let ca = CertificateAuthority::new_root(
+                &CaParams {
+                    algorithm: alg,
+                    ..CaParams::new("Outside CA")
+                },
+                now,
+                &mut SeedRng::from_seed([1; 32]),
+            )
+            .unwrap();
+            let key = KeyPair::generate(Algorithm::P256, &mut SeedRng::from_seed([2; 32]));
+            let csr = CsrRequest {
+                subject: Subject::default(),
+                names: vec![SanName::dns("w.example.com").unwrap()],
+            }
+            .sign(&key)
+            .unwrap();
+            let csr = ParsedCsr::parse(csr.to_pem().as_bytes()).unwrap();
+            let opts = IssueOptions {
+                identity: Some(SanName::dns("w.example.com").unwrap()),
+                ..Default::default()
+            };
+            let rng = || SeedRng::from_seed([3; 32]);
+            let inside = ca
+                .issue(&csr, &Profile::default(), &opts, now, &mut rng())
+                .unwrap();
+            let unsigned = ca
+                .issue_unsigned(&csr, &Profile::default(), &opts, now, &mut rng())
+                .unwrap();
+            let signature = ca.key.sign(&unsigned.tbs);
+            let outside = unsigned.assemble(&signature).unwrap();
+            assert_eq!(
+                outside.certificate.der(),
+                inside.certificate.der(),
+                "{alg:?}"
+            );
+            assert_eq!(outside.names, inside.names);
+        }
+    }
 }
