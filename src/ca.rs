@@ -371,11 +371,7 @@ impl CertificateAuthority {
             public: self.key.public_key(),
             tbs: core::cell::RefCell::new(None),
         };
-        let issued = self.issue_with(csr, profile, opts, now, rng, &capture);
-        let dummy = match issued {
-            Ok(der) => der,
-            Err(e) => return Err(e),
-        };
+        let dummy = self.issue_with(csr, profile, opts, now, rng, &capture)?;
         let tbs = capture
             .tbs
             .into_inner()
