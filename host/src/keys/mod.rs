@@ -3,4 +3,5 @@
 //! RFC 7512 URIs that name a key in a PKCS#11 token (an HSM, SoftHSM).
 
 pub mod guard;
+pub mod memory;
 pub mod pkcs11_uri;
