@@ -46,6 +46,14 @@ impl std::fmt::Display for Stale {
 
 impl std::error::Error for Stale {}
 
+/// `Ok` when the compare-and-swap of `row` was `done`, else [`Stale`] (it had moved).
+fn moved(row: &AcmeRow, done: AcmeUpdate) -> Result<()> {
+    match done {
+        AcmeUpdate::Done => Ok(()),
+        _ => Err(Stale(format!("{} {}", row.kind.name(), row.id)).into()),
+    }
+}
+
 /// The certificate columns both backends read, in the order their `read_record` takes them.
 const COLUMNS: &str = "serial, subject, names, not_before, not_after, fingerprint, token_id, profile, issued_at, revoked_at, pem, identity, renewed_from, csr_sha256, revocation_reason";
 

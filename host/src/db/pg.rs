@@ -273,10 +273,7 @@ impl PgLedger {
             for (id, Queued { record: r, then }) in batch {
                 let mut sp = tx.savepoint("record").map_err(db)?;
                 let written = insert_certificate(&mut sp, r).and_then(|()| match then {
-                    Some(row) => match acme_cas(&mut sp, row)? {
-                        AcmeUpdate::Done => Ok(()),
-                        _ => Err(super::Stale(format!("{} {}", row.kind.name(), row.id)).into()),
-                    },
+                    Some(row) => super::moved(row, acme_cas(&mut sp, row)?),
                     None => Ok(()),
                 });
                 match written {

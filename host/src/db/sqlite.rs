@@ -115,10 +115,7 @@ impl SqliteLedger {
                     .is_some_and(|n| *n > 0);
                 let sp = tx.savepoint()?;
                 let written = write_record(&sp, r, is_token).and_then(|()| match then {
-                    Some(row) => match acme_cas(&sp, row)? {
-                        AcmeUpdate::Done => Ok(()),
-                        _ => Err(super::Stale(format!("{} {}", row.kind.name(), row.id)).into()),
-                    },
+                    Some(row) => super::moved(row, acme_cas(&sp, row)?),
                     None => Ok(()),
                 });
                 match written {

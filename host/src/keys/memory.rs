@@ -3,7 +3,7 @@
 //! about 20 us where the guest's pure-Rust wasm takes about 200 us.
 
 use ring::rand::SystemRandom;
-use ring::signature::{EcdsaKeyPair, Ed25519KeyPair, KeyPair as _, ECDSA_P256_SHA256_ASN1_SIGNING};
+use ring::signature::{EcdsaKeyPair, Ed25519KeyPair, ECDSA_P256_SHA256_ASN1_SIGNING};
 
 /// What a key store signs with, as the TBS's signature algorithm names it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -55,12 +55,6 @@ impl MemoryKey {
                 Ed25519KeyPair::from_pkcs8_maybe_unchecked(&der)
                     .map_err(|e| KeyError(format!("ring refused the Ed25519 key: {e}")))?,
             ),
-            #[allow(unreachable_patterns)]
-            other => {
-                return Err(KeyError(format!(
-                    "{other:?} CA keys are not supported here"
-                )))
-            }
         };
         Ok(MemoryKey {
             held,
@@ -90,14 +84,6 @@ impl MemoryKey {
                 .map(|s| s.as_ref().to_vec())
                 .map_err(|_| KeyError("ring could not sign".into())),
             Held::Ed25519(k) => Ok(k.sign(msg).as_ref().to_vec()),
-        }
-    }
-
-    /// The public key's raw bytes as ring holds them (the EC point, or Ed25519's 32 bytes).
-    pub fn public_raw(&self) -> &[u8] {
-        match &self.held {
-            Held::P256(k) => k.public_key().as_ref(),
-            Held::Ed25519(k) => k.public_key().as_ref(),
         }
     }
 }

@@ -476,9 +476,7 @@ impl Authority {
         let (row, doc) = (order.row.clone(), order.doc.clone());
         let then = Then(Arc::new(move |serial: &str| {
             let mut doc = doc.clone();
-            doc.status = Status::Valid;
-            doc.certificate = Some(serial.to_string());
-            doc.processing_since = None;
+            finalized(&mut doc, serial);
             let mut row = row.clone();
             row.body =
                 serde_json::to_string(&doc).map_err(|e| format!("encoding an order: {e}"))?;
@@ -503,9 +501,8 @@ impl Authority {
         };
         match signed {
             Ok(signed) => {
-                order.doc.status = Status::Valid;
-                order.doc.certificate = Some(signed.serial.clone());
-                order.doc.processing_since = None;
+                // As the record's transaction wrote it.
+                finalized(&mut order.doc, &signed.serial);
                 order.row.version += 1;
                 tracing::info!(directory = dir, account = %caller.id, order = order_id, serial = %signed.serial, "acme order finalized");
                 Ok(order)
@@ -649,6 +646,13 @@ pub fn authz_status(authz: &Authz, at: i64) -> Status {
         Status::Pending | Status::Valid if at >= authz.expires => Status::Expired,
         s => s,
     }
+}
+
+/// An order made valid by the certificate with `serial`.
+fn finalized(order: &mut Order, serial: &str) {
+    order.status = Status::Valid;
+    order.certificate = Some(serial.to_string());
+    order.processing_since = None;
 }
 
 /// Record a validation's outcome: the challenge valid (and its authorization) or invalid (and
