@@ -41,9 +41,12 @@ impl CaParams {
 }
 
 /// A CA: its certificate, its key, and the certificates above it (for the chain it hands out).
+/// Loaded with [`CertificateAuthority::load_public`] it holds no key: a key store outside this
+/// code signs what [`CertificateAuthority::issue_unsigned`] and [`CertificateAuthority::crl_unsigned`] build.
 pub struct CertificateAuthority {
     certificate: Certificate,
-    key: KeyPair,
+    key: Option<KeyPair>,
+    public: PublicKey,
     params: CertificateParams,
     chain: Vec<Certificate>,
     urls: crate::PublicUrls,
@@ -123,7 +126,8 @@ impl CertificateAuthority {
         let cert = params.self_signed(&key)?;
         Ok(CertificateAuthority {
             certificate: Certificate::from_der(cert.der().to_vec())?,
-            key,
+            public: key.public_key().clone(),
+            key: Some(key),
             params,
             chain: Vec::new(),
             urls: crate::PublicUrls::default(),
@@ -148,13 +152,14 @@ impl CertificateAuthority {
         params.not_after = params.not_after.min(self.not_after());
         params.not_before = params.not_before.max(self.not_before());
         params.use_authority_key_identifier_extension = true;
-        let issuer = Issuer::from_params(&self.params, &self.key);
+        let issuer = Issuer::from_params(&self.params, self.held()?);
         let cert = params.signed_by(&key, &issuer)?;
         let mut chain = vec![self.certificate.clone()];
         chain.extend(self.chain.iter().cloned());
         Ok(CertificateAuthority {
             certificate: Certificate::from_der(cert.der().to_vec())?,
-            key,
+            public: key.public_key().clone(),
+            key: Some(key),
             params,
             chain,
             urls: crate::PublicUrls::default(),
@@ -165,6 +170,21 @@ impl CertificateAuthority {
     /// first (empty for a root). Refused: a certificate that is not a CA, lacks keyCertSign, does not
     /// match the key, or whose subject cannot be reproduced byte for byte as the issuer of new certs.
     pub fn load(certificate: Certificate, key: KeyPair, chain: Vec<Certificate>) -> Result<Self> {
+        Self::load_with(certificate, Some(key), chain)
+    }
+
+    /// Load a CA from its certificate alone, for a key held outside this code (a host's key
+    /// store, an HSM): it builds what is to be signed and never signs. The same checks as
+    /// [`Self::load`]; the key must be P-256 or Ed25519.
+    pub fn load_public(certificate: Certificate, chain: Vec<Certificate>) -> Result<Self> {
+        Self::load_with(certificate, None, chain)
+    }
+
+    fn load_with(
+        certificate: Certificate,
+        key: Option<KeyPair>,
+        chain: Vec<Certificate>,
+    ) -> Result<Self> {
         let x = parse_x509(certificate.der())?;
         if !x.is_ca() {
             return Err(Error::InvalidParameter(
@@ -178,7 +198,17 @@ impl CertificateAuthority {
                 ));
             }
         }
-        if x.public_key().raw != key.public_key().spki_der() {
+        let public = PublicKey::from_spki(x.public_key().raw)?;
+        if !matches!(public.kind(), KeyKind::P256 | KeyKind::Ed25519) {
+            return Err(Error::UnsupportedAlgorithm(format!(
+                "a CA key must be P-256 or Ed25519, not {}",
+                public.name()
+            )));
+        }
+        if key
+            .as_ref()
+            .is_some_and(|k| k.public_key().spki_der() != public.spki_der())
+        {
             return Err(Error::InvalidParameter(
                 "the private key does not belong to the CA certificate".into(),
             ));
@@ -194,7 +224,7 @@ impl CertificateAuthority {
                 }
                 _ => None,
             })
-            .unwrap_or_else(|| key.public_key().key_identifier());
+            .unwrap_or_else(|| public.key_identifier());
         params.key_identifier_method = KeyIdMethod::PreSpecified(ski);
         params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
         params.is_ca = match x.basic_constraints() {
@@ -210,9 +240,9 @@ impl CertificateAuthority {
             .map_err(|e| Error::malformed("certificate", e))?;
         // Issued certificates carry the issuer name as rcgen re-encodes it; it must equal the
         // CA's subject exactly or chains break. Check once here with a throwaway CSR.
-        let probe = params.serialize_request(&key)?;
-        let reencoded = crate::csr::ParsedCsr::parse(probe.der())?;
-        let probe_subject = subject_raw_of_csr(reencoded.der())?;
+        // Signed by a capture: nothing here needs the key, and the name is all that is read.
+        let probe = params.serialize_request(&Capture::new(&public))?;
+        let probe_subject = subject_raw_of_csr(probe.der())?;
         if probe_subject != x.subject().as_raw() {
             return Err(Error::UnsupportedAlgorithm(
                 "the CA subject uses a name encoding this issuer cannot reproduce exactly (repeated or multi-valued attributes, or unusual string types)".into(),
@@ -222,6 +252,7 @@ impl CertificateAuthority {
         Ok(CertificateAuthority {
             certificate,
             key,
+            public,
             params,
             chain,
             urls: crate::PublicUrls::default(),
@@ -234,6 +265,14 @@ impl CertificateAuthority {
         let key = KeyPair::from_pem(key_pem, passphrase)?;
         let cert = certs.remove(0);
         Self::load(cert, key, certs)
+    }
+
+    /// Load from the certificate PEM (followed by any chain above it) alone: see
+    /// [`Self::load_public`].
+    pub fn from_pem_public(cert_pem: &[u8]) -> Result<Self> {
+        let mut certs = Certificate::parse_all(cert_pem)?;
+        let cert = certs.remove(0);
+        Self::load_public(cert, certs)
     }
 
     /// Publish `urls` in every certificate issued from now on (CRL DP and AIA caIssuers).
@@ -253,9 +292,23 @@ impl CertificateAuthority {
         &self.chain
     }
 
-    /// The CA's key.
-    pub fn key(&self) -> &KeyPair {
-        &self.key
+    /// The CA's key; `None` when a key store outside this code holds it.
+    pub fn key(&self) -> Option<&KeyPair> {
+        self.key.as_ref()
+    }
+
+    /// The CA's public key (the certificate's).
+    pub fn public_key(&self) -> &PublicKey {
+        &self.public
+    }
+
+    /// The key, or why this CA cannot sign by itself.
+    pub(crate) fn held(&self) -> Result<&KeyPair> {
+        self.key.as_ref().ok_or_else(|| {
+            Error::InvalidParameter(
+                "this CA's key is held outside (a key store signs): it builds, never signs".into(),
+            )
+        })
     }
 
     pub(crate) fn params(&self) -> &CertificateParams {
@@ -266,7 +319,7 @@ impl CertificateAuthority {
     pub fn key_identifier(&self) -> Vec<u8> {
         match &self.params.key_identifier_method {
             KeyIdMethod::PreSpecified(v) => v.clone(),
-            _ => self.key.public_key().key_identifier(),
+            _ => self.public.key_identifier(),
         }
     }
 
@@ -298,7 +351,7 @@ impl CertificateAuthority {
         now: OffsetDateTime,
         rng: &mut R,
     ) -> Result<Issued> {
-        let (der, subject, names) = self.issue_with(csr, profile, opts, now, rng, &self.key)?;
+        let (der, subject, names) = self.issue_with(csr, profile, opts, now, rng, self.held()?)?;
         Ok(Issued {
             certificate: Certificate::from_der(der)?,
             subject,
@@ -367,20 +420,10 @@ impl CertificateAuthority {
         now: OffsetDateTime,
         rng: &mut R,
     ) -> Result<Unsigned> {
-        let capture = Capture {
-            public: self.key.public_key(),
-            tbs: core::cell::RefCell::new(None),
-        };
+        let capture = Capture::new(&self.public);
         let dummy = self.issue_with(csr, profile, opts, now, rng, &capture)?;
-        let tbs = capture
-            .tbs
-            .into_inner()
-            .ok_or_else(|| Error::InvalidParameter("rcgen signed nothing".into()))?;
-        // SEQUENCE { tbs, signatureAlgorithm, BIT STRING (empty) }: keep the algorithm's bytes.
-        let (_, alg_id) = split_certificate(&dummy.0)?;
         Ok(Unsigned {
-            tbs,
-            alg_id,
+            tbs: capture.finish(&dummy.0)?,
             subject: dummy.1,
             names: dummy.2,
         })
@@ -445,11 +488,33 @@ fn subject_raw_of_csr(der: &[u8]) -> Result<Vec<u8>> {
     Ok(csr.certification_request_info.subject.as_raw().to_vec())
 }
 
+/// What a key store outside this code signs: a TBSCertificate or TBSCertList, and the
+/// signatureAlgorithm to put beside it.
+#[derive(Clone, Debug)]
+pub struct Tbs {
+    /// The DER the key store signs.
+    pub der: Vec<u8>,
+    alg_id: Vec<u8>,
+}
+
+impl Tbs {
+    /// SEQUENCE { tbs, signatureAlgorithm, BIT STRING signature }: the signed object's DER, with
+    /// `signature` (DER ECDSA, or raw Ed25519). Whether it verifies is the caller's to check.
+    pub fn assemble(&self, signature: &[u8]) -> Vec<u8> {
+        yasna::construct_der(|w| {
+            w.write_sequence(|w| {
+                w.next().write_der(&self.der);
+                w.next().write_der(&self.alg_id);
+                w.next().write_bitvec_bytes(signature, signature.len() * 8);
+            })
+        })
+    }
+}
+
 /// A certificate built by [`CertificateAuthority::issue_unsigned`], waiting for its signature.
 pub struct Unsigned {
-    /// The TBSCertificate, DER: what the key store signs.
-    pub tbs: Vec<u8>,
-    alg_id: Vec<u8>,
+    /// The TBSCertificate.
+    pub tbs: Tbs,
     /// The subject it is for.
     pub subject: Subject,
     /// Its SANs.
@@ -457,18 +522,10 @@ pub struct Unsigned {
 }
 
 impl Unsigned {
-    /// The certificate with `signature` (DER ECDSA, or raw Ed25519) over [`Unsigned::tbs`].
-    /// Whether the signature verifies is the caller's to check (the host does, against the CA key).
+    /// The certificate with `signature` over [`Unsigned::tbs`].
     pub fn assemble(self, signature: &[u8]) -> Result<Issued> {
-        let der = yasna::construct_der(|w| {
-            w.write_sequence(|w| {
-                w.next().write_der(&self.tbs);
-                w.next().write_der(&self.alg_id);
-                w.next().write_bitvec_bytes(signature, signature.len() * 8);
-            })
-        });
         Ok(Issued {
-            certificate: Certificate::from_der(der)?,
+            certificate: Certificate::from_der(self.tbs.assemble(signature))?,
             subject: self.subject,
             names: self.names,
         })
@@ -477,9 +534,29 @@ impl Unsigned {
 
 /// A signer that keeps what it was asked to sign and signs nothing: rcgen hands it exactly the
 /// TBS DER.
-struct Capture<'a> {
+pub(crate) struct Capture<'a> {
     public: &'a PublicKey,
     tbs: core::cell::RefCell<Option<Vec<u8>>>,
+}
+
+impl<'a> Capture<'a> {
+    pub(crate) fn new(public: &'a PublicKey) -> Self {
+        Capture {
+            public,
+            tbs: core::cell::RefCell::new(None),
+        }
+    }
+
+    /// What was captured, with the signatureAlgorithm of `signed` (what rcgen made with the
+    /// empty signature: SEQUENCE { tbs, algorithm, BIT STRING (empty) }).
+    pub(crate) fn finish(self, signed: &[u8]) -> Result<Tbs> {
+        let der = self
+            .tbs
+            .into_inner()
+            .ok_or_else(|| Error::InvalidParameter("rcgen signed nothing".into()))?;
+        let (_, alg_id) = split_certificate(signed)?;
+        Ok(Tbs { der, alg_id })
+    }
 }
 
 impl rcgen::PublicKeyData for Capture<'_> {
@@ -499,7 +576,7 @@ impl rcgen::SigningKey for Capture<'_> {
     }
 }
 
-/// The TBSCertificate and signatureAlgorithm of a certificate's DER, each as its whole TLV.
+/// The TBS and signatureAlgorithm of a signed object's DER (certificate or CRL), each whole.
 fn split_certificate(der: &[u8]) -> Result<(Vec<u8>, Vec<u8>)> {
     yasna::parse_der(der, |r| {
         r.read_sequence(|r| {
@@ -551,7 +628,7 @@ mod tests {
             let unsigned = ca
                 .issue_unsigned(&csr, &Profile::default(), &opts, now, &mut rng())
                 .unwrap();
-            let signature = ca.key.sign(&unsigned.tbs);
+            let signature = ca.held().unwrap().sign(&unsigned.tbs.der);
             let outside = unsigned.assemble(&signature).unwrap();
             assert_eq!(
                 outside.certificate.der(),

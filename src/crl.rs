@@ -90,6 +90,30 @@ impl CertificateAuthority {
         next_update_secs: u64,
         number: u64,
     ) -> Result<Vec<u8>> {
+        self.crl_with(revoked, now, next_update_secs, number, self.held()?)
+    }
+
+    /// [`Self::crl`] without signing: the TBSCertList for a key store outside this code.
+    pub fn crl_unsigned(
+        &self,
+        revoked: &[Revoked],
+        now: OffsetDateTime,
+        next_update_secs: u64,
+        number: u64,
+    ) -> Result<crate::ca::Tbs> {
+        let capture = crate::ca::Capture::new(self.public_key());
+        let dummy = self.crl_with(revoked, now, next_update_secs, number, &capture)?;
+        capture.finish(&dummy)
+    }
+
+    fn crl_with(
+        &self,
+        revoked: &[Revoked],
+        now: OffsetDateTime,
+        next_update_secs: u64,
+        number: u64,
+        signer: &impl rcgen::SigningKey,
+    ) -> Result<Vec<u8>> {
         if next_update_secs == 0 {
             return Err(Error::InvalidParameter(
                 "the CRL's next update must be in the future".into(),
@@ -118,7 +142,7 @@ impl CertificateAuthority {
             revoked_certs,
             key_identifier_method: KeyIdMethod::PreSpecified(self.key_identifier()),
         };
-        let issuer = Issuer::from_params(self.params(), self.key());
+        let issuer = Issuer::from_params(self.params(), signer);
         Ok(params.signed_by(&issuer)?.der().to_vec())
     }
 }

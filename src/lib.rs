@@ -22,7 +22,7 @@ pub mod spiffe;
 pub mod urls;
 pub mod wire;
 
-pub use ca::{CaParams, CertificateAuthority, Issued};
+pub use ca::{CaParams, CertificateAuthority, Issued, Tbs, Unsigned};
 pub use certificate::{renew_after, Certificate};
 pub use chain::{verify_chain, VerifiedChain};
 pub use crl::{crl_pem, Revoked};

@@ -34,6 +34,9 @@ pub enum Request {
     /// The host's verdict on the signature a [`VerifyAsk`] handed out: resumes the sign request
     /// that asked, answered as that request is.
     Verified(Verdict),
+    /// The host key store's signature over the TBS a [`SignAsk`] handed out: resumes the request
+    /// that asked, answered as that request is.
+    Signature(SignatureReply),
     /// Sign a CRL; answered with the CRL PEM.
     Crl(CrlRequest),
     /// Describe a certificate or CSR; answered with [`crate::Description`].
@@ -44,17 +47,22 @@ pub enum Request {
     Spin,
     /// Test builds of the module only: allocates `bytes`, to prove the host's memory cap.
     Grow(GrowRequest),
+    /// Test builds of the module only: this instance lies from now on as told, to prove that
+    /// the host's key store signs nothing it should not.
+    Lie(LieRequest),
 }
 
-/// Load the CA: certificate PEM (possibly followed by its chain) and its key. Zeroized on drop;
-/// its `Debug` shows no key material.
+/// Load the CA: certificate PEM (possibly followed by its chain) and its key, or no key when the
+/// host's key store holds it. Zeroized on drop; its `Debug` shows no key material.
 #[derive(Serialize, Deserialize, Zeroize, ZeroizeOnDrop)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct LoadCa {
     /// The CA certificate and its chain, PEM.
     pub cert_pem: String,
-    /// The CA key, PKCS#8 PEM (encrypted or not).
-    pub key_pem: String,
+    /// The CA key, PKCS#8 PEM (encrypted or not). `None`: the host's key store holds it, and
+    /// every certificate and CRL is handed out as a [`SignAsk`] (this needs `host_verifies`, so
+    /// that the host knows the key of each CSR it signs for).
+    pub key_pem: Option<String>,
     /// The key's passphrase, when it is encrypted.
     pub passphrase: Option<String>,
     /// Where the CA publishes its CRL and certificate (put into every leaf); none when absent.
@@ -246,6 +254,68 @@ impl VerifyAsk {
     }
 }
 
+/// The key store's signature over a [`SignAsk`]'s TBS, hex on the wire.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignatureReply {
+    /// DER ECDSA (X.509's form) or Ed25519's 64 bytes.
+    #[serde(with = "crate::signature::hex_bytes")]
+    pub signature: Vec<u8>,
+}
+
+/// The algorithm a [`SignAsk`] wants its TBS signed with: the CA key's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SignScheme {
+    /// ecdsa-with-SHA256 on P-256, the signature DER.
+    #[serde(rename = "ES256")]
+    EcdsaP256Sha256,
+    /// Ed25519.
+    #[serde(rename = "EdDSA")]
+    Ed25519,
+}
+
+/// The guest's mid-request ask, `{"sign": {"scheme", "tbs"}}`, when the CA key is in the host's
+/// key store: sign this TBSCertificate or TBSCertList and resume with [`Request::Signature`].
+/// The host checks the TBS against what it knows before it signs anything.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SignAsk {
+    /// The CA key's algorithm.
+    pub scheme: SignScheme,
+    /// The DER to sign.
+    #[serde(with = "crate::signature::hex_bytes")]
+    pub tbs: Vec<u8>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "lowercase", deny_unknown_fields)]
+enum SignAskWire {
+    Sign(SignAsk),
+}
+
+impl SignAsk {
+    /// The ask a guest reply makes, if it is a [`SignAsk`] (else the reply is something else).
+    pub fn from_reply(bytes: &[u8]) -> Option<Result<SignAsk, Error>> {
+        if !bytes.starts_with(br#"{"sign":"#) {
+            return None;
+        }
+        Some(
+            serde_json::from_slice::<SignAskWire>(bytes)
+                .map(|SignAskWire::Sign(a)| a)
+                .map_err(|e| Error::InvalidParameter(format!("unreadable sign ask: {e}"))),
+        )
+    }
+
+    /// The ask as the guest writes it.
+    pub fn to_reply(&self) -> Result<Vec<u8>, Error> {
+        serde_json::to_vec(&SignAskWire::Sign(SignAsk {
+            scheme: self.scheme,
+            tbs: self.tbs.clone(),
+        }))
+        .map_err(|e| Error::InvalidParameter(format!("sign ask encoding: {e}")))
+    }
+}
+
 /// Sign a JWT-SVID for `spiffe_id` and `audience`, valid `lifetime_secs` from `now`. The host
 /// has decided the identity (a registration entry of an authenticated node) and the lifetime.
 #[derive(Debug, Serialize, Deserialize)]
@@ -298,6 +368,27 @@ pub struct InspectRequest {
 pub struct GrowRequest {
     /// Bytes to allocate.
     pub bytes: usize,
+}
+
+/// Test hook: how a lying guest lies (each `None`/`false` is the truth).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LieRequest {
+    /// Hand out these bytes instead of the TBS it built, hex.
+    #[serde(default)]
+    pub tbs: Option<String>,
+    /// Name this scheme in the sign ask instead of the key's.
+    #[serde(default)]
+    pub scheme: Option<SignScheme>,
+    /// Answer the signature with the same sign ask again instead of the certificate.
+    #[serde(default)]
+    pub ask_twice: bool,
+    /// Answer a request with this sign ask before anything else (no verify ask first).
+    #[serde(default)]
+    pub ask_first: bool,
+    /// Answer the signature with these bytes instead (another certificate…).
+    #[serde(default)]
+    pub answer: Option<String>,
 }
 
 /// The guest's answer: `{"ok": T}` or `{"error": {code, message}}`.
@@ -436,9 +527,39 @@ pub struct Guest {
     host_verifies: bool,
     /// The JWT authority's key and key id.
     jwt: Option<(crate::KeyPair, String)>,
-    /// A sign request waiting for the host's verdict on its CSR's signature. Any other request
-    /// drops it, so a verdict only ever resumes the request that asked.
-    pending: Option<(crate::UncheckedCsr, SignRequest)>,
+    /// A request waiting for the host: its verdict on a CSR's signature, or its key store's
+    /// signature. Any other request drops it, so an answer only ever resumes the request that
+    /// asked.
+    pending: Option<Pending>,
+}
+
+/// What waits for the host's answer.
+enum Pending {
+    /// The CSR whose signature the host verifies, and the request to go on with.
+    Verify(Box<(crate::UncheckedCsr, Resume)>),
+    /// What was handed out to be signed, and how to finish it.
+    Signature(Box<Finish>),
+}
+
+/// A request that resumes after the host's verdict.
+enum Resume {
+    Sign(SignRequest),
+    Renew(RenewRequest),
+}
+
+/// How a signed TBS becomes the answer.
+enum Finish {
+    Certificate {
+        unsigned: crate::Unsigned,
+        renew_fraction: Option<f64>,
+    },
+    Crl(crate::Tbs),
+}
+
+/// A request's outcome in the guest: the answer, or a signature to ask the host for first.
+enum Out<T> {
+    Done(T),
+    Ask(Box<(SignAsk, Finish)>),
 }
 
 impl Guest {
@@ -458,22 +579,67 @@ impl Guest {
             Request::LoadCa(l) => encode(self.load_ca(&l)),
             Request::Sign(s) => self.sign_or_ask(*s),
             Request::Verified(v) => match pending {
-                Some((csr, s)) => encode(
-                    csr.accept_verdict(v.valid)
-                        .and_then(|csr| self.sign_parsed(&csr, s)),
-                ),
-                None => encode::<()>(Err(Error::InvalidParameter(
+                Some(Pending::Verify(pending)) => match pending.0.accept_verdict(v.valid) {
+                    Err(e) => encode::<()>(Err(e)),
+                    Ok(csr) => {
+                        let out = match pending.1 {
+                            Resume::Sign(s) => self.sign_parsed(&csr, s),
+                            Resume::Renew(r) => self.renew_with(r, Some(csr)),
+                        };
+                        self.answer(out)
+                    }
+                },
+                _ => encode::<()>(Err(Error::InvalidParameter(
                     "a verdict without a pending signature check".into(),
                 ))),
             },
-            Request::Renew(r) => encode(self.renew(*r)),
+            Request::Signature(sig) => match pending {
+                Some(Pending::Signature(finish)) => self.finish(*finish, &sig.signature),
+                _ => encode::<()>(Err(Error::InvalidParameter(
+                    "a signature without a pending sign ask".into(),
+                ))),
+            },
+            Request::Renew(r) => self.renew_or_ask(*r),
             Request::CheckProof(p) => encode(check_proof(&p)),
-            Request::Crl(c) => encode(self.crl(&c)),
+            Request::Crl(c) => {
+                let out = self.crl(&c);
+                self.answer(out)
+            }
             Request::Inspect(i) => encode(crate::inspect(i.pem.as_bytes())),
             Request::SignJwt(j) => encode(self.sign_jwt(&j)),
-            Request::Spin | Request::Grow(_) => encode::<()>(Err(Error::InvalidParameter(
-                "test hooks exist only in the module's test build".into(),
-            ))),
+            Request::Spin | Request::Grow(_) | Request::Lie(_) => encode::<()>(Err(
+                Error::InvalidParameter("test hooks exist only in the module's test build".into()),
+            )),
+        }
+    }
+
+    /// Encode a finished outcome, or keep what waits for the host's signature and ask for it.
+    fn answer<T: Serialize>(&mut self, out: Result<Out<T>, Error>) -> Vec<u8> {
+        match out {
+            Err(e) => encode::<()>(Err(e)),
+            Ok(Out::Done(v)) => encode(Ok(v)),
+            Ok(Out::Ask(ask)) => match ask.0.to_reply() {
+                Ok(bytes) => {
+                    self.pending = Some(Pending::Signature(Box::new(ask.1)));
+                    bytes
+                }
+                Err(e) => encode::<()>(Err(e)),
+            },
+        }
+    }
+
+    /// Splice the host's signature in and answer as the request that asked would have.
+    fn finish(&self, finish: Finish, signature: &[u8]) -> Vec<u8> {
+        match finish {
+            Finish::Certificate {
+                unsigned,
+                renew_fraction,
+            } => encode(
+                unsigned
+                    .assemble(signature)
+                    .and_then(|issued| self.signed(issued, renew_fraction)),
+            ),
+            Finish::Crl(tbs) => encode::<String>(Ok(crl_pem(&tbs.assemble(signature)))),
         }
     }
 
@@ -484,11 +650,20 @@ impl Guest {
     }
 
     fn load_ca(&mut self, l: &LoadCa) -> Result<Loaded, Error> {
-        let mut ca = CertificateAuthority::from_pem(
-            l.cert_pem.as_bytes(),
-            l.key_pem.as_bytes(),
-            l.passphrase.as_deref().map(str::as_bytes),
-        )?;
+        let mut ca = match &l.key_pem {
+            Some(key) => CertificateAuthority::from_pem(
+                l.cert_pem.as_bytes(),
+                key.as_bytes(),
+                l.passphrase.as_deref().map(str::as_bytes),
+            )?,
+            // The host must know each CSR's key to check what it signs: it verifies them.
+            None if !l.host_verifies => {
+                return Err(Error::InvalidParameter(
+                    "a CA whose key the host holds needs the host to verify CSR signatures".into(),
+                ))
+            }
+            None => CertificateAuthority::from_pem_public(l.cert_pem.as_bytes())?,
+        };
         if let Some(urls) = &l.public_urls {
             ca.set_public_urls(urls.clone())?;
         }
@@ -526,28 +701,61 @@ impl Guest {
     /// Sign, or, when the host verifies, parse and hand the CSR's signature out first.
     fn sign_or_ask(&mut self, s: SignRequest) -> Vec<u8> {
         if !self.host_verifies {
-            return encode(
-                ParsedCsr::parse(s.csr_pem.as_bytes()).and_then(|c| self.sign_parsed(&c, s)),
-            );
+            let out = ParsedCsr::parse(s.csr_pem.as_bytes()).and_then(|c| self.sign_parsed(&c, s));
+            return self.answer(out);
         }
-        let csr = match crate::UncheckedCsr::parse(s.csr_pem.as_bytes()) {
-            Ok(csr) => csr,
-            Err(e) => return encode::<()>(Err(e)),
-        };
-        match csr.check() {
-            Some(check) => {
-                let ask = serde_json::to_vec(&VerifyAsk::Verify(check));
-                match ask {
-                    Ok(bytes) => {
-                        self.pending = Some((csr, s));
-                        bytes
-                    }
-                    Err(e) => encode::<()>(Err(Error::InvalidParameter(format!(
-                        "signature check encoding: {e}"
-                    )))),
-                }
+        match crate::UncheckedCsr::parse(s.csr_pem.as_bytes()) {
+            Ok(csr) => self.check_or_go_on(csr, Resume::Sign(s)),
+            Err(e) => encode::<()>(Err(e)),
+        }
+    }
+
+    /// Renew; a re-key's CSR goes to the host for its signature check first, like a sign's.
+    fn renew_or_ask(&mut self, r: RenewRequest) -> Vec<u8> {
+        let csr = match (&r.csr_pem, self.host_verifies) {
+            (Some(pem), true) => crate::UncheckedCsr::parse(pem.as_bytes()),
+            (Some(pem), false) => {
+                let out =
+                    ParsedCsr::parse(pem.as_bytes()).and_then(|c| self.renew_with(r, Some(c)));
+                return self.answer(out);
             }
-            None => encode(csr.verify().and_then(|c| self.sign_parsed(&c, s))),
+            (None, _) => {
+                let out = self.renew_with(r, None);
+                return self.answer(out);
+            }
+        };
+        match csr {
+            Ok(csr) => self.check_or_go_on(csr, Resume::Renew(r)),
+            Err(e) => encode::<()>(Err(e)),
+        }
+    }
+
+    /// Hand the CSR's signature check out (kept as pending), or verify here the kinds the host
+    /// does not (RSA-PSS with an unusual salt) and go on.
+    fn check_or_go_on(&mut self, csr: crate::UncheckedCsr, resume: Resume) -> Vec<u8> {
+        match csr.check() {
+            Some(check) => match serde_json::to_vec(&VerifyAsk::Verify(check)) {
+                Ok(bytes) => {
+                    self.pending = Some(Pending::Verify(Box::new((csr, resume))));
+                    bytes
+                }
+                Err(e) => encode::<()>(Err(Error::InvalidParameter(format!(
+                    "signature check encoding: {e}"
+                )))),
+            },
+            // With the key outside, the host signs only for a key it verified itself.
+            None if self.ca.as_ref().is_some_and(|c| c.key().is_none()) => {
+                encode::<()>(Err(Error::UnsupportedAlgorithm(
+                    "this CSR's signature (RSA-PSS with a salt other than 32 bytes) is verified only inside the sandbox, and this CA's key store signs only for keys the host verified".into(),
+                )))
+            }
+            None => {
+                let out = csr.verify().and_then(|c| match resume {
+                    Resume::Sign(s) => self.sign_parsed(&c, s),
+                    Resume::Renew(r) => self.renew_with(r, Some(c)),
+                });
+                self.answer(out)
+            }
         }
     }
 
@@ -572,7 +780,7 @@ impl Guest {
         })
     }
 
-    fn sign_parsed(&self, csr: &ParsedCsr, s: SignRequest) -> Result<Signed, Error> {
+    fn sign_parsed(&self, csr: &ParsedCsr, s: SignRequest) -> Result<Out<Signed>, Error> {
         // An order's names: the CSR must ask for exactly them; the one for the CN goes in as the
         // identity (checked by the profile here like the others, since identities skip it).
         let ordered = match &s.exact_names {
@@ -590,7 +798,8 @@ impl Guest {
         )
     }
 
-    fn renew(&self, r: RenewRequest) -> Result<Signed, Error> {
+    /// Renew with the re-key's CSR already verified (or none).
+    fn renew_with(&self, r: RenewRequest, rekey: Option<ParsedCsr>) -> Result<Out<Signed>, Error> {
         let ca = self.ca()?;
         let old = crate::Certificate::parse(r.certificate_pem.as_bytes())?;
         crate::chain::check_issued_by(&old, ca.certificate())?;
@@ -603,10 +812,9 @@ impl Guest {
             ));
         }
         let current = ParsedCsr::from_certificate(&old)?;
-        let csr = match &r.csr_pem {
+        let csr = match rekey {
             None => current,
-            Some(pem) => {
-                let csr = ParsedCsr::parse(pem.as_bytes())?;
+            Some(csr) => {
                 if csr.public_key().spki_der() == current.public_key().spki_der() {
                     return Err(Error::Policy(
                         "a re-key needs a new key; this CSR carries the certificate's own".into(),
@@ -641,7 +849,7 @@ impl Guest {
         now: i64,
         seed: &Seed,
         renew_fraction: Option<f64>,
-    ) -> Result<Signed, Error> {
+    ) -> Result<Out<Signed>, Error> {
         let now = time(now)?;
         let mut rng = SeedRng::from_seed(seed.0);
         let identity = identity.map(SanName::parse).transpose()?;
@@ -651,7 +859,37 @@ impl Guest {
             lifetime_secs,
             extra_names: extra_names.to_vec(),
         };
+        if ca.key().is_none() {
+            let unsigned = ca.issue_unsigned(csr, profile, &opts, now, &mut rng)?;
+            return Ok(Out::Ask(Box::new((
+                SignAsk {
+                    scheme: self.scheme()?,
+                    tbs: unsigned.tbs.der.clone(),
+                },
+                Finish::Certificate {
+                    unsigned,
+                    renew_fraction,
+                },
+            ))));
+        }
         let issued = ca.issue(csr, profile, &opts, now, &mut rng)?;
+        self.signed(issued, renew_fraction).map(Out::Done)
+    }
+
+    /// The scheme of the CA key the host holds.
+    fn scheme(&self) -> Result<SignScheme, Error> {
+        match self.ca()?.public_key().kind() {
+            crate::KeyKind::P256 => Ok(SignScheme::EcdsaP256Sha256),
+            crate::KeyKind::Ed25519 => Ok(SignScheme::Ed25519),
+            other => Err(Error::UnsupportedAlgorithm(format!(
+                "a {other:?} CA key cannot be held outside"
+            ))),
+        }
+    }
+
+    /// The reply for an issued certificate.
+    fn signed(&self, issued: crate::Issued, renew_fraction: Option<f64>) -> Result<Signed, Error> {
+        let ca = self.ca()?;
         let c = &issued.certificate;
         let mut chain = vec![ca.certificate().to_pem()];
         chain.extend(ca.chain().iter().map(|c| c.to_pem()));
@@ -668,7 +906,7 @@ impl Guest {
         })
     }
 
-    fn crl(&self, c: &CrlRequest) -> Result<String, Error> {
+    fn crl(&self, c: &CrlRequest) -> Result<Out<String>, Error> {
         let revoked = c
             .revoked
             .iter()
@@ -682,12 +920,22 @@ impl Guest {
             .collect::<Result<Vec<_>, Error>>()?;
         let now = time(c.now)?;
         let ca = self.ca()?;
-        Ok(crl_pem(&ca.crl(
+        if ca.key().is_none() {
+            let tbs = ca.crl_unsigned(&revoked, now, c.next_update_secs, c.number)?;
+            return Ok(Out::Ask(Box::new((
+                SignAsk {
+                    scheme: self.scheme()?,
+                    tbs: tbs.der.clone(),
+                },
+                Finish::Crl(tbs),
+            ))));
+        }
+        Ok(Out::Done(crl_pem(&ca.crl(
             &revoked,
             now,
             c.next_update_secs,
             c.number,
-        )?))
+        )?)))
     }
 }
 
@@ -709,7 +957,7 @@ mod tests {
 
         let r = call(
             &mut g,
-            serde_json::json!({"op": "loadCa", "certPem": ca.certificate().to_pem(), "keyPem": ca.key().to_pkcs8_pem().unwrap().as_str(), "passphrase": null}),
+            serde_json::json!({"op": "loadCa", "certPem": ca.certificate().to_pem(), "keyPem": ca.key().unwrap().to_pkcs8_pem().unwrap().as_str(), "passphrase": null}),
         );
         assert_eq!(r["ok"]["subject"], "CN=Sandbox CA", "{r}");
         let key = crate::KeyPair::generate(crate::Algorithm::P256, &mut rng);
@@ -767,7 +1015,7 @@ mod tests {
             .unwrap();
         let load = Request::LoadCa(LoadCa {
             cert_pem: ca.certificate().to_pem(),
-            key_pem: ca.key().to_pkcs8_pem().unwrap().to_string(),
+            key_pem: Some(ca.key().unwrap().to_pkcs8_pem().unwrap().to_string()),
             passphrase: None,
             public_urls: None,
             host_verifies: false,
@@ -797,5 +1045,82 @@ mod tests {
         }
         let refused = decode_reply::<Signed>(br#"{"error":{"code":"policy","message":"no"}}"#);
         assert_eq!(refused.unwrap().unwrap_err().code, "policy");
+    }
+
+    /// With the key outside, the guest asks for the CSR's check, then for a signature over the
+    /// TBS it built; the host's signature makes the certificate, which verifies under the CA.
+    /// A CRL is asked for the same way; an answer nobody asked for is refused.
+    #[test]
+    fn a_guest_without_the_key_asks_the_host_to_sign() {
+        let mut rng = SeedRng::from_seed([4; 32]);
+        let now = OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap();
+        let ca = CertificateAuthority::new_root(&crate::CaParams::new("Outside CA"), now, &mut rng)
+            .unwrap();
+        let key = ca.key().unwrap();
+        let mut g = Guest::default();
+        let mut load = LoadCa {
+            cert_pem: ca.certificate().to_pem(),
+            key_pem: None,
+            passphrase: None,
+            public_urls: None,
+            host_verifies: false,
+            jwt_key_pem: None,
+        };
+        let refused =
+            decode_reply::<Loaded>(&g.handle(&encode_request(&Request::LoadCa(load)).unwrap()));
+        assert!(refused.unwrap().unwrap_err().message.contains("verify"));
+        load = LoadCa {
+            cert_pem: ca.certificate().to_pem(),
+            key_pem: None,
+            passphrase: None,
+            public_urls: None,
+            host_verifies: true,
+            jwt_key_pem: None,
+        };
+        decode_reply::<Loaded>(&g.handle(&encode_request(&Request::LoadCa(load)).unwrap()))
+            .unwrap()
+            .unwrap();
+        let stray = Request::Signature(SignatureReply { signature: vec![1] });
+        let r = decode_reply::<Signed>(&g.handle(&encode_request(&stray).unwrap())).unwrap();
+        assert!(r.unwrap_err().message.contains("without a pending"));
+
+        let leaf = crate::KeyPair::generate(crate::Algorithm::P256, &mut rng);
+        let csr = crate::CsrRequest {
+            subject: crate::Subject::default(),
+            names: vec![SanName::dns("o.example.com").unwrap()],
+        }
+        .sign(&leaf)
+        .unwrap();
+        let sign = serde_json::json!({"op": "sign", "csrPem": csr.to_pem(), "profile": {}, "identity": "o.example.com", "lifetimeSecs": null, "now": 1_800_000_000, "seed": "33".repeat(32), "renewFraction": null});
+        let ask = g.handle(sign.to_string().as_bytes());
+        let check = VerifyAsk::from_reply(&ask).unwrap().unwrap();
+        assert_eq!(check.spki, leaf.public_key().spki_der());
+        let resumed =
+            g.handle(&encode_request(&Request::Verified(Verdict { valid: true })).unwrap());
+        let ask = SignAsk::from_reply(&resumed).unwrap().unwrap();
+        assert_eq!(ask.scheme, SignScheme::EcdsaP256Sha256);
+        let signature = key.sign(&ask.tbs);
+        let done =
+            g.handle(&encode_request(&Request::Signature(SignatureReply { signature })).unwrap());
+        let signed: Signed = decode_reply(&done).unwrap().unwrap();
+        let cert = crate::Certificate::parse(signed.certificate.as_bytes()).unwrap();
+        crate::chain::check_issued_by(&cert, ca.certificate()).unwrap();
+        assert_eq!(signed.names, ["DNS:o.example.com"]);
+
+        let crl = serde_json::json!({"op": "crl", "revoked": [{"serial": signed.serial, "revokedAt": 1_800_000_100}], "now": 1_800_000_200, "nextUpdateSecs": 3600, "number": 2});
+        let ask = SignAsk::from_reply(&g.handle(crl.to_string().as_bytes()))
+            .unwrap()
+            .unwrap();
+        let signature = key.sign(&ask.tbs);
+        let pem: String = decode_reply(
+            &g.handle(&encode_request(&Request::Signature(SignatureReply { signature })).unwrap()),
+        )
+        .unwrap()
+        .unwrap();
+        assert!(pem.starts_with("-----BEGIN X509 CRL-----"), "{pem}");
+        // The pending ask is gone once answered: a second signature is refused.
+        let again = Request::Signature(SignatureReply { signature: vec![2] });
+        let r = decode_reply::<String>(&g.handle(&encode_request(&again).unwrap())).unwrap();
+        assert!(r.is_err());
     }
 }

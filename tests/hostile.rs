@@ -351,6 +351,7 @@ fn loading_a_ca_round_trips_and_checks_the_key() {
     let root = CertificateAuthority::new_root(&CaParams::new("Load Root"), now(), &mut r).unwrap();
     let key_pem = root
         .key()
+        .unwrap()
         .to_encrypted_pkcs8_pem(b"pw", KeyEncryption::Scrypt, &mut r)
         .unwrap();
     let loaded = CertificateAuthority::from_pem(

@@ -609,7 +609,7 @@ fn renewals_that_must_be_refused_are_refused_with_their_reason() {
     let mut guest = Guest::default();
     let load = Request::LoadCa(LoadCa {
         cert_pem: ca.certificate().to_pem(),
-        key_pem: ca.key().to_pkcs8_pem().unwrap().to_string(),
+        key_pem: Some(ca.key().unwrap().to_pkcs8_pem().unwrap().to_string()),
         passphrase: None,
         public_urls: None,
         host_verifies: false,
@@ -947,7 +947,7 @@ fn acme_finalize_requests_that_must_be_refused() {
     let mut guest = Guest::default();
     let loaded = guest.handle_request(Request::LoadCa(LoadCa {
         cert_pem: ca.certificate().to_pem(),
-        key_pem: ca.key().to_pkcs8_pem().unwrap().to_string(),
+        key_pem: Some(ca.key().unwrap().to_pkcs8_pem().unwrap().to_string()),
         passphrase: None,
         public_urls: None,
         host_verifies: false,

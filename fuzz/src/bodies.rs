@@ -35,7 +35,7 @@ static GUEST: LazyLock<std::sync::Mutex<protocol::Guest>> = LazyLock::new(|| {
     let ca = CertificateAuthority::new_root(&CaParams::new("Fuzz CA"), now, &mut rng).unwrap();
     let req = protocol::Request::LoadCa(protocol::LoadCa {
         cert_pem: ca.certificate().to_pem(),
-        key_pem: ca.key().to_pkcs8_pem().unwrap().to_string(),
+        key_pem: Some(ca.key().unwrap().to_pkcs8_pem().unwrap().to_string()),
         passphrase: None,
         public_urls: None,
         // The resumable path (verify ask, verdict); the csr target covers verifying in wasm.

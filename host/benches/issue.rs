@@ -92,7 +92,7 @@ fn main() {
             sandbox
                 .load_ca(LoadCa {
                     cert_pem: ca.certificate().to_pem(),
-                    key_pem: ca.key().to_pkcs8_pem().unwrap().to_string(),
+                    key_pem: Some(ca.key().unwrap().to_pkcs8_pem().unwrap().to_string()),
                     passphrase: None,
                     public_urls: None,
                     host_verifies,

@@ -43,6 +43,12 @@ struct Runtime {
     /// wasm (every step inside; slower).
     #[arg(long, value_enum, default_value = "host", env = "WASM_PKI_VERIFY")]
     verify: wasm_pki_host::sandbox::Verifier,
+    /// Where the CA key is: `sandbox` (in the guest, beside the CSR parser), `memory` (the key
+    /// file decrypted in the host, which signs what the guest builds after checking it), or a
+    /// `pkcs11:` URI (RFC 7512) naming the key in a token; the PIN from `pin-source`, never the
+    /// command line.
+    #[arg(long, default_value = "sandbox", env = "WASM_PKI_KEY_STORE")]
+    key_store: wasm_pki_host::keys::KeyStoreSpec,
 }
 
 /// Where the ledger is.
@@ -631,6 +637,7 @@ fn open_authority(dir: &Path, rt: &Runtime, workers: usize) -> Result<Authority>
         wasm_pki_host::authority::Pool {
             instances: workers,
             verifier: rt.verify,
+            key_store: rt.key_store.clone(),
         },
         &rt.public_urls,
         &rt.ledger.spec(Some(dir))?,
@@ -1048,13 +1055,14 @@ fn init(
     let key_pem = |ca: &CertificateAuthority,
                    rng: &mut rand_core::UnwrapErr<getrandom::SysRng>|
      -> Result<zeroize::Zeroizing<String>> {
+        let key = ca.key().context("a new CA holds its key")?;
         Ok(match &pass {
-            Some(p) => zeroize::Zeroizing::new(ca.key().to_encrypted_pkcs8_pem(
+            Some(p) => zeroize::Zeroizing::new(key.to_encrypted_pkcs8_pem(
                 p.as_bytes(),
                 KeyEncryption::Scrypt,
                 rng,
             )?),
-            None => ca.key().to_pkcs8_pem()?,
+            None => key.to_pkcs8_pem()?,
         })
     };
     files::write_atomic(

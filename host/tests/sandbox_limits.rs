@@ -4,6 +4,8 @@
 //! The requests here are raw JSON on purpose: they are what a hostile host-side bug could send.
 
 use std::path::PathBuf;
+
+use common::test_module;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -16,22 +18,6 @@ use wasm_pki::{
 use wasm_pki_host::sandbox::{CallError, Sandbox};
 
 mod common;
-
-fn test_module() -> PathBuf {
-    match std::env::var_os("WASM_PKI_TEST_MODULE") {
-        Some(p) => PathBuf::from(p),
-        None => {
-            let target = std::env::var_os("CARGO_TARGET_DIR")
-                .map(PathBuf::from)
-                .or_else(|| {
-                    std::env::var_os("HOME")
-                        .map(|h| PathBuf::from(h).join(".cache/wasm-pki/target"))
-                })
-                .unwrap_or_default();
-            target.join("wasm-pki-test-module/wasm_pki_bg.wasm")
-        }
-    }
-}
 
 fn no_test_module() -> bool {
     common::missing(&test_module(), "scripts/build-pkg.sh --test-hooks")
@@ -58,7 +44,7 @@ fn loaded_sandbox(tag: &str, size: usize) -> (Arc<Sandbox>, PathBuf, OffsetDateT
     let loaded = sandbox
         .load_ca(LoadCa {
             cert_pem: ca.certificate().to_pem(),
-            key_pem: ca.key().to_pkcs8_pem().unwrap().to_string(),
+            key_pem: Some(ca.key().unwrap().to_pkcs8_pem().unwrap().to_string()),
             passphrase: None,
             public_urls: None,
             host_verifies: false,

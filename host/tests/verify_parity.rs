@@ -497,7 +497,7 @@ fn outcomes_sandbox(
     sandbox
         .load_ca(LoadCa {
             cert_pem: ca.certificate().to_pem(),
-            key_pem: ca.key().to_pkcs8_pem().unwrap().to_string(),
+            key_pem: Some(ca.key().unwrap().to_pkcs8_pem().unwrap().to_string()),
             passphrase: None,
             public_urls: None,
             host_verifies,
@@ -567,7 +567,7 @@ console.log(JSON.stringify(out));
 "#;
     let input = serde_json::json!({
         "cert": ca.certificate().to_pem(),
-        "key": ca.key().to_pkcs8_pem().unwrap().to_string(),
+        "key": ca.key().unwrap().to_pkcs8_pem().unwrap().to_string(),
         "csrs": table.iter().map(|(_, d, _)| pem_csr(d)).collect::<Vec<_>>(),
     });
     let mut child = Command::new("node")

@@ -33,10 +33,78 @@ pub fn handle(request: &[u8]) -> Vec<u8> {
                 let v = vec![1u8; g.bytes];
                 wasm_pki::protocol::encode::<usize>(Ok(core::hint::black_box(v).len()))
             }
-            other => GUEST.with(|g| g.borrow_mut().handle_request(other)),
+            other => lying::handle(other),
         };
     }
     GUEST.with(|g| g.borrow_mut().handle(request))
+}
+
+/// The test build's lying guest: once told how (`Request::Lie`), this instance hands the host's
+/// key store what an honest guest never would.
+#[cfg(feature = "test-hooks")]
+mod lying {
+    use std::cell::RefCell;
+
+    use wasm_pki::protocol::{encode, LieRequest, Request, SignAsk, SignScheme};
+
+    use super::GUEST;
+
+    thread_local! {
+        static LIE: RefCell<Option<LieRequest>> = const { RefCell::new(None) };
+        static LAST_ASK: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+    }
+
+    fn honest(req: Request) -> Vec<u8> {
+        GUEST.with(|g| g.borrow_mut().handle_request(req))
+    }
+
+    fn tbs(lie: &LieRequest) -> Option<Vec<u8>> {
+        lie.tbs
+            .as_deref()
+            .map(|t| wasm_pki::unhex("tbs", t, 1 << 16).unwrap_or_default())
+    }
+
+    pub(super) fn handle(req: Request) -> Vec<u8> {
+        if let Request::Lie(l) = req {
+            LIE.with(|x| *x.borrow_mut() = Some(l));
+            return encode::<()>(Ok(()));
+        }
+        let Some(lie) = LIE.with(|x| x.borrow().clone()) else {
+            return honest(req);
+        };
+        let resuming = matches!(req, Request::Signature(_) | Request::Verified(_));
+        if lie.ask_first && !resuming {
+            let ask = SignAsk {
+                scheme: lie.scheme.unwrap_or(SignScheme::EcdsaP256Sha256),
+                tbs: tbs(&lie).unwrap_or_default(),
+            };
+            return ask.to_reply().unwrap_or_default();
+        }
+        if matches!(req, Request::Signature(_)) {
+            if lie.ask_twice {
+                return LAST_ASK.with(|a| a.borrow().clone());
+            }
+            if let Some(answer) = &lie.answer {
+                honest(req);
+                return answer.clone().into_bytes();
+            }
+        }
+        let out = honest(req);
+        match SignAsk::from_reply(&out) {
+            Some(Ok(mut ask)) => {
+                if let Some(t) = tbs(&lie) {
+                    ask.tbs = t;
+                }
+                if let Some(s) = lie.scheme {
+                    ask.scheme = s;
+                }
+                let bytes = ask.to_reply().unwrap_or_default();
+                LAST_ASK.with(|a| *a.borrow_mut() = bytes.clone());
+                bytes
+            }
+            _ => out,
+        }
+    }
 }
 
 /// Size the request buffer to `len` bytes and return its address (0 when too large).

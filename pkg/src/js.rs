@@ -297,7 +297,13 @@ impl Ca {
     /// The CA key as PKCS#8 PEM, encrypted when a passphrase is given.
     #[wasm_bindgen(js_name = privateKeyPem)]
     pub fn private_key_pem(&self, passphrase: Option<String>) -> Res<String> {
-        private_key_pem(self.inner.key(), passphrase)
+        let key = self.inner.key().ok_or_else(|| {
+            js_error(
+                "invalid_parameter",
+                "this CA's key is held outside the module: there is no key to export",
+            )
+        })?;
+        private_key_pem(key, passphrase)
     }
 
     /// Issue a leaf for a CSR (PEM) under `profile`, for what `options` vouches for

@@ -36,8 +36,9 @@ pub struct Metrics {
     jwt_issued: Counter,
     renewed: Counter,
     traps: Counter,
-    /// The sandbox's trap count at the last scrape (the sandbox keeps the total).
-    traps_seen: Mutex<u64>,
+    violations: Counter,
+    /// The sandbox's trap and violation counts at the last scrape (the sandbox keeps the totals).
+    traps_seen: Mutex<(u64, u64)>,
     sign_seconds: Histogram,
 }
 
@@ -51,6 +52,7 @@ impl Default for Metrics {
         let jwt_issued = Counter::default();
         let renewed = Counter::default();
         let traps = Counter::default();
+        let violations = Counter::default();
         let sign_seconds = Histogram::new(BUCKETS);
         registry.register(
             "wasm_pki_requests",
@@ -88,6 +90,11 @@ impl Default for Metrics {
             traps.clone(),
         );
         registry.register(
+            "wasm_pki_sandbox_violations",
+            "Signatures a guest asked for and the host refused (sandbox_violation); each dropped its instance",
+            violations.clone(),
+        );
+        registry.register(
             "wasm_pki_sign_seconds",
             "Latency of POST /v1/sign",
             sign_seconds.clone(),
@@ -101,7 +108,8 @@ impl Default for Metrics {
             jwt_issued,
             renewed,
             traps,
-            traps_seen: Mutex::new(0),
+            violations,
+            traps_seen: Mutex::new((0, 0)),
             sign_seconds,
         }
     }
@@ -165,11 +173,15 @@ impl Metrics {
     }
 
     /// The OpenMetrics text exposition; `traps` is the sandbox's running total.
-    pub fn render(&self, traps: u64) -> String {
+    pub fn render(&self, traps: u64, violations: u64) -> String {
         let mut seen = self.traps_seen.lock().unwrap_or_else(|e| e.into_inner());
-        if traps > *seen {
-            self.traps.inc_by(traps - *seen);
-            *seen = traps;
+        if traps > seen.0 {
+            self.traps.inc_by(traps - seen.0);
+            seen.0 = traps;
+        }
+        if violations > seen.1 {
+            self.violations.inc_by(violations - seen.1);
+            seen.1 = violations;
         }
         drop(seen);
         let mut out = String::new();
@@ -197,7 +209,7 @@ mod tests {
         m.refused("evil\"} 1\nwasm_pki_issued_total 99");
         m.issued();
         m.observe(0.003);
-        let text = m.render(2);
+        let text = m.render(2, 1);
         assert!(
             text.contains(r#"wasm_pki_requests_total{route="/v1/sign",status="200"} 2"#),
             "{text}"

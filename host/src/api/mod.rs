@@ -71,9 +71,12 @@ pub fn status(e: &AuthorityError) -> u16 {
             "encoding" | "chain" => 500,
             _ => 400,
         },
-        AuthorityError::Busy | AuthorityError::LedgerUnavailable(_) => 503,
+        AuthorityError::Busy
+        | AuthorityError::LedgerUnavailable(_)
+        | AuthorityError::KeyStoreUnavailable(_) => 503,
         AuthorityError::Moved(_) => 409,
         AuthorityError::SandboxTrap(_)
+        | AuthorityError::SandboxViolation(_)
         | AuthorityError::SandboxSetup(_)
         | AuthorityError::SandboxReply(_)
         | AuthorityError::Ledger(_)
@@ -332,8 +335,10 @@ fn handle(app: &App, rq: &Request) -> Response {
                 text(
                     200,
                     metrics::CONTENT_TYPE,
-                    app.metrics
-                        .render(app.authority.sandbox.traps.load(Ordering::Relaxed)),
+                    app.metrics.render(
+                        app.authority.sandbox.traps.load(Ordering::Relaxed),
+                        app.authority.sandbox.violations.load(Ordering::Relaxed),
+                    ),
                 ),
             ),
             ("GET", p) => ("static", static_file(app, p)),

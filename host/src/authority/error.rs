@@ -49,6 +49,10 @@ pub enum AuthorityError {
     SandboxSetup(String),
     /// The sandbox answered outside the protocol.
     SandboxReply(String),
+    /// The guest asked the key store to sign what it must not; nothing was signed or recorded.
+    SandboxViolation(String),
+    /// The key store (an HSM) cannot sign now; nothing was issued; retry shortly.
+    KeyStoreUnavailable(String),
     /// The ledger failed; nothing was issued.
     Ledger(String),
     /// The ledger's database cannot be reached now; nothing was issued; retry shortly.
@@ -82,6 +86,8 @@ impl AuthorityError {
             AuthorityError::SandboxTrap(_) => "sandbox_trap",
             AuthorityError::SandboxSetup(_) => "sandbox_setup",
             AuthorityError::SandboxReply(_) => "sandbox_reply",
+            AuthorityError::SandboxViolation(_) => "sandbox_violation",
+            AuthorityError::KeyStoreUnavailable(_) => "key_store_unavailable",
             AuthorityError::Ledger(_) => "ledger",
             AuthorityError::LedgerUnavailable(_) => "ledger_unavailable",
             AuthorityError::Moved(_) => "moved",
@@ -124,6 +130,12 @@ impl AuthorityError {
             AuthorityError::SandboxReply(m) => {
                 format!("the sandbox's reply does not follow the protocol: {m}")
             }
+            AuthorityError::SandboxViolation(_) => {
+                "the signer refused what its sandbox asked to sign; nothing was issued".into()
+            }
+            AuthorityError::KeyStoreUnavailable(m) => {
+                format!("the CA key store cannot sign now; nothing was issued; retry shortly ({m})")
+            }
             AuthorityError::Moved(m) => {
                 format!("{m} changed meanwhile; nothing was issued")
             }
@@ -162,6 +174,8 @@ impl From<CallError> for AuthorityError {
             CallError::Trap(m) => AuthorityError::SandboxTrap(m),
             CallError::Setup(e) => AuthorityError::SandboxSetup(format!("{e:#}")),
             CallError::BadReply(m) => AuthorityError::SandboxReply(m),
+            CallError::Violation(m) => AuthorityError::SandboxViolation(m),
+            CallError::KeyStore(m) => AuthorityError::KeyStoreUnavailable(m),
         }
     }
 }

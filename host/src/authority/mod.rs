@@ -8,6 +8,7 @@ pub mod acme;
 pub mod agent;
 pub mod entries;
 mod error;
+mod keystore;
 pub mod policy;
 pub mod tokens;
 
@@ -246,13 +247,16 @@ pub struct ListenerCert {
     pub not_after: i64,
 }
 
-/// The sandbox pool an authority runs: how many instances, and who verifies CSR signatures.
-#[derive(Clone, Copy, Debug)]
+/// The sandbox pool an authority runs: how many instances, who verifies CSR signatures, and
+/// where the CA key is.
+#[derive(Clone, Debug)]
 pub struct Pool {
     /// Instances (each holds the CA; one call at a time each).
     pub instances: usize,
     /// The host (`ring`) or the guest.
     pub verifier: Verifier,
+    /// The guest (`sandbox`), or a key store in the host that signs what the guest builds.
+    pub key_store: crate::keys::KeyStoreSpec,
 }
 
 /// A running certificate authority: sandbox, ledger and policy.
@@ -281,6 +285,8 @@ pub struct Authority {
     pub public_urls: Vec<String>,
     /// ACME: nonce and EAB keys, the validation queue.
     acme: acme::State,
+    /// The CA key when a key store in the host holds it (else the guest does).
+    host_key: Option<keystore::HostKey>,
 }
 
 impl Authority {
@@ -308,12 +314,22 @@ impl Authority {
         }
         let cert_pem = std::fs::read_to_string(d.ca_cert())
             .with_context(|| format!("reading {}", d.ca_cert().display()))?;
-        let key_pem = crate::files::read_secret(&d.ca_key())?;
-        if key_pem.contains("ENCRYPTED PRIVATE KEY") && passphrase.is_none() {
-            bail!(
-                "the CA key is encrypted: give --passphrase-file (or set WASM_PKI_PASSPHRASE_FILE)"
-            );
+        let in_guest = pool.key_store == crate::keys::KeyStoreSpec::Sandbox;
+        if !in_guest && pool.verifier != Verifier::Host {
+            bail!("--key-store {} needs --verify host: the host signs only for CSR keys it verified itself", pool.key_store);
         }
+        let key_pem = match &pool.key_store {
+            crate::keys::KeyStoreSpec::Pkcs11(_) => None,
+            _ => {
+                let pem = zeroize::Zeroizing::new(crate::files::read_secret(&d.ca_key())?);
+                if pem.contains("ENCRYPTED PRIVATE KEY") && passphrase.is_none() {
+                    bail!(
+                        "the CA key is encrypted: give --passphrase-file (or set WASM_PKI_PASSPHRASE_FILE)"
+                    );
+                }
+                Some(pem)
+            }
+        };
         let root_pem = std::fs::read_to_string(d.root_cert()).unwrap_or_else(|_| cert_pem.clone());
         let certs = wasm_pki::Certificate::parse_all(cert_pem.as_bytes())
             .with_context(|| format!("reading {}", d.ca_cert().display()))?;
@@ -328,12 +344,17 @@ impl Authority {
             }
         }
 
+        let host_key = match pool.key_store.open(&d.ca_key(), passphrase)? {
+            Some(key) => Some(keystore::HostKey::new(key, &issuer_der)?),
+            None => None,
+        };
         let jwt_key_pem = jwt_key(&d, passphrase)?;
         let sandbox = Sandbox::new(module, &d.module_cache(), pool.instances)?;
         let ca_info = sandbox
             .load_ca(LoadCa {
                 cert_pem,
-                key_pem,
+                // With a key store the guest never holds the key.
+                key_pem: key_pem.filter(|_| in_guest).map(|k| k.to_string()),
                 passphrase: passphrase.map(String::from),
                 public_urls: published(public_urls),
                 host_verifies: pool.verifier == Verifier::Host,
@@ -376,6 +397,7 @@ impl Authority {
             jwt_authority,
             public_urls: public_urls.to_vec(),
             acme,
+            host_key,
         })
     }
 
@@ -818,16 +840,21 @@ impl Authority {
         // certificate carries only because a profile's rules allowed it must still be allowed.
         // (Records written before identities were kept renew without one.)
         let identity = record.identity.clone();
+        let at = now();
         let request = Request::Renew(Box::new(protocol::RenewRequest {
             certificate_pem: record.pem.clone(),
             csr_pem: csr_pem.map(String::from),
             profile: profile.clone(),
             identity: identity.clone(),
             lifetime_secs: None,
-            now: now(),
+            now: at,
             seed: seed()?,
             renew_fraction: None,
         }));
+        let recorded_key = match csr_pem {
+            Some(_) => None,
+            None => Some(spki_of(&record.pem).map_err(AuthorityError::Internal)?),
+        };
         self.issue_in_sandbox(
             &request,
             Lineage {
@@ -838,18 +865,49 @@ impl Authority {
                 csr_sha256: csr_pem.and_then(csr_sha256),
                 then: None,
             },
+            keystore::Bounds {
+                subject: match &recorded_key {
+                    Some(spki) => keystore::SubjectKey::Known(spki),
+                    None => keystore::SubjectKey::Verified,
+                },
+                now: at,
+                backdate_secs: profile.backdate_secs,
+                max_lifetime_secs: profile.max_lifetime_secs,
+                may_be_ca: profile.intermediate.is_some(),
+            },
         )
     }
 
-    /// Run an issuing request in the sandbox and record its certificate (see [`finish`]).
+    /// Run an issuing request in the sandbox and record its certificate (see [`finish`]). With
+    /// a key store in the host, what the guest asks it to sign must stay within `bounds`.
     fn issue_in_sandbox(
         &self,
         request: &Request,
         from: Lineage<'_>,
+        bounds: keystore::Bounds<'_>,
     ) -> Result<Signed, AuthorityError> {
         let bytes = protocol::encode_request(request)
             .map_err(|e| AuthorityError::Internal(e.to_string()))?;
-        let reply = self.sandbox.call_bytes(&bytes, SANDBOX_WAIT)?;
+        let Some(key) = &self.host_key else {
+            let reply = self.sandbox.call_bytes(&bytes, SANDBOX_WAIT)?;
+            return finish(
+                self.ledger.as_ref(),
+                &reply,
+                from,
+                &self.chain,
+                &self.root_pem,
+            );
+        };
+        let done = std::cell::RefCell::new(keystore::Countersigned::default());
+        let reply = self.sandbox.call_signing(
+            &bytes,
+            SANDBOX_WAIT,
+            &mut |ask, verified| {
+                let mut done = done.borrow_mut();
+                key.sign_certificate(self.ledger.as_ref(), ask, verified, &bounds, &mut done)
+            },
+            &mut |reply| done.borrow().check_certificate(reply),
+        )?;
         finish(
             self.ledger.as_ref(),
             &reply,
@@ -900,12 +958,13 @@ impl Authority {
             Credential::Acme { origin, profile } => (origin, profile, lookup(profile)?, None, None),
         };
         let lifetime_secs = lifetime_secs.or(asked.lifetime_secs);
+        let at = now();
         let request = Request::Sign(Box::new(SignRequest {
             csr_pem: csr_pem.to_string(),
             profile: profile.clone(),
             identity: identity.map(String::from),
             lifetime_secs,
-            now: now(),
+            now: at,
             seed: seed()?,
             renew_fraction: None,
             extra_names: asked.extra_names.clone(),
@@ -920,6 +979,13 @@ impl Authority {
                 renewed_from: None,
                 csr_sha256: csr_sha256(csr_pem),
                 then: asked.then.as_ref(),
+            },
+            keystore::Bounds {
+                subject: keystore::SubjectKey::Verified,
+                now: at,
+                backdate_secs: profile.backdate_secs,
+                max_lifetime_secs: profile.max_lifetime_secs,
+                may_be_ca: profile.intermediate.is_some(),
             },
         )
     }
@@ -970,10 +1036,61 @@ impl Authority {
             next_update_secs: 86_400,
             number,
         });
-        self.sandbox
-            .call::<String>(&request, SANDBOX_WAIT)?
+        let Some(key) = &self.host_key else {
+            return self
+                .sandbox
+                .call::<String>(&request, SANDBOX_WAIT)?
+                .map_err(AuthorityError::Refused);
+        };
+        let wanted = |r: &Request| -> Result<keystore::CrlFacts, AuthorityError> {
+            let Request::Crl(c) = r else {
+                unreachable!("built above")
+            };
+            Ok(keystore::CrlFacts {
+                this_update: c.now,
+                next_update: c.now.saturating_add(c.next_update_secs as i64),
+                number: c.number,
+                revoked: c
+                    .revoked
+                    .iter()
+                    .map(|e| {
+                        wasm_pki::unhex("serial", &e.serial, 32)
+                            .map(|s| (s, e.revoked_at))
+                            .map_err(|e| AuthorityError::Internal(e.to_string()))
+                    })
+                    .collect::<Result<_, _>>()?,
+            })
+        };
+        let bytes = protocol::encode_request(&request)
+            .map_err(|e| AuthorityError::Internal(e.to_string()))?;
+        let mut facts = Some(wanted(&request)?);
+        let done = std::cell::RefCell::new(keystore::Countersigned::default());
+        let reply = self.sandbox.call_signing(
+            &bytes,
+            SANDBOX_WAIT,
+            &mut |ask, _| match facts.take() {
+                Some(f) => key.sign_crl(ask, f, &mut done.borrow_mut()),
+                None => Err(crate::sandbox::Refusal::Violation(
+                    "a second CRL sign ask".into(),
+                )),
+            },
+            &mut |reply| done.borrow().check_crl(reply),
+        )?;
+        protocol::decode_reply::<String>(&reply)
+            .map_err(|e| AuthorityError::from(CallError::BadReply(e.to_string())))?
             .map_err(AuthorityError::Refused)
     }
+}
+
+/// The SubjectPublicKeyInfo of a recorded certificate (PEM), DER.
+fn spki_of(pem: &str) -> Result<Vec<u8>, String> {
+    use x509_parser::prelude::FromDer;
+    let der = pem_rfc7468::decode_vec(pem.as_bytes())
+        .map_err(|e| format!("a recorded certificate is not PEM: {e}"))?
+        .1;
+    let (_, cert) = x509_parser::certificate::X509Certificate::from_der(&der)
+        .map_err(|e| format!("a recorded certificate does not parse: {e}"))?;
+    Ok(cert.public_key().raw.to_vec())
 }
 
 /// The JWT authority's key from the data directory, made there (P-256, from the OS RNG,

@@ -49,6 +49,10 @@ pub enum Violation {
     Validity,
     /// CA:true, keyCertSign, cRLSign or name constraints without an intermediate profile.
     CaPowers,
+    /// A CRL that does not say what the host asked (its number or revoked entries).
+    Entries(String),
+    /// The serial of a certificate already in the ledger.
+    ReusedSerial,
 }
 
 impl std::fmt::Display for Violation {
@@ -63,6 +67,8 @@ impl std::fmt::Display for Violation {
             Violation::SubjectKey => f.write_str("the public key is not the CSR's"),
             Violation::Validity => f.write_str("the validity is outside the profile's bounds"),
             Violation::CaPowers => f.write_str("CA powers without an intermediate profile"),
+            Violation::Entries(m) => write!(f, "the CRL differs from the host's list: {m}"),
+            Violation::ReusedSerial => f.write_str("the serial of a certificate already issued"),
         }
     }
 }
@@ -135,6 +141,89 @@ pub fn check_tbs_certificate(tbs: &[u8], e: &Expected<'_>) -> Result<Vec<u8>, Vi
         }
     }
     Ok(t.raw_serial().to_vec())
+}
+
+/// What the host asked a CRL to say: the guest must build exactly this TBSCertList.
+#[derive(Clone, Debug)]
+pub struct ExpectedCrl<'a> {
+    /// The CA certificate's subject, DER.
+    pub issuer: &'a [u8],
+    /// The CA's subject key identifier.
+    pub issuer_key_id: &'a [u8],
+    /// The key store's signature algorithm.
+    pub algorithm: Oid<'static>,
+    /// thisUpdate, Unix seconds.
+    pub this_update: i64,
+    /// nextUpdate, Unix seconds.
+    pub next_update: i64,
+    /// The CRL number.
+    pub number: u64,
+    /// The revoked serials (big-endian bytes as the certificates encode them) and times.
+    pub revoked: Vec<(Vec<u8>, i64)>,
+}
+
+/// Check a TBSCertList against `e`: the issuer, algorithm, times, number and exactly the
+/// revoked entries the host listed (a guest must not drop a revocation or add one).
+pub fn check_tbs_crl(tbs: &[u8], e: &ExpectedCrl<'_>) -> Result<(), Violation> {
+    use x509_parser::oid_registry::OID_X509_EXT_CRL_NUMBER;
+    use x509_parser::revocation_list::TbsCertList;
+    let (rest, t) = TbsCertList::from_der(tbs).map_err(|err| Violation::NotTbs(err.to_string()))?;
+    if !rest.is_empty() {
+        return Err(Violation::NotTbs(format!("{} bytes after it", rest.len())));
+    }
+    if t.issuer.as_raw() != e.issuer {
+        return Err(Violation::Issuer);
+    }
+    if t.signature.algorithm != e.algorithm {
+        return Err(Violation::Algorithm);
+    }
+    if t.this_update.timestamp() != e.this_update
+        || t.next_update.map(|n| n.timestamp()) != Some(e.next_update)
+    {
+        return Err(Violation::Validity);
+    }
+    let mut aki = None;
+    let mut number = None;
+    for x in t.extensions() {
+        match x.parsed_extension() {
+            ParsedExtension::AuthorityKeyIdentifier(a) if aki.is_none() => {
+                aki = Some(a.key_identifier.as_ref().map(|k| k.0))
+            }
+            ParsedExtension::CRLNumber(n)
+                if number.is_none() && x.oid == OID_X509_EXT_CRL_NUMBER =>
+            {
+                number = Some(n.clone())
+            }
+            _ => {
+                return Err(Violation::NotTbs(format!(
+                    "extension {} is not one this CA's CRLs carry",
+                    x.oid
+                )))
+            }
+        }
+    }
+    if aki != Some(Some(e.issuer_key_id)) {
+        return Err(Violation::AuthorityKeyId);
+    }
+    if number != Some(e.number.into()) {
+        return Err(Violation::Entries("the CRL number".into()));
+    }
+    let mut listed: Vec<(Vec<u8>, i64)> = t
+        .revoked_certificates
+        .iter()
+        .map(|r| (r.raw_serial().to_vec(), r.revocation_date.timestamp()))
+        .collect();
+    let mut wanted = e.revoked.clone();
+    listed.sort();
+    wanted.sort();
+    if listed != wanted {
+        return Err(Violation::Entries(format!(
+            "{} entries where the host listed {}",
+            listed.len(),
+            wanted.len()
+        )));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

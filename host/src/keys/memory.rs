@@ -16,11 +16,19 @@ pub enum Scheme {
 
 /// Why a key could not be loaded or used.
 #[derive(Debug)]
-pub struct KeyError(pub String);
+pub enum KeyError {
+    /// The key is not usable as a CA key (wrong type, wrong passphrase, refused by the crypto).
+    Invalid(String),
+    /// The store cannot be reached now (an HSM or its session gone): worth a retry.
+    Unavailable(String),
+}
 
 impl std::fmt::Display for KeyError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "the CA key: {}", self.0)
+        match self {
+            KeyError::Invalid(m) => write!(f, "the CA key: {m}"),
+            KeyError::Unavailable(m) => write!(f, "the CA key store is unavailable: {m}"),
+        }
     }
 }
 
@@ -42,18 +50,20 @@ pub struct MemoryKey {
 impl MemoryKey {
     /// Load a PKCS#8 PEM (encrypted with `passphrase`, or not), as the CA key file holds it.
     pub fn from_pem(pem: &[u8], passphrase: Option<&[u8]>) -> Result<Self, KeyError> {
-        let key =
-            wasm_pki::KeyPair::from_pem(pem, passphrase).map_err(|e| KeyError(e.to_string()))?;
-        let der = key.to_pkcs8_der().map_err(|e| KeyError(e.to_string()))?;
+        let key = wasm_pki::KeyPair::from_pem(pem, passphrase)
+            .map_err(|e| KeyError::Invalid(e.to_string()))?;
+        let der = key
+            .to_pkcs8_der()
+            .map_err(|e| KeyError::Invalid(e.to_string()))?;
         let rng = SystemRandom::new();
         let held = match key.algorithm() {
             wasm_pki::Algorithm::P256 => Held::P256(
                 EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, &der, &rng)
-                    .map_err(|e| KeyError(format!("ring refused the P-256 key: {e}")))?,
+                    .map_err(|e| KeyError::Invalid(format!("ring refused the P-256 key: {e}")))?,
             ),
             wasm_pki::Algorithm::Ed25519 => Held::Ed25519(
                 Ed25519KeyPair::from_pkcs8_maybe_unchecked(&der)
-                    .map_err(|e| KeyError(format!("ring refused the Ed25519 key: {e}")))?,
+                    .map_err(|e| KeyError::Invalid(format!("ring refused the Ed25519 key: {e}")))?,
             ),
         };
         Ok(MemoryKey {
@@ -82,7 +92,7 @@ impl MemoryKey {
             Held::P256(k) => k
                 .sign(&self.rng, msg)
                 .map(|s| s.as_ref().to_vec())
-                .map_err(|_| KeyError("ring could not sign".into())),
+                .map_err(|_| KeyError::Invalid("ring could not sign".into())),
             Held::Ed25519(k) => Ok(k.sign(msg).as_ref().to_vec()),
         }
     }
@@ -117,15 +127,16 @@ mod tests {
             )
             .unwrap();
             let pem = match pass {
-                None => ca.key().to_pkcs8_pem().unwrap().to_string(),
+                None => ca.key().unwrap().to_pkcs8_pem().unwrap().to_string(),
                 Some(p) => ca
                     .key()
+                    .unwrap()
                     .to_encrypted_pkcs8_pem(p, KeyEncryption::Scrypt, &mut rng)
                     .unwrap()
                     .to_string(),
             };
             let store = MemoryKey::from_pem(pem.as_bytes(), pass).unwrap();
-            assert_eq!(store.spki(), ca.key().public_key().spki_der());
+            assert_eq!(store.spki(), ca.key().unwrap().public_key().spki_der());
             let key = KeyPair::generate(Algorithm::P256, &mut rng);
             let csr = CsrRequest {
                 subject: Subject::default(),
@@ -141,7 +152,7 @@ mod tests {
             let unsigned = ca
                 .issue_unsigned(&csr, &Profile::default(), &opts, now, &mut rng)
                 .unwrap();
-            let signature = store.sign(&unsigned.tbs).unwrap();
+            let signature = store.sign(&unsigned.tbs.der).unwrap();
             let issued = unsigned.assemble(&signature).unwrap();
             wasm_pki::verify_chain(
                 &[issued.certificate.clone(), ca.certificate().clone()],

@@ -16,7 +16,10 @@ use std::time::Duration;
 use anyhow::{anyhow, Context, Result};
 use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
-use wasm_pki::protocol::{self, GuestError, LoadCa, Loaded, Request, Verdict, VerifyAsk};
+use wasm_pki::protocol::{
+    self, GuestError, LoadCa, Loaded, Request, SignAsk, SignatureReply, Verdict, VerifyAsk,
+};
+use wasm_pki::SignatureCheck;
 use wasmtime::{
     Config, Engine, InstancePre, Linker, Memory, Module, Store, StoreLimits, StoreLimitsBuilder,
     TypedFunc,
@@ -42,6 +45,24 @@ pub enum CallError {
     /// The guest answered something that is not the typed reply (a missing, renamed or unknown
     /// field): nothing it said is used.
     BadReply(String),
+    /// The guest asked for a signature it must not have (the guard refused the TBS, a second
+    /// ask, an ask where none belongs): nothing was signed and the instance was dropped.
+    Violation(String),
+    /// The key store could not sign now (an HSM gone): nothing was signed; worth a retry.
+    KeyStore(String),
+}
+
+/// What answers a guest's sign ask: the ask, and the CSR signature check the host verified in
+/// the same call (if any); the signature, or why not.
+pub type SignFn<'a> = dyn FnMut(&SignAsk, Option<&SignatureCheck>) -> Result<Vec<u8>, Refusal> + 'a;
+
+/// Why the host did not sign what a guest asked for.
+#[derive(Debug)]
+pub enum Refusal {
+    /// The ask is one the guest should never make: the instance is dropped.
+    Violation(String),
+    /// The key store failed: the instance is fine.
+    KeyStore(String),
 }
 
 impl std::fmt::Display for CallError {
@@ -53,6 +74,8 @@ impl std::fmt::Display for CallError {
             CallError::BadReply(m) => {
                 write!(f, "the sandbox's reply does not follow the protocol: {m}")
             }
+            CallError::Violation(m) => write!(f, "sandbox_violation: {m}"),
+            CallError::KeyStore(m) => write!(f, "{m}"),
         }
     }
 }
@@ -108,6 +131,8 @@ pub struct Sandbox {
     stop: Arc<AtomicBool>,
     /// Instances dropped after a trap or limit.
     pub traps: AtomicU64,
+    /// Asks refused as violations (each dropped its instance too).
+    pub violations: AtomicU64,
 }
 
 impl Drop for Sandbox {
@@ -174,6 +199,7 @@ impl Sandbox {
             size: size.max(1) as u64,
             stop,
             traps: AtomicU64::new(0),
+            violations: AtomicU64::new(0),
         }))
     }
 
@@ -284,24 +310,49 @@ impl Sandbox {
     /// Send request bytes as they are (hostile-input tests, benchmarks) and return the reply's
     /// bytes as the guest wrote them. A guest that asks for a signature check (the CA was loaded
     /// with `host_verifies`) gets the host's verdict in the same instance, and its answer to that
-    /// is the reply; a second ask in one call is returned as it is (and is no typed reply).
+    /// is the reply. The CA key is in the guest here: a sign ask is a violation.
     pub fn call_bytes(&self, request: &[u8], wait: Duration) -> Result<Vec<u8>, CallError> {
+        let mut sign = |_: &SignAsk, _: Option<&SignatureCheck>| {
+            Err(Refusal::Violation(
+                "a sign ask, but the CA key is loaded in the guest".into(),
+            ))
+        };
+        self.call_signing(request, wait, &mut sign, &mut |_| Ok(()))
+    }
+
+    /// [`Self::call_bytes`] for a CA whose key the host holds: a `{"sign": …}` ask goes to `sign`
+    /// with the signature check the host verified in this call (if any), and the guest resumes
+    /// with the signature. One verify ask and one sign ask at most, in that order; the final
+    /// reply must pass `accept` (it is what was signed). Anything else, or a refusal by `sign`
+    /// as a violation, drops the instance and answers [`CallError::Violation`].
+    pub fn call_signing(
+        &self,
+        request: &[u8],
+        wait: Duration,
+        sign: &mut SignFn<'_>,
+        accept: &mut dyn FnMut(&[u8]) -> Result<(), String>,
+    ) -> Result<Vec<u8>, CallError> {
         let mut w = self.acquire(wait)?;
-        let out = w
-            .call(request)
-            .and_then(|out| match VerifyAsk::from_reply(&out) {
-                None => Ok(Ok(out)),
-                Some(Err(e)) => Ok(Err(CallError::BadReply(e.to_string()))),
-                Some(Ok(check)) => {
-                    let valid = verify(&check);
-                    let verdict = protocol::encode_request(&Request::Verified(Verdict { valid }))?;
-                    w.call(&verdict).map(Ok)
-                }
-            });
+        let out = converse(&mut w, request, sign).map(|r| {
+            r.and_then(|out| match accept(&out) {
+                Ok(()) => Ok(out),
+                Err(m) => Err(CallError::Violation(m)),
+            })
+        });
         match out {
-            Ok(out) => {
+            Ok(Ok(out)) => {
                 self.release(w);
-                out
+                Ok(out)
+            }
+            Ok(Err(CallError::Violation(m))) => {
+                drop(w);
+                self.violations.fetch_add(1, Ordering::Relaxed);
+                self.discard();
+                Err(CallError::Violation(m))
+            }
+            Ok(Err(e)) => {
+                self.release(w);
+                Err(e)
             }
             Err(e) => {
                 // The guest heap may be broken after a trap: never reuse this instance.
@@ -310,6 +361,59 @@ impl Sandbox {
                 Err(CallError::Trap(format!("{e:#}")))
             }
         }
+    }
+}
+
+/// One call and the asks it makes: a verify ask first (at most one), then a sign ask (at most
+/// one). The outer error is a trap; the inner one a refusal of what the guest said.
+fn converse(
+    w: &mut Worker,
+    request: &[u8],
+    sign: &mut SignFn<'_>,
+) -> Result<Result<Vec<u8>, CallError>> {
+    let mut out = w.call(request)?;
+    let mut verified: Option<SignatureCheck> = None;
+    let (mut asked_verify, mut asked_sign) = (false, false);
+    loop {
+        if let Some(ask) = VerifyAsk::from_reply(&out) {
+            if asked_verify || asked_sign {
+                return Ok(Err(CallError::Violation("a second ask in one call".into())));
+            }
+            asked_verify = true;
+            let check = match ask {
+                Ok(c) => c,
+                Err(e) => return Ok(Err(CallError::BadReply(e.to_string()))),
+            };
+            let valid = verify(&check);
+            if valid {
+                verified = Some(check);
+            }
+            out = w.call(&protocol::encode_request(&Request::Verified(Verdict {
+                valid,
+            }))?)?;
+            continue;
+        }
+        if let Some(ask) = SignAsk::from_reply(&out) {
+            if asked_sign {
+                return Ok(Err(CallError::Violation(
+                    "a second sign ask in one call".into(),
+                )));
+            }
+            asked_sign = true;
+            let ask = match ask {
+                Ok(a) => a,
+                Err(e) => return Ok(Err(CallError::Violation(e.to_string()))),
+            };
+            let signature = match sign(&ask, verified.as_ref()) {
+                Ok(s) => s,
+                Err(Refusal::Violation(m)) => return Ok(Err(CallError::Violation(m))),
+                Err(Refusal::KeyStore(m)) => return Ok(Err(CallError::KeyStore(m))),
+            };
+            let resume = Request::Signature(SignatureReply { signature });
+            out = w.call(&protocol::encode_request(&resume)?)?;
+            continue;
+        }
+        return Ok(Ok(out));
     }
 }
 

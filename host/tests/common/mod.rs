@@ -23,6 +23,23 @@ pub fn module() -> PathBuf {
     }
 }
 
+/// The test build of the module (`scripts/build-pkg.sh --test-hooks`), or WASM_PKI_TEST_MODULE.
+pub fn test_module() -> PathBuf {
+    match std::env::var_os("WASM_PKI_TEST_MODULE") {
+        Some(p) => PathBuf::from(p),
+        None => {
+            let target = std::env::var_os("CARGO_TARGET_DIR")
+                .map(PathBuf::from)
+                .or_else(|| {
+                    std::env::var_os("HOME")
+                        .map(|h| PathBuf::from(h).join(".cache/wasm-pki/target"))
+                })
+                .unwrap_or_default();
+            target.join("wasm-pki-test-module/wasm_pki_bg.wasm")
+        }
+    }
+}
+
 /// True (after one line saying what to run) when `path` has not been built, so that a plain
 /// `cargo test --workspace` passes on a fresh checkout. Under CI a missing module is a failure.
 pub fn missing(path: &Path, build: &str) -> bool {

@@ -1,0 +1,300 @@
+//! The CA key outside the guest (`--key-store memory|pkcs11:…`): before the key store signs
+//! what the guest built, the authority checks it against what it knows without the guest (the
+//! CA certificate, the CSR key the host verified, the profile's bounds, the ledger's serials),
+//! and afterwards that the guest's answer is exactly what was signed. A guest that asks for
+//! anything else is a `sandbox_violation`: logged, counted, its instance dropped, nothing signed.
+
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use wasm_pki::protocol::{SignAsk, SignScheme, Signed};
+use wasm_pki::SignatureCheck;
+use x509_parser::oid_registry::{Oid, OID_SIG_ECDSA_WITH_SHA256, OID_SIG_ED25519};
+use x509_parser::prelude::{FromDer, SubjectPublicKeyInfo, X509Certificate};
+
+use crate::db::Ledger;
+use crate::keys::guard::{self, Expected, ExpectedCrl, Violation};
+use crate::keys::{CaKey, KeyError, Scheme};
+use crate::sandbox::Refusal;
+
+/// The CA key a key store holds, with the CA facts the guard compares against.
+pub(super) struct HostKey {
+    key: Arc<dyn CaKey>,
+    /// The CA certificate's subject, DER.
+    issuer: Vec<u8>,
+    /// Its subject key identifier.
+    key_id: Vec<u8>,
+    /// Its notAfter, Unix seconds (no certificate outlives it).
+    not_after: i64,
+    scheme: SignScheme,
+    algorithm: Oid<'static>,
+}
+
+/// Whose public key a certificate may carry.
+pub(super) enum SubjectKey<'a> {
+    /// The CSR's, as the host verified its signature in this very call.
+    Verified,
+    /// This SubjectPublicKeyInfo (a renewal without a CSR: the recorded certificate's key).
+    Known(&'a [u8]),
+}
+
+/// What one issuing request may produce, as the host decided it.
+pub(super) struct Bounds<'a> {
+    /// Whose key.
+    pub subject: SubjectKey<'a>,
+    /// The `now` the request carried, Unix seconds.
+    pub now: i64,
+    /// The profile's backdating.
+    pub backdate_secs: u64,
+    /// The profile's longest lifetime.
+    pub max_lifetime_secs: u64,
+    /// An intermediate profile: CA powers allowed.
+    pub may_be_ca: bool,
+}
+
+/// What the key store signed in one call: the guest's answer must be exactly that certificate.
+#[derive(Default)]
+pub(super) struct Countersigned {
+    tbs: Vec<u8>,
+    signature: Vec<u8>,
+    serial: String,
+}
+
+impl HostKey {
+    /// The key store's key for the CA certificate `ca_der` (refused if it is another key).
+    pub(super) fn new(key: Arc<dyn CaKey>, ca_der: &[u8]) -> Result<Self> {
+        let (_, ca) = X509Certificate::from_der(ca_der).context("the CA certificate")?;
+        if ca.public_key().raw != key.spki() {
+            bail!("the key store's key is not the CA certificate's key");
+        }
+        // The core's reading of the CA (its SKI, or the key's identifier when it has none).
+        let key_id = wasm_pki::CertificateAuthority::load_public(
+            wasm_pki::Certificate::from_der(ca_der.to_vec())?,
+            Vec::new(),
+        )?
+        .key_identifier();
+        let (scheme, algorithm) = match key.scheme() {
+            Scheme::EcdsaP256Sha256 => (SignScheme::EcdsaP256Sha256, OID_SIG_ECDSA_WITH_SHA256),
+            Scheme::Ed25519 => (SignScheme::Ed25519, OID_SIG_ED25519),
+        };
+        Ok(HostKey {
+            issuer: ca.subject().as_raw().to_vec(),
+            not_after: ca.validity().not_after.timestamp(),
+            key_id,
+            scheme,
+            algorithm,
+            key,
+        })
+    }
+
+    /// Check a certificate's TBS the guest asks to have signed, and sign it.
+    pub(super) fn sign_certificate(
+        &self,
+        ledger: &dyn Ledger,
+        ask: &SignAsk,
+        verified: Option<&SignatureCheck>,
+        bounds: &Bounds<'_>,
+        done: &mut Countersigned,
+    ) -> Result<Vec<u8>, Refusal> {
+        self.scheme_of(ask)?;
+        let subject_key = match &bounds.subject {
+            SubjectKey::Known(spki) => *spki,
+            SubjectKey::Verified => {
+                let check = verified.ok_or_else(|| {
+                    violation("a sign ask without a CSR signature the host verified".into())
+                })?;
+                verified_spki(check)?
+            }
+        };
+        let lifetime = i64::try_from(bounds.max_lifetime_secs).unwrap_or(i64::MAX);
+        let backdate = i64::try_from(bounds.backdate_secs).unwrap_or(i64::MAX);
+        let expected = Expected {
+            issuer: &self.issuer,
+            issuer_key_id: &self.key_id,
+            algorithm: self.algorithm.clone(),
+            subject_key,
+            not_before_min: bounds.now.saturating_sub(backdate),
+            not_after_max: bounds.now.saturating_add(lifetime).min(self.not_after),
+            may_be_ca: bounds.may_be_ca,
+        };
+        let serial = guard::check_tbs_certificate(&ask.tbs, &expected)
+            .map_err(|v| violation(v.to_string()))?;
+        let serial = wasm_pki::hex(&serial);
+        match ledger.find(&serial) {
+            Ok(None) => {}
+            Ok(Some(_)) => return Err(violation(Violation::ReusedSerial.to_string())),
+            Err(e) => {
+                return Err(Refusal::KeyStore(format!(
+                    "the ledger could not be asked whether the serial is new: {e:#}"
+                )))
+            }
+        }
+        let signature = self.key.sign(&ask.tbs).map_err(refusal)?;
+        *done = Countersigned {
+            tbs: ask.tbs.clone(),
+            signature: signature.clone(),
+            serial,
+        };
+        Ok(signature)
+    }
+
+    /// Check a CRL's TBS against what the host asked for, and sign it.
+    pub(super) fn sign_crl(
+        &self,
+        ask: &SignAsk,
+        wanted: CrlFacts,
+        done: &mut Countersigned,
+    ) -> Result<Vec<u8>, Refusal> {
+        self.scheme_of(ask)?;
+        let expected = ExpectedCrl {
+            issuer: &self.issuer,
+            issuer_key_id: &self.key_id,
+            algorithm: self.algorithm.clone(),
+            this_update: wanted.this_update,
+            next_update: wanted.next_update,
+            number: wanted.number,
+            revoked: wanted.revoked,
+        };
+        guard::check_tbs_crl(&ask.tbs, &expected).map_err(|v| violation(v.to_string()))?;
+        let signature = self.key.sign(&ask.tbs).map_err(refusal)?;
+        *done = Countersigned {
+            tbs: ask.tbs.clone(),
+            signature: signature.clone(),
+            serial: String::new(),
+        };
+        Ok(signature)
+    }
+
+    fn scheme_of(&self, ask: &SignAsk) -> Result<(), Refusal> {
+        if ask.scheme != self.scheme {
+            return Err(violation(format!(
+                "a sign ask for {:?}, but the CA key is {:?}",
+                ask.scheme, self.scheme
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// The CRL the host asked for, as the guard compares it.
+pub(super) struct CrlFacts {
+    pub this_update: i64,
+    pub next_update: i64,
+    pub number: u64,
+    pub revoked: Vec<(Vec<u8>, i64)>,
+}
+
+impl Countersigned {
+    /// Whether the guest's final reply is the certificate the key store signed, with its serial
+    /// and fingerprint (what the ledger records). A refusal passes: nothing is recorded for it.
+    pub(super) fn check_certificate(&self, reply: &[u8]) -> Result<(), String> {
+        let signed = match wasm_pki::protocol::decode_reply::<Signed>(reply) {
+            Ok(Ok(s)) => s,
+            Ok(Err(_)) => return Ok(()),
+            Err(e) => return Err(violation(e.to_string()).reason()),
+        };
+        self.certificate_is_signed(&signed)
+            .map_err(|m| violation(m).reason())
+    }
+
+    fn certificate_is_signed(&self, signed: &Signed) -> Result<(), String> {
+        if self.tbs.is_empty() {
+            return Err("an answer with a certificate the key store never signed".into());
+        }
+        let der = pem_rfc7468::decode_vec(signed.certificate.as_bytes())
+            .map(|(_, der)| der)
+            .map_err(|e| format!("the certificate is not PEM: {e}"))?;
+        let (rest, cert) =
+            X509Certificate::from_der(&der).map_err(|e| format!("not a certificate: {e}"))?;
+        if !rest.is_empty()
+            || cert.tbs_certificate.as_ref() != self.tbs.as_slice()
+            || cert.signature_value.data.as_ref() != self.signature.as_slice()
+        {
+            return Err("the certificate is not the one the key store signed".into());
+        }
+        use sha2::Digest;
+        if signed.serial != self.serial
+            || signed.fingerprint != wasm_pki::hex(&sha2::Sha256::digest(&der))
+        {
+            return Err("the answer's serial or fingerprint is not the certificate's".into());
+        }
+        Ok(())
+    }
+
+    /// Whether the guest's final reply is the CRL the key store signed.
+    pub(super) fn check_crl(&self, reply: &[u8]) -> Result<(), String> {
+        use x509_parser::revocation_list::CertificateRevocationList;
+        let pem = match wasm_pki::protocol::decode_reply::<String>(reply) {
+            Ok(Ok(s)) => s,
+            Ok(Err(_)) => return Ok(()),
+            Err(e) => return Err(violation(e.to_string()).reason()),
+        };
+        let same = pem_rfc7468::decode_vec(pem.as_bytes())
+            .ok()
+            .and_then(|(_, der)| {
+                let (rest, crl) = CertificateRevocationList::from_der(&der).ok()?;
+                Some(
+                    rest.is_empty()
+                        && !self.tbs.is_empty()
+                        && crl.tbs_cert_list.as_ref() == self.tbs.as_slice()
+                        && crl.signature_value.data.as_ref() == self.signature.as_slice(),
+                )
+            });
+        match same {
+            Some(true) => Ok(()),
+            _ => Err(violation("the CRL is not the one the key store signed".into()).reason()),
+        }
+    }
+}
+
+/// The SubjectPublicKeyInfo of the key whose signature the host verified: the check's SPKI,
+/// refused unless its algorithm is the check's and its key is the one the signature was
+/// verified with (a P-256 point may be written compressed: same X, Y of the same parity).
+fn verified_spki(check: &SignatureCheck) -> Result<&[u8], Refusal> {
+    use wasm_pki::CheckAlgorithm as A;
+    use x509_parser::oid_registry::{OID_KEY_TYPE_EC_PUBLIC_KEY, OID_PKCS1_RSAENCRYPTION};
+    let (rest, spki) = SubjectPublicKeyInfo::from_der(&check.spki)
+        .map_err(|e| violation(format!("the verified key's SPKI: {e}")))?;
+    let family = match check.algorithm {
+        A::EcdsaP256Sha256 | A::EcdsaP384Sha384 => OID_KEY_TYPE_EC_PUBLIC_KEY,
+        A::Ed25519 => OID_SIG_ED25519,
+        A::RsaPkcs1Sha256 | A::RsaPssSha256 => OID_PKCS1_RSAENCRYPTION,
+    };
+    let bits = spki.subject_public_key.data.as_ref();
+    let same = match (bits.first(), check.public_key.first()) {
+        (Some(2 | 3), Some(4)) if family == OID_KEY_TYPE_EC_PUBLIC_KEY => {
+            let half = (check.public_key.len() - 1) / 2;
+            bits.len() == half + 1
+                && bits[1..] == check.public_key[1..=half]
+                && (bits[0] & 1) == (check.public_key[check.public_key.len() - 1] & 1)
+        }
+        _ => bits == check.public_key.as_slice(),
+    };
+    if !rest.is_empty() || spki.algorithm.algorithm != family || !same {
+        return Err(violation(
+            "the SPKI handed out is not the key the CSR's signature was verified with".into(),
+        ));
+    }
+    Ok(&check.spki)
+}
+
+fn violation(reason: String) -> Refusal {
+    // One line an operator can alert on; the client sees only sandbox_violation.
+    eprintln!("sandbox_violation: {reason}");
+    Refusal::Violation(reason)
+}
+
+impl Refusal {
+    fn reason(self) -> String {
+        match self {
+            Refusal::Violation(m) | Refusal::KeyStore(m) => m,
+        }
+    }
+}
+
+fn refusal(e: KeyError) -> Refusal {
+    match e {
+        KeyError::Unavailable(m) => Refusal::KeyStore(m),
+        KeyError::Invalid(m) => Refusal::KeyStore(format!("the key store could not sign: {m}")),
+    }
+}

@@ -1,0 +1,263 @@
+//! The CA key outside the guest (`--key-store memory`): the host's key store signs only what it
+//! has checked. A lying guest (the test build of the module, told how to lie by the `lie` hook)
+//! asks for a foreign key, another issuer, CA powers, a longer validity, a reused serial, bytes
+//! that are no TBSCertificate, another scheme, a second signature, a signature before any CSR
+//! check, hands back a certificate other than the one signed, or a CRL that drops a revocation:
+//! every one is refused as `sandbox_violation`, counted, its instance dropped, nothing recorded;
+//! the next request, on a fresh instance, is signed honestly and openssl verifies it.
+
+mod common;
+
+use std::path::Path;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use common::*;
+use serde_json::json;
+use wasm_pki::{
+    Algorithm, CaParams, CertificateAuthority, CsrRequest, IssueOptions, KeyPair, OffsetDateTime,
+    ParsedCsr, Profile, SanName, SeedRng, Subject,
+};
+use wasm_pki_host::authority::policy::Policy;
+use wasm_pki_host::authority::{Authority, DataDir, Pool};
+use wasm_pki_host::db::LedgerSpec;
+use wasm_pki_host::keys::KeyStoreSpec;
+use wasm_pki_host::sandbox::Verifier;
+
+const POLICY: &str = r#"
+[profiles.web]
+usage = "server"
+maxLifetimeSecs = 86400
+names = { allow = [{ type = "dns", value = ".example.com" }] }
+"#;
+
+fn open(dir: &Path) -> Authority {
+    Authority::open(
+        dir,
+        &std::fs::read(test_module()).unwrap(),
+        Policy::parse(POLICY).unwrap(),
+        None,
+        Pool {
+            instances: 1,
+            verifier: Verifier::Host,
+            key_store: KeyStoreSpec::Memory,
+        },
+        &[],
+        &LedgerSpec::parse(None, Some(dir)).unwrap(),
+    )
+    .unwrap()
+}
+
+fn csr_for(key: &KeyPair, name: &str) -> String {
+    CsrRequest {
+        subject: Subject::default(),
+        names: vec![SanName::dns(name).unwrap()],
+    }
+    .sign(key)
+    .unwrap()
+    .to_pem()
+}
+
+/// A TBS as `ca` would build it for `csr` under `profile`, a few seconds ahead of the host's
+/// clock (inside the request's bounds unless the lie is about time).
+fn tbs(ca: &CertificateAuthority, csr: &str, profile: &Profile, lifetime: u64) -> Vec<u8> {
+    let now = OffsetDateTime::from_unix_timestamp(wasm_pki_host::authority::now() + 5).unwrap();
+    let opts = IssueOptions {
+        identity: Some(SanName::dns("a.example.com").unwrap()),
+        lifetime_secs: Some(lifetime),
+        ..Default::default()
+    };
+    let csr = ParsedCsr::parse(csr.as_bytes()).unwrap();
+    let mut rng = SeedRng::from_seed(rand_seed());
+    ca.issue_unsigned(&csr, profile, &opts, now, &mut rng)
+        .unwrap()
+        .tbs
+        .der
+}
+
+fn rand_seed() -> [u8; 32] {
+    let mut seed = [0u8; 32];
+    getrandom::fill(&mut seed).unwrap();
+    seed
+}
+
+fn lie(auth: &Authority, how: serde_json::Value) {
+    let mut how = how;
+    how["op"] = json!("lie");
+    let out = auth
+        .sandbox
+        .call_bytes(how.to_string().as_bytes(), Duration::from_secs(2))
+        .unwrap();
+    assert_eq!(out, br#"{"ok":null}"#, "{}", String::from_utf8_lossy(&out));
+}
+
+#[test]
+fn a_lying_guest_gets_nothing_signed() {
+    if missing(&test_module(), "scripts/build-pkg.sh --test-hooks") {
+        return;
+    }
+    let tmp = TempDir::new("keystore-lies");
+    let dir = tmp.0.as_path();
+    cli_ok(&["init", "--dir", dir.to_str().unwrap()]);
+    let auth = open(dir);
+    let d = DataDir(dir.to_path_buf());
+    let ca = CertificateAuthority::from_pem(
+        std::fs::read_to_string(d.ca_cert()).unwrap().as_bytes(),
+        std::fs::read_to_string(d.ca_key()).unwrap().as_bytes(),
+        None,
+    )
+    .unwrap();
+    let web: Profile = serde_json::from_value(json!({
+        "usage": "server", "maxLifetimeSecs": 86400,
+        "names": {"allow": [{"type": "dns", "value": ".example.com"}]}
+    }))
+    .unwrap();
+    let long: Profile = serde_json::from_value(json!({
+        "usage": "server", "maxLifetimeSecs": 864000,
+        "names": {"allow": [{"type": "dns", "value": ".example.com"}]}
+    }))
+    .unwrap();
+    let sub: Profile =
+        serde_json::from_value(json!({"intermediate": {"pathLen": 0}, "subjectFrom": "csr"}))
+            .unwrap();
+    let mut rng = SeedRng::from_seed(rand_seed());
+    let leaf = KeyPair::generate(Algorithm::P256, &mut rng);
+    let csr = csr_for(&leaf, "a.example.com");
+    let foreign_csr = csr_for(
+        &KeyPair::generate(Algorithm::P256, &mut rng),
+        "a.example.com",
+    );
+    let now = OffsetDateTime::from_unix_timestamp(wasm_pki_host::authority::now()).unwrap();
+    let other_ca =
+        CertificateAuthority::new_root(&CaParams::new("wasm-pki CA"), now, &mut rng).unwrap();
+
+    let honest = |auth: &Authority| {
+        let s = auth
+            .sign_as_operator(&csr, "web", Some("a.example.com"))
+            .unwrap();
+        let pem = tmp.path("leaf.pem");
+        std::fs::write(&pem, &s.certificate).unwrap();
+        let out = openssl_ok(
+            dir,
+            &[
+                "verify",
+                "-CAfile",
+                d.root_cert().to_str().unwrap(),
+                pem.to_str().unwrap(),
+            ],
+        );
+        assert!(out.contains(": OK"), "{out}");
+        s
+    };
+    let first = honest(&auth);
+    let mut recorded = 1;
+
+    // A TBS the guard would pass but for its serial, which the honest one already has.
+    let reused = {
+        let mut t = tbs(&ca, &csr, &web, 3600);
+        let (_, parsed) =
+            <x509_parser::certificate::TbsCertificate as x509_parser::prelude::FromDer<_>>::from_der(&t)
+                .unwrap();
+        let fresh = parsed.raw_serial().to_vec();
+        let old = wasm_pki::unhex("serial", &first.serial, 32).unwrap();
+        assert_eq!(fresh.len(), old.len());
+        let at = t.windows(fresh.len()).position(|w| w == fresh).unwrap();
+        t[at..at + old.len()].copy_from_slice(&old);
+        t
+    };
+    let other_answer = json!({"ok": {
+        "certificate": first.certificate, "chain": [], "serial": first.serial,
+        "subject": "CN=a.example.com", "names": ["DNS:a.example.com"], "notBefore": 0,
+        "notAfter": first.not_after, "renewAfter": first.renew_after, "fingerprint": "00"
+    }})
+    .to_string();
+    let hex = wasm_pki::hex;
+    let lies = [
+        (
+            "a foreign public key",
+            json!({"tbs": hex(&tbs(&ca, &foreign_csr, &web, 3600))}),
+        ),
+        (
+            "another issuer",
+            json!({"tbs": hex(&tbs(&other_ca, &csr, &web, 3600))}),
+        ),
+        (
+            "CA:true under a leaf profile",
+            json!({"tbs": hex(&tbs(&ca, &csr, &sub, 3600))}),
+        ),
+        (
+            "a validity beyond the profile",
+            json!({"tbs": hex(&tbs(&ca, &csr, &long, 5 * 86400))}),
+        ),
+        ("a reused serial", json!({"tbs": hex(&reused)})),
+        (
+            "bytes that are not a TBSCertificate",
+            json!({"tbs": "3003020101"}),
+        ),
+        ("another scheme", json!({"scheme": "EdDSA"})),
+        ("a second sign ask in one call", json!({"askTwice": true})),
+        (
+            "a sign ask before any CSR check",
+            json!({"askFirst": true, "tbs": hex(&tbs(&ca, &csr, &web, 3600))}),
+        ),
+        (
+            "another certificate as the answer",
+            json!({"answer": other_answer}),
+        ),
+    ];
+    // The control: the honest TBS through the same hook is signed (the hook itself works).
+    lie(&auth, json!({"tbs": hex(&tbs(&ca, &csr, &web, 3600))}));
+    auth.sign_as_operator(&csr, "web", Some("a.example.com"))
+        .unwrap();
+    recorded += 1;
+    assert_eq!(auth.certificates().unwrap().len(), recorded);
+
+    for (what, how) in lies {
+        let before = auth.sandbox.violations.load(Ordering::Relaxed);
+        lie(&auth, how);
+        let err = auth
+            .sign_as_operator(&csr, "web", Some("a.example.com"))
+            .expect_err(what);
+        assert_eq!(err.code(), "sandbox_violation", "{what}: {err}");
+        assert!(
+            !err.message().contains("TBS"),
+            "details stay in the log: {err}"
+        );
+        assert_eq!(auth.certificates().unwrap().len(), recorded, "{what}");
+        assert_eq!(
+            auth.sandbox.violations.load(Ordering::Relaxed),
+            before + 1,
+            "{what}"
+        );
+        assert_eq!(auth.sandbox.instances(), 0, "{what}: the instance was kept");
+        // A fresh instance has no lie to tell.
+        honest(&auth);
+        recorded += 1;
+    }
+
+    // CRLs: a guest that drops a revocation gets nothing signed; the honest CRL verifies.
+    auth.revoke(&first.serial, false, Some(1)).unwrap();
+    let empty = ca.crl_unsigned(&[], now, 86_400, 1).unwrap();
+    lie(&auth, json!({"tbs": hex(&empty.der)}));
+    let err = auth.crl().expect_err("a CRL without the revocation");
+    assert_eq!(err.code(), "sandbox_violation", "{err}");
+    let crl = auth.crl().unwrap();
+    let path = tmp.path("crl.pem");
+    std::fs::write(&path, &crl).unwrap();
+    let text = openssl_ok(
+        dir,
+        &[
+            "crl",
+            "-in",
+            path.to_str().unwrap(),
+            "-CAfile",
+            d.root_cert().to_str().unwrap(),
+            "-noout",
+            "-text",
+        ],
+    );
+    assert!(
+        text.to_uppercase().contains(&first.serial.to_uppercase()),
+        "{text}"
+    );
+}
