@@ -16,6 +16,7 @@ cleanup() {
   rm -f "$log"
   if [ -n "${WASM_PKI_PG_DIR:-}" ]; then bash scripts/pg.sh stop "$WASM_PKI_PG_DIR" || true; fi
   if [ -n "${WASM_PKI_DNS_DIR:-}" ]; then bash scripts/dns.sh stop "$WASM_PKI_DNS_DIR" || true; fi
+  if [ -n "${WASM_PKI_SOFTHSM_DIR:-}" ]; then bash scripts/softhsm.sh stop "$WASM_PKI_SOFTHSM_DIR" || true; fi
 }
 trap cleanup EXIT
 
@@ -53,6 +54,10 @@ step "DNS: a throwaway authoritative server for the ACME tests (scripts/dns.sh)"
 eval "$(bash scripts/dns.sh start)"
 echo "$(/usr/sbin/named -v) on $WASM_PKI_DNS_ADDR, zone $WASM_PKI_DNS_ZONE (TSIG key $WASM_PKI_DNS_TSIG_NAME), files in $WASM_PKI_DNS_DIR"
 
+step "SoftHSM2: a throwaway PKCS#11 token for the key-store tests (scripts/softhsm.sh)"
+eval "$(bash scripts/softhsm.sh start)"
+echo "SoftHSM $(dpkg-query -W -f '${Version}' softhsm2), opensc $(dpkg-query -W -f '${Version}' opensc): token $WASM_PKI_SOFTHSM_TOKEN in $WASM_PKI_SOFTHSM_DIR"
+
 step "format"
 cargo fmt --all -- --check
 
@@ -84,8 +89,9 @@ step "Rust tests (core: unit, openssl, rustls mTLS, hostile input; host: sandbox
 # The soak (host/tests/soak.rs) runs two minutes past the throughput limit here.
 WASM_PKI_SOAK_SECS="${WASM_PKI_SOAK_SECS:-120}" cargo test --workspace --all-targets 2>&1 | tee -a "$log"
 cargo test --workspace --doc 2>&1 | tee -a "$log"
-# The server build of the module (wide arithmetic) through the same end-to-end tests.
-WASM_PKI_E2E_MODULE="$PWD/host/dist/wasm_pki_server.wasm" \
+# The server build of the module (wide arithmetic) through the same end-to-end tests, with the
+# CA key in the host's key store (`memory`) instead of the sandbox.
+WASM_PKI_E2E_MODULE="$PWD/host/dist/wasm_pki_server.wasm" WASM_PKI_KEY_STORE=memory \
   cargo test --workspace --test e2e 2>&1 | tee -a "$log"
 
 step "Node tests (npm API, openssl, X509Certificate, WebCrypto, npm pack)"

@@ -88,7 +88,7 @@ fn random_serial<R: CryptoRng>(rng: &mut R) -> SerialNumber {
 
 fn ca_params(
     p: &CaParams,
-    key: &KeyPair,
+    key: &PublicKey,
     now: OffsetDateTime,
     serial: SerialNumber,
 ) -> Result<CertificateParams> {
@@ -111,7 +111,7 @@ fn ca_params(
         KeyUsagePurpose::CrlSign,
         KeyUsagePurpose::DigitalSignature,
     ];
-    params.key_identifier_method = KeyIdMethod::PreSpecified(key.public_key().key_identifier());
+    params.key_identifier_method = KeyIdMethod::PreSpecified(key.key_identifier());
     params.serial_number = Some(serial);
     params.not_before = now - Duration::seconds(CA_BACKDATE_SECS);
     params.not_after = now + Duration::seconds(p.validity_secs as i64);
@@ -122,7 +122,7 @@ impl CertificateAuthority {
     /// Create a self-signed root CA with a new key.
     pub fn new_root<R: CryptoRng>(p: &CaParams, now: OffsetDateTime, rng: &mut R) -> Result<Self> {
         let key = KeyPair::generate(p.algorithm, rng);
-        let params = ca_params(p, &key, now, random_serial(rng))?;
+        let params = ca_params(p, key.public_key(), now, random_serial(rng))?;
         let cert = params.self_signed(&key)?;
         Ok(CertificateAuthority {
             certificate: Certificate::from_der(cert.der().to_vec())?,
@@ -148,7 +148,7 @@ impl CertificateAuthority {
             ));
         }
         let key = KeyPair::generate(p.algorithm, rng);
-        let mut params = ca_params(p, &key, now, random_serial(rng))?;
+        let mut params = ca_params(p, key.public_key(), now, random_serial(rng))?;
         params.not_after = params.not_after.min(self.not_after());
         params.not_before = params.not_before.max(self.not_before());
         params.use_authority_key_identifier_extension = true;
@@ -164,6 +164,45 @@ impl CertificateAuthority {
             chain,
             urls: crate::PublicUrls::default(),
         })
+    }
+
+    /// A self-signed root for `public`, a key held outside this code (an HSM): the TBSCertificate
+    /// for that key to sign. The assembled certificate then loads with [`Self::load_public`].
+    pub fn root_unsigned<R: CryptoRng>(
+        p: &CaParams,
+        public: &PublicKey,
+        now: OffsetDateTime,
+        rng: &mut R,
+    ) -> Result<Tbs> {
+        let params = ca_params(p, public, now, random_serial(rng))?;
+        let capture = Capture::new(public);
+        let cert = params.self_signed(&capture)?;
+        capture.finish(cert.der())
+    }
+
+    /// An intermediate CA for `public`, a key held outside this code, issued by this CA: the
+    /// TBSCertificate for this CA's key to sign (wherever that key is).
+    pub fn intermediate_unsigned<R: CryptoRng>(
+        &self,
+        p: &CaParams,
+        public: &PublicKey,
+        now: OffsetDateTime,
+        rng: &mut R,
+    ) -> Result<Tbs> {
+        self.check_usable(now)?;
+        if let IsCa::Ca(BasicConstraints::Constrained(0)) = &self.params.is_ca {
+            return Err(Error::Policy(
+                "this CA has pathLen 0 and cannot sign another CA".into(),
+            ));
+        }
+        let mut params = ca_params(p, public, now, random_serial(rng))?;
+        params.not_after = params.not_after.min(self.not_after());
+        params.not_before = params.not_before.max(self.not_before());
+        params.use_authority_key_identifier_extension = true;
+        let capture = Capture::new(&self.public);
+        let issuer = Issuer::from_params(&self.params, &capture);
+        let cert = params.signed_by(public, &issuer)?;
+        capture.finish(cert.der())
     }
 
     /// Load a CA from its certificate and key. `chain` holds the certificates above it, nearest
@@ -637,5 +676,39 @@ mod tests {
             );
             assert_eq!(outside.names, inside.names);
         }
+    }
+
+    /// A root and an intermediate for keys held outside: built here, signed outside, loaded
+    /// without their keys; the chain verifies and the intermediate issues through a capture.
+    #[test]
+    fn roots_and_intermediates_for_outside_keys_chain() {
+        let now = OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap();
+        let mut rng = SeedRng::from_seed([8; 32]);
+        let root_key = KeyPair::generate(Algorithm::P256, &mut rng);
+        let tbs = CertificateAuthority::root_unsigned(
+            &CaParams::new("HSM Root"),
+            root_key.public_key(),
+            now,
+            &mut rng,
+        )
+        .unwrap();
+        let root_cert = Certificate::from_der(tbs.assemble(&root_key.sign(&tbs.der))).unwrap();
+        crate::chain::check_issued_by(&root_cert, &root_cert).unwrap();
+        let root = CertificateAuthority::load_public(root_cert.clone(), Vec::new()).unwrap();
+        assert!(root.key().is_none());
+        assert!(root
+            .new_intermediate(&CaParams::new("x"), now, &mut rng)
+            .is_err());
+
+        let sub_key = KeyPair::generate(Algorithm::P256, &mut rng);
+        let mut p = CaParams::new("HSM Issuing");
+        p.path_len = Some(0);
+        let tbs = root
+            .intermediate_unsigned(&p, sub_key.public_key(), now, &mut rng)
+            .unwrap();
+        let sub_cert = Certificate::from_der(tbs.assemble(&root_key.sign(&tbs.der))).unwrap();
+        crate::chain::check_issued_by(&sub_cert, &root_cert).unwrap();
+        let sub = CertificateAuthority::load_public(sub_cert, vec![root_cert]).unwrap();
+        assert_eq!(sub.public_key().spki_der(), sub_key.public_key().spki_der());
     }
 }

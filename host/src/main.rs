@@ -93,6 +93,12 @@ enum Command {
         /// Also create an intermediate CA that does the issuing (the root key can then go offline).
         #[arg(long)]
         intermediate: bool,
+        /// Where the new keys go: key files (`sandbox`, `memory`: the same files), or a
+        /// `pkcs11:` URI: the keys are made inside the token (sensitive, never extractable) and
+        /// the certificates are signed there; with --intermediate the root key is the URI's
+        /// object label followed by `-root`.
+        #[arg(long, default_value = "sandbox", env = "WASM_PKI_KEY_STORE")]
+        key_store: wasm_pki_host::keys::KeyStoreSpec,
     },
     /// Run the signer: the HTTP API and the owner's page.
     Serve {
@@ -708,7 +714,13 @@ fn run(cli: Cli) -> Result<()> {
             name,
             passphrase_file,
             intermediate,
-        } => init(&dir, &algorithm, &name, &passphrase_file, intermediate),
+            key_store,
+        } => match key_store {
+            wasm_pki_host::keys::KeyStoreSpec::Pkcs11(uri) => {
+                init_in_token(&dir, &algorithm, &name, &uri, intermediate)
+            }
+            _ => init(&dir, &algorithm, &name, &passphrase_file, intermediate),
+        },
         Command::Serve {
             dir,
             listen,
@@ -763,6 +775,13 @@ fn run(cli: Cli) -> Result<()> {
             println!(
                 "wasm-pki signer: module sha256 {}",
                 app.authority.sandbox.module_sha256()
+            );
+            println!(
+                "wasm-pki signer: CA key in {}",
+                match &app.authority.key_store {
+                    wasm_pki_host::keys::KeyStoreSpec::Sandbox => "the sandbox".to_string(),
+                    other => format!("the host's key store ({other})"),
+                }
             );
             println!(
                 "wasm-pki signer: CA {} sha256 fingerprint {}",
@@ -1028,6 +1047,80 @@ fn run(cli: Cli) -> Result<()> {
             signal,
         }),
     }
+}
+
+/// `init --key-store pkcs11:…`: the keys are made in the token and sign there; only the
+/// certificates are written to DIR.
+fn init_in_token(
+    dir: &Path,
+    algorithm: &str,
+    name: &str,
+    uri: &wasm_pki_host::keys::Pkcs11Uri,
+    intermediate: bool,
+) -> Result<()> {
+    use wasm_pki_host::keys::{pkcs11, CaKey};
+    let d = DataDir(dir.to_path_buf());
+    if d.ca_key().exists() || d.ca_cert().exists() {
+        bail!(
+            "{} already holds a CA; refusing to overwrite it",
+            dir.display()
+        );
+    }
+    if algorithm.parse::<Algorithm>()? != Algorithm::P256 {
+        bail!("keys in a PKCS#11 token are P-256 here");
+    }
+    let mut rng = rand_core::UnwrapErr(getrandom::SysRng);
+    let now = OffsetDateTime::from_unix_timestamp(authority::now())?;
+    let public = |spki: Vec<u8>| wasm_pki::PublicKey::from_spki(&spki);
+    let signed = |tbs: wasm_pki::Tbs, key: &pkcs11::Pkcs11Key| -> Result<wasm_pki::Certificate> {
+        Ok(wasm_pki::Certificate::from_der(
+            tbs.assemble(&key.sign(&tbs.der)?),
+        )?)
+    };
+    let root_uri = if intermediate {
+        let mut r = uri.clone();
+        r.object = Some(format!(
+            "{}-root",
+            uri.object.as_deref().unwrap_or("wasm-pki-ca")
+        ));
+        r.id = None;
+        r
+    } else {
+        uri.clone()
+    };
+    files::ensure_private_dir(dir)?;
+    let root_public = public(pkcs11::generate(&root_uri)?)?;
+    let issuing_public = match intermediate {
+        true => Some(public(pkcs11::generate(uri)?)?),
+        false => None,
+    };
+    let root_key = pkcs11::Pkcs11Key::open(&root_uri)?;
+    let tbs =
+        CertificateAuthority::root_unsigned(&CaParams::new(name), &root_public, now, &mut rng)?;
+    let root = signed(tbs, &root_key)?;
+    files::write_atomic(&d.root_cert(), root.to_pem().as_bytes(), 0o644)?;
+    if let Some(issuing_public) = issuing_public {
+        let mut ip = CaParams::new(&format!("{name} Intermediate"));
+        ip.path_len = Some(0);
+        ip.validity_secs = 5 * 365 * 86_400;
+        let parent = CertificateAuthority::load_public(root.clone(), Vec::new())?;
+        let tbs = parent.intermediate_unsigned(&ip, &issuing_public, now, &mut rng)?;
+        let int = signed(tbs, &root_key)?;
+        let chain = format!("{}{}", int.to_pem(), root.to_pem());
+        files::write_atomic(&d.ca_cert(), chain.as_bytes(), 0o644)?;
+        println!(
+            "created root \"{name}\" and intermediate \"{name} Intermediate\" (p256) in {}; their keys are in the token ({root_uri} and {uri})",
+            dir.display()
+        );
+    } else {
+        files::write_atomic(&d.ca_cert(), root.to_pem().as_bytes(), 0o644)?;
+        println!(
+            "created root CA \"{name}\" (p256) in {}; its key is in the token ({uri})",
+            dir.display()
+        );
+    }
+    SqliteLedger::open(&d.ledger())?;
+    Ok(())
 }
 
 fn init(

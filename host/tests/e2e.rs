@@ -40,6 +40,9 @@ fn sign_flow_with_openssl_csrs_tokens_and_restart() {
         info["moduleSha256"], module_sha,
         "the server runs the npm package's module"
     );
+    // The test command runs these tests once more with the CA key in the host's store.
+    let store = std::env::var("WASM_PKI_KEY_STORE").unwrap_or_else(|_| "sandbox".into());
+    assert_eq!(info["keyStore"], store.as_str(), "{info}");
     let ca_pem = http(&addr, "GET", "/v1/ca", &[], b"").unwrap().body;
     std::fs::write(tmp.path("ca.pem"), &ca_pem).unwrap();
 

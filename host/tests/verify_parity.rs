@@ -529,6 +529,68 @@ fn outcomes_sandbox(
         .collect()
 }
 
+/// The sandbox without the CA key: the host verifies every CSR and its key store (`memory`)
+/// signs what the guest builds.
+fn outcomes_key_store(
+    table: &[(&'static str, Vec<u8>, bool)],
+    ca: &CertificateAuthority,
+    now: i64,
+) -> Vec<Outcome> {
+    let cache = std::env::temp_dir().join(format!("wasm-pki-parity-ks-{}", std::process::id()));
+    let sandbox = Sandbox::from_file(&common::module(), &cache, 1).unwrap();
+    let key = wasm_pki_host::keys::MemoryKey::from_pem(
+        ca.key().unwrap().to_pkcs8_pem().unwrap().as_bytes(),
+        None,
+    )
+    .unwrap();
+    sandbox
+        .load_ca(LoadCa {
+            cert_pem: ca.certificate().to_pem(),
+            key_pem: None,
+            passphrase: None,
+            public_urls: None,
+            host_verifies: true,
+            jwt_key_pem: None,
+        })
+        .unwrap();
+    table
+        .iter()
+        .map(|(_, der, _)| {
+            let req = Request::Sign(Box::new(SignRequest {
+                csr_pem: pem_csr(der),
+                profile: Profile::default(),
+                identity: Some("parity.example.com".into()),
+                lifetime_secs: None,
+                now,
+                seed: Seed([5; 32]),
+                renew_fraction: None,
+                extra_names: Vec::new(),
+                exact_names: None,
+            }));
+            let bytes = wasm_pki::protocol::encode_request(&req).unwrap();
+            let reply = sandbox
+                .call_signing(
+                    &bytes,
+                    Duration::from_secs(5),
+                    &mut |ask, verified| {
+                        assert!(verified.is_some(), "a sign ask without a verified CSR");
+                        Ok(key.sign(&ask.tbs).unwrap())
+                    },
+                    &mut |_| Ok(()),
+                )
+                .unwrap();
+            match wasm_pki::protocol::decode_reply::<Signed>(&reply).unwrap() {
+                Ok(s) => {
+                    let cert = Certificate::parse(s.certificate.as_bytes()).unwrap();
+                    wasm_pki::chain::check_issued_by(&cert, ca.certificate()).unwrap();
+                    Ok(())
+                }
+                Err(e) => Err(e.code),
+            }
+        })
+        .collect()
+}
+
 fn pem_csr(der: &[u8]) -> String {
     pem_rfc7468::encode_string("CERTIFICATE REQUEST", pem_rfc7468::LineEnding::LF, der).unwrap()
 }
@@ -620,6 +682,20 @@ fn every_verifier_refuses_the_same_csrs() {
             outcomes_sandbox(&table, &ca, now_secs, true),
         ),
     ];
+    // With the key in the host's store, the host must know each CSR's key: the one kind only
+    // the guest verifies (RSA-PSS with a 20-byte salt, which ring lacks) is refused there.
+    let mut key_store = outcomes_key_store(&table, &ca, now_secs);
+    let pss20 = table
+        .iter()
+        .position(|(n, _, _)| *n == "rsa-pss salt 20 valid (openssl)")
+        .unwrap();
+    assert_eq!(
+        key_store[pss20],
+        Err("unsupported_algorithm".to_string()),
+        "PSS-20 with the key outside"
+    );
+    key_store[pss20] = paths[0].1[pss20].clone();
+    paths.push(("sandbox, key store in the host (memory)", key_store));
     if let Some([wasm, node, web]) = outcomes_node(&table, &ca) {
         paths.push(("node issue (wasm)", wasm));
         paths.push(("node issueAsync (node:crypto)", node));

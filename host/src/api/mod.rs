@@ -415,6 +415,7 @@ fn info(app: &App) -> Resp {
             "moduleSha256": app.authority.sandbox.module_sha256(),
             "wasmtime": env!("WASMTIME_VERSION"),
             "ca": app.authority.ca_info,
+            "keyStore": app.authority.key_store.to_string(),
             "profiles": app.authority.policy.profiles.keys().collect::<Vec<_>>(),
         }),
     )

@@ -87,6 +87,11 @@ impl HostKey {
         })
     }
 
+    /// Whether the key store can sign now.
+    pub(super) fn ready(&self) -> Result<(), KeyError> {
+        self.key.ready()
+    }
+
     /// Check a certificate's TBS the guest asks to have signed, and sign it.
     pub(super) fn sign_certificate(
         &self,

@@ -287,6 +287,8 @@ pub struct Authority {
     acme: acme::State,
     /// The CA key when a key store in the host holds it (else the guest does).
     host_key: Option<keystore::HostKey>,
+    /// Where the CA key is (`--key-store`; a URI's PIN is never shown).
+    pub key_store: crate::keys::KeyStoreSpec,
 }
 
 impl Authority {
@@ -398,6 +400,7 @@ impl Authority {
             public_urls: public_urls.to_vec(),
             acme,
             host_key,
+            key_store: pool.key_store,
         })
     }
 
@@ -990,10 +993,13 @@ impl Authority {
         )
     }
 
-    /// Whether this authority can sign now: a sandbox instance answers with the CA loaded, and
-    /// the ledger takes a write lock.
+    /// Whether this authority can sign now: a sandbox instance answers with the CA loaded, the
+    /// ledger takes a write lock, and the key store (when the host holds the key) answers.
     pub fn ready(&self) -> Result<()> {
         self.ledger.check_writable()?;
+        if let Some(key) = &self.host_key {
+            key.ready()?;
+        }
         let req = Request::Inspect(protocol::InspectRequest {
             pem: self.chain[0].clone(),
         });

@@ -5,6 +5,7 @@
 
 pub mod guard;
 pub mod memory;
+pub mod pkcs11;
 pub mod pkcs11_uri;
 
 use std::path::Path;
@@ -31,10 +32,16 @@ impl std::str::FromStr for KeyStoreSpec {
         match s {
             "sandbox" => Ok(KeyStoreSpec::Sandbox),
             "memory" => Ok(KeyStoreSpec::Memory),
-            uri if uri.starts_with("pkcs11:") => uri
-                .parse()
-                .map(KeyStoreSpec::Pkcs11)
-                .map_err(|e| format!("{e}")),
+            uri if uri.starts_with("pkcs11:") => {
+                let uri: Pkcs11Uri = uri.parse().map_err(|e| format!("{e}"))?;
+                if matches!(uri.pin, pkcs11_uri::PinSource::Value(_)) {
+                    return Err(format!(
+                        "a pin-value on the command line shows in the process list: use pin-source=file:PATH or {}",
+                        pkcs11::PIN_ENV
+                    ));
+                }
+                Ok(KeyStoreSpec::Pkcs11(uri))
+            }
             _ => Err("one of `sandbox`, `memory` or a `pkcs11:` URI (RFC 7512)".into()),
         }
     }
@@ -58,6 +65,10 @@ pub trait CaKey: Send + Sync {
     fn spki(&self) -> &[u8];
     /// Sign `tbs`: DER ECDSA or Ed25519's 64 bytes, as X.509 wants them.
     fn sign(&self, tbs: &[u8]) -> Result<Vec<u8>, KeyError>;
+    /// Whether it can sign now (a token that answers), for /readyz.
+    fn ready(&self) -> Result<(), KeyError> {
+        Ok(())
+    }
 }
 
 impl CaKey for MemoryKey {
@@ -89,8 +100,8 @@ impl KeyStoreSpec {
                 let key = MemoryKey::from_pem(pem.as_bytes(), passphrase.map(str::as_bytes))?;
                 Ok(Some(std::sync::Arc::new(key)))
             }
-            KeyStoreSpec::Pkcs11(_) => {
-                anyhow::bail!("the pkcs11 key store is not built yet")
+            KeyStoreSpec::Pkcs11(uri) => {
+                Ok(Some(std::sync::Arc::new(pkcs11::Pkcs11Key::open(uri)?)))
             }
         }
     }
