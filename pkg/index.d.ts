@@ -178,6 +178,39 @@ export declare class Ca {
   beginIssue(csrPem: string, profile?: Profile, options?: IssueOptions): PendingIssue;
   /** `issueAsync`'s second half: `valid` is the verdict on `pending`; `undefined` verifies in wasm. */
   finishIssue(pending: PendingIssue, valid?: boolean): string;
+  /** False for a CA whose key is a WebCrypto `CryptoKey`: `issueAsync` signs through WebCrypto. */
+  readonly holdsKey: boolean;
+  /** `finishIssue` for a CA whose key is outside the module: what that key must sign. */
+  finishIssueUnsigned(pending: PendingIssue, valid?: boolean): UnsignedCertificate;
+  free(): void;
+}
+
+/**
+ * A WebCrypto key, as the platform's `CryptoKey` is shaped (declared here so that no DOM or Node
+ * type library is needed): `crypto.subtle.generateKey(…)`'s keys fit it.
+ */
+export interface WebCryptoKey {
+  readonly type: string;
+  readonly algorithm: object;
+  readonly extractable: boolean;
+  readonly usages: readonly string[];
+}
+
+/** A WebCrypto key pair (`privateKey` may be non-extractable). */
+export interface WebCryptoKeyPair {
+  privateKey: WebCryptoKey;
+  publicKey: WebCryptoKey;
+}
+
+/** A certificate built by the module, waiting for the signature of a CA key outside it. */
+export class UnsignedCertificate {
+  private constructor();
+  /** The DER TBSCertificate the CA key signs. */
+  readonly tbs: Uint8Array;
+  /** 'ES256' (WebCrypto `{ name: 'ECDSA', hash: 'SHA-256' }`) or 'Ed25519'. */
+  readonly algorithm: 'ES256' | 'Ed25519';
+  /** The certificate PEM, given the signature over `tbs` as WebCrypto returns it (P-256: r‖s). */
+  assemble(signature: Uint8Array): string;
   free(): void;
 }
 
@@ -198,7 +231,20 @@ export class PendingIssue {
 }
 
 export declare function createCa(options: CaOptions): Ca;
+/**
+ * A root CA whose key is a WebCrypto key pair (P-256 ECDSA or Ed25519; the private key may be
+ * non-extractable): the certificate is built in wasm and signed by WebCrypto, and so is every
+ * certificate `issueAsync` issues. The key never enters wasm memory; `issue` and `privateKeyPem`
+ * refuse.
+ */
+export declare function createCa(options: CaOptions & { key: WebCryptoKeyPair }): Promise<Ca>;
 export declare function loadCa(certPem: string, keyPem: string, passphrase?: string): Ca;
+/** A CA from its certificate and its WebCrypto private key (see `createCa` with `key`). */
+export declare function loadCa(certPem: string, key: WebCryptoKey): Ca;
+/** A CA from its certificate alone: it builds (`finishIssueUnsigned`), never signs. */
+export declare function loadCaCertificate(certPem: string): Ca;
+/** A self-signed root's TBS for the key whose SubjectPublicKeyInfo is `spki`. */
+export declare function rootUnsigned(options: CaOptions, spki: Uint8Array): UnsignedCertificate;
 
 export interface VerifiedChain {
   /** Subjects from leaf to root. */

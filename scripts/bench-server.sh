@@ -6,6 +6,9 @@
 # certificate before answering; and cfssl without one. Each over plain HTTP and over HTTPS (cfssl's
 # -tls-cert/-tls-key). Prints one table and the ratios against the goals.
 # Usage: scripts/bench-server.sh [seconds] [connections]
+# The key stores side by side: `wasm-pki` keeps the CA key in the sandbox (the default),
+# `wasm-pki-memory` in the host (ring), `wasm-pki-pkcs11` in a SoftHSM2 token (its own CA, made in
+# the token; scripts/softhsm.sh). Ratios for `memory` against cfssl are the issue-26 goals.
 # WASM_PKI_BASELINE_BIN=path adds that binary (e.g. a build of an older commit) as `baseline`, plain
 # HTTP, so that a change of HTTP stack is measured side by side.
 set -euo pipefail
@@ -21,7 +24,11 @@ cargo build -q --release -p wasm-pki-host
 bin="$CARGO_TARGET_DIR/release/wasm-pki"
 work=$(mktemp -d)
 pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  if [ -n "${hsm_dir:-}" ]; then bash scripts/softhsm.sh stop "$hsm_dir" || true; fi
+  rm -rf "$work"
+}
 trap cleanup EXIT
 
 # One P-256 root CA, used by both servers.
@@ -86,7 +93,23 @@ start() { # name scheme [serve options...]
   servers+=("$name")
 }
 start wasm-pki https
+start wasm-pki-memory https --key-store memory
 start wasm-pki-plain http --plain-http
+# A CA whose keys were made in a SoftHSM2 token (P-256), signing there.
+eval "$(bash scripts/softhsm.sh start 2>/dev/null)"
+hsm_dir=$WASM_PKI_SOFTHSM_DIR
+hsm_uri="pkcs11:token=$WASM_PKI_SOFTHSM_TOKEN;object=bench?module-path=$WASM_PKI_SOFTHSM_MODULE&pin-source=file:$WASM_PKI_SOFTHSM_PIN_FILE"
+"$bin" init --dir "$work/ca-hsm" --name "Bench HSM CA" --key-store "$hsm_uri" >/dev/null
+cp -r "$work/ca-hsm" "$work/ca-hsm-template"
+start_hsm() {
+  port=$((port + 1))
+  "$bin" serve --dir "$work/ca-hsm" --listen "127.0.0.1:$port" --log-format off --key-store "$hsm_uri" > "$work/wasm-pki-pkcs11.log" 2>&1 &
+  pids+=($!)
+  URL[wasm-pki-pkcs11]="https://127.0.0.1:$port/v1/sign"
+  TOKEN[wasm-pki-pkcs11]=$("$bin" token create --dir "$work/ca-hsm" --identity bench.example.com --uses 100000000 --ttl 1d 2>/dev/null | tail -n 1)
+  servers+=(wasm-pki-pkcs11)
+}
+start_hsm
 # The server build of the module (wide arithmetic), when scripts/build-pkg.sh --server made it.
 if [ -f host/dist/wasm_pki_server.wasm ]; then
   start wasm-pki-server-build https --module host/dist/wasm_pki_server.wasm
@@ -119,7 +142,8 @@ for name in "${servers[@]}"; do
     if [[ $name == cfssl* ]]; then
       curl -sf --cacert "$work/ca/root.pem" --data-binary @"$work/p256.cfssl.json" "${URL[$name]}" 2>/dev/null | grep -q BEGIN && break
     else
-      curl -sf --cacert "$work/ca/root.pem" -H "Authorization: Bearer ${TOKEN[$name]}" \
+      root="$work/ca/root.pem"; [ "$name" = wasm-pki-pkcs11 ] && root="$work/ca-hsm/root.pem"
+      curl -sf --cacert "$root" -H "Authorization: Bearer ${TOKEN[$name]}" \
         --data-binary @"$work/p256.ours.json" "${URL[$name]}" 2>/dev/null | grep -q BEGIN && break
     fi
     sleep 0.1
@@ -167,6 +191,10 @@ ratio_line() { # alg ours theirs goal
     "$alg" "$a" "$b" "${RPS[$alg,$a]}" "${P99[$alg,$a]}" "${RPS[$alg,$b]}" "${P99[$alg,$b]}" "$ratio" "$goal"
 }
 for alg in p256 ed25519 rsa2048; do
+  ratio_line $alg wasm-pki-memory cfssl-https "(issue 26, key store memory) >= 0.6x at a lower p99"
+  ratio_line $alg wasm-pki-memory cfssl-db-https "(issue 26, key store memory) >= 4x at a lower p99"
+  ratio_line $alg wasm-pki-pkcs11 cfssl-db-https "(key store pkcs11, SoftHSM2) -"
+  ratio_line $alg wasm-pki-memory wasm-pki "(memory vs sandbox) -"
   ratio_line $alg wasm-pki cfssl-db-https ">= 3x at a lower p99"
   ratio_line $alg wasm-pki cfssl-https ">= 0.5x at a lower p99"
   ratio_line $alg wasm-pki-plain cfssl-db ">= 3x at a lower p99"

@@ -537,6 +537,18 @@ pub struct Tbs {
 }
 
 impl Tbs {
+    /// [`Tbs::assemble`] with the fixed-size signature WebCrypto and PKCS#11 give: ECDSA's r‖s
+    /// (64 bytes for P-256) becomes DER here; an Ed25519 signature is the same in both forms.
+    pub fn assemble_raw(&self, signature: &[u8], kind: crate::KeyKind) -> Result<Vec<u8>> {
+        match kind {
+            crate::KeyKind::P256 => Ok(self.assemble(&crate::p256_signature_der(signature)?)),
+            crate::KeyKind::Ed25519 if signature.len() == 64 => Ok(self.assemble(signature)),
+            other => Err(Error::InvalidParameter(format!(
+                "not a {other:?} signature a CA key makes"
+            ))),
+        }
+    }
+
     /// SEQUENCE { tbs, signatureAlgorithm, BIT STRING signature }: the signed object's DER, with
     /// `signature` (DER ECDSA, or raw Ed25519). Whether it verifies is the caller's to check.
     pub fn assemble(&self, signature: &[u8]) -> Vec<u8> {

@@ -38,7 +38,7 @@ pub use policy::{
 };
 pub use public_key::{Jwk, KeyKind, PublicKey};
 pub use rng::SeedRng;
-pub use signature::{CheckAlgorithm, SignatureCheck};
+pub use signature::{p256_signature_der, CheckAlgorithm, SignatureCheck};
 pub use spiffe::SpiffeId;
 pub use time::OffsetDateTime;
 pub use urls::PublicUrls;

@@ -743,11 +743,13 @@ impl Guest {
                     "signature check encoding: {e}"
                 )))),
             },
-            // With the key outside, the host signs only for a key it verified itself.
+            // With the key outside, the host signs only for a key it verified itself: a
+            // signature it cannot check is refused, after the core's own verdict (so a bad
+            // one is refused as bad, like on every other path).
             None if self.ca.as_ref().is_some_and(|c| c.key().is_none()) => {
-                encode::<()>(Err(Error::UnsupportedAlgorithm(
+                encode::<()>(csr.verify().and_then(|_| Err(Error::UnsupportedAlgorithm(
                     "this CSR's signature (RSA-PSS with a salt other than 32 bytes) is verified only inside the sandbox, and this CA's key store signs only for keys the host verified".into(),
-                )))
+                ))))
             }
             None => {
                 let out = csr.verify().and_then(|c| match resume {

@@ -111,6 +111,18 @@ pub enum CheckAlgorithm {
     RsaPssSha256,
 }
 
+/// An ECDSA P-256 signature in X.509's DER form from the fixed-size r‖s that WebCrypto, JOSE and
+/// PKCS#11 tokens give.
+pub fn p256_signature_der(rs: &[u8]) -> crate::Result<Vec<u8>> {
+    let s = p256::ecdsa::Signature::from_slice(rs).map_err(|_| {
+        crate::Error::InvalidParameter(format!(
+            "an ECDSA P-256 signature of {} bytes is not r‖s",
+            rs.len()
+        ))
+    })?;
+    Ok(s.to_der().as_bytes().to_vec())
+}
+
 pub(crate) mod hex_bytes {
     use serde::{Deserialize, Deserializer, Serializer};
 

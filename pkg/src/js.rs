@@ -343,6 +343,34 @@ impl Ca {
         })
     }
 
+    /// Whether the module holds this CA's key (`false` for a CA whose key is a WebCrypto
+    /// `CryptoKey`: `issueAsync` then signs through WebCrypto).
+    #[wasm_bindgen(getter, js_name = holdsKey)]
+    pub fn holds_key(&self) -> bool {
+        self.inner.key().is_some()
+    }
+
+    /// `finishIssue` for a CA whose key is outside the module: the certificate to be signed,
+    /// as its TBS, which `UnsignedCertificate.assemble` finishes with the outside signature.
+    #[wasm_bindgen(js_name = finishIssueUnsigned)]
+    pub fn finish_issue_unsigned(
+        &self,
+        pending: PendingIssue,
+        valid: Option<bool>,
+    ) -> Res<UnsignedCertificate> {
+        let csr = match (valid, &pending.check) {
+            (Some(v), Some(_)) => pending.csr.accept_verdict(v)?,
+            _ => pending.csr.verify()?,
+        };
+        let unsigned =
+            self.inner
+                .issue_unsigned(&csr, &pending.profile, &pending.opts, now()?, &mut rng())?;
+        Ok(UnsignedCertificate {
+            tbs: unsigned.tbs,
+            kind: self.inner.public_key().kind(),
+        })
+    }
+
     /// The second half: `valid` is the platform's verdict on the pending check; `undefined`
     /// (no platform crypto for it) verifies in the module. Returns the certificate PEM.
     #[wasm_bindgen(js_name = finishIssue)]
@@ -406,6 +434,85 @@ impl PendingIssue {
     pub fn signature(&self) -> Option<Vec<u8>> {
         self.check.as_ref().map(|c| c.signature.clone())
     }
+}
+
+/// A certificate built by the module for a CA key outside it (a WebCrypto `CryptoKey`): sign
+/// `tbs` with that key and hand the signature to `assemble`.
+#[wasm_bindgen]
+pub struct UnsignedCertificate {
+    tbs: wasm_pki::Tbs,
+    kind: wasm_pki::KeyKind,
+}
+
+#[wasm_bindgen]
+impl UnsignedCertificate {
+    /// The bytes the CA key signs (the DER TBSCertificate).
+    #[wasm_bindgen(getter)]
+    pub fn tbs(&self) -> Vec<u8> {
+        self.tbs.der.clone()
+    }
+
+    /// `"ES256"` (WebCrypto `{ name: "ECDSA", hash: "SHA-256" }`) or `"Ed25519"`.
+    #[wasm_bindgen(getter)]
+    pub fn algorithm(&self) -> String {
+        match self.kind {
+            wasm_pki::KeyKind::Ed25519 => "Ed25519".into(),
+            _ => "ES256".into(),
+        }
+    }
+
+    /// The certificate PEM, with the CA key's signature over `tbs` as WebCrypto gives it (P-256:
+    /// r‖s; Ed25519: 64 bytes). Whether it verifies is checked here against the CA's key.
+    pub fn assemble(&self, signature: &[u8]) -> Res<String> {
+        let der = self.tbs.assemble_raw(signature, self.kind)?;
+        Ok(Certificate::from_der(der)?.to_pem())
+    }
+}
+
+/// A self-signed root's TBS for a key outside the module: `options` as `createCa`'s, `spki` the
+/// public key (WebCrypto's `exportKey("spki", publicKey)`). The algorithm is the key's.
+#[wasm_bindgen(js_name = rootUnsigned)]
+pub fn root_unsigned(options: JsValue, spki: &[u8]) -> Res<UnsignedCertificate> {
+    let o: JsCaOptions = from_js("options", options)?;
+    let public = wasm_pki::PublicKey::from_spki(spki)?;
+    let kind = public.kind();
+    let mut p = CaParams::new(&o.common_name);
+    p.subject.organization = non_empty(o.organization);
+    p.algorithm = match kind {
+        wasm_pki::KeyKind::P256 => Algorithm::P256,
+        wasm_pki::KeyKind::Ed25519 => Algorithm::Ed25519,
+        _ => {
+            return Err(js_error(
+                "unsupported_algorithm",
+                "a CA key is P-256 or Ed25519",
+            ))
+        }
+    };
+    if let Some(a) = o.algorithm {
+        if a.parse::<Algorithm>()? != p.algorithm {
+            return Err(js_error(
+                "invalid_parameter",
+                "options.algorithm is not the key's algorithm",
+            ));
+        }
+    }
+    if let Some(d) = o.validity_days {
+        p.validity_secs = u64::from(d) * 86_400;
+    }
+    p.path_len = o.path_len;
+    Ok(UnsignedCertificate {
+        tbs: CertificateAuthority::root_unsigned(&p, &public, now()?, &mut rng())?,
+        kind,
+    })
+}
+
+/// A CA from its certificate PEM (and chain) alone, for a key outside the module: it builds
+/// certificates (`beginIssue`, `finishIssueUnsigned`) and never signs.
+#[wasm_bindgen(js_name = loadCaCertificate)]
+pub fn load_ca_certificate(cert_pem: &str) -> Res<Ca> {
+    Ok(Ca {
+        inner: CertificateAuthority::from_pem_public(cert_pem.as_bytes())?,
+    })
 }
 
 /// Create a self-signed root CA: `{ commonName, organization?, algorithm?, validityDays?, pathLen? }`.

@@ -179,3 +179,44 @@ for (const alg of ALGS) {
     assert.throws(() => pki.signRenewalProof(key, 'not a certificate', aud), (e) => e.code === 'bad_pem' || e.code === 'malformed');
   });
 }
+
+// A CA whose key is a non-extractable WebCrypto key: the root and every leaf are built in wasm
+// and signed by WebCrypto; the key never enters the module; openssl and Node check the results.
+for (const [alg, params] of [
+  ['ES256', { name: 'ECDSA', namedCurve: 'P-256' }],
+  ['Ed25519', { name: 'Ed25519' }],
+]) {
+  test(`${alg} WebCrypto CA key: createCa and loadCa with a CryptoKey, issueAsync signs through WebCrypto`, async (t) => {
+    const { dir, write } = tempDir(t);
+    const pair = await webcrypto.subtle.generateKey(params, false, ['sign', 'verify']);
+    assert.equal(pair.privateKey.extractable, false);
+    const ca = await pki.createCa({ commonName: `WebCrypto ${alg} CA`, key: pair });
+    assert.equal(ca.holdsKey, false);
+    assert.throws(() => ca.privateKeyPem(), (e) => e.code === 'invalid_parameter');
+    const leafKey = pki.generateKey('p256');
+    const csr = pki.createCsr(leafKey, { commonName: 'wc.example.com', dnsNames: ['wc.example.com'] });
+    // The synchronous path has no key to sign with: it refuses, and says why.
+    assert.throws(() => ca.issue(csr, {}, { identity: 'wc.example.com' }), (e) => e.code === 'invalid_parameter' && /held outside/.test(e.message));
+    const leaf = await ca.issueAsync(csr, {}, { identity: 'wc.example.com' });
+    write('ca.pem', ca.certificatePem());
+    write('leaf.pem', leaf);
+    assert.match(opensslOk(dir, ['verify', '-x509_strict', '-CAfile', 'ca.pem', 'leaf.pem']), /leaf\.pem: OK/);
+    const root = new X509Certificate(ca.certificatePem());
+    const spki = Buffer.from(await webcrypto.subtle.exportKey('spki', pair.publicKey));
+    assert.ok(root.verify(createPublicKey({ key: spki, format: 'der', type: 'spki' })), 'the root is signed by the CryptoKey');
+    assert.ok(new X509Certificate(leaf).verify(root.publicKey), 'the leaf is signed by the CryptoKey');
+    assert.ok(new X509Certificate(leaf).checkIssued(root));
+    // The policy is the module's as ever: a name outside the profile is refused before signing.
+    const evil = pki.createCsr(leafKey, { commonName: 'wc.example.com', dnsNames: ['wc.example.com', 'evil.example.net'] });
+    await assert.rejects(ca.issueAsync(evil, {}, { identity: 'wc.example.com' }), (e) => e.code === 'policy');
+    // loadCa with the certificate and the CryptoKey: the same CA again.
+    const again = pki.loadCa(ca.certificatePem(), pair.privateKey);
+    const second = await again.issueAsync(csr, {}, { identity: 'wc.example.com' });
+    assert.ok(new X509Certificate(second).verify(root.publicKey));
+    // A certificate alone signs nothing.
+    const bare = pki.loadCaCertificate(ca.certificatePem());
+    await assert.rejects(bare.issueAsync(csr, {}, { identity: 'wc.example.com' }), (e) => e.code === 'invalid_parameter');
+    // Not a key pair: refused with a code.
+    await assert.rejects(pki.createCa({ commonName: 'x', key: { privateKey: 1 } }), (e) => e.code === 'invalid_parameter');
+  });
+}

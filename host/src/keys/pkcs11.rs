@@ -213,31 +213,6 @@ fn public_spki(session: &Session, uri: &Pkcs11Uri) -> Result<Vec<u8>, KeyError> 
     Ok(spki)
 }
 
-/// DER SEQUENCE { r INTEGER, s INTEGER } from the token's r‖s.
-fn ecdsa_der(rs: &[u8]) -> Result<Vec<u8>, KeyError> {
-    if rs.len() != 64 {
-        return Err(KeyError::Invalid(format!(
-            "the token's ECDSA signature is {} bytes, not 64",
-            rs.len()
-        )));
-    }
-    let int = |v: &[u8]| {
-        let v = &v[v.iter().position(|b| *b != 0).unwrap_or(v.len() - 1)..];
-        let mut out = vec![0x02];
-        let pad = v[0] & 0x80 != 0;
-        out.push((v.len() + usize::from(pad)) as u8);
-        if pad {
-            out.push(0);
-        }
-        out.extend_from_slice(v);
-        out
-    };
-    let body = [int(&rs[..32]), int(&rs[32..])].concat();
-    let mut out = vec![0x30, body.len() as u8];
-    out.extend(body);
-    Ok(out)
-}
-
 fn connect(uri: &Pkcs11Uri) -> Result<Conn, KeyError> {
     let (ctx, session) = session(uri)?;
     let key = one(&session, ObjectClass::PRIVATE_KEY, uri)?;
@@ -277,7 +252,10 @@ impl Pkcs11Key {
                             if out.is_err() {
                                 conn = None;
                             }
-                            let _ = reply.send(out.and_then(|rs| ecdsa_der(&rs)));
+                            let _ = reply.send(out.and_then(|rs| {
+                                wasm_pki::p256_signature_der(&rs)
+                                    .map_err(|e| KeyError::Invalid(e.to_string()))
+                            }));
                         }
                         Job::Ping(reply) => {
                             let out = ready.and_then(|c| {
@@ -415,24 +393,4 @@ pub fn generate(uri: &Pkcs11Uri) -> Result<Vec<u8>, KeyError> {
     // key that signs next) may be open.
     drop(ctx);
     public_spki(&session, uri)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn signatures_are_der_whatever_their_leading_bytes() {
-        let mut rs = [0u8; 64];
-        rs[0] = 0x80; // r needs a zero byte in front
-        rs[32] = 0x00; // s starts with zeros, which go
-        rs[33] = 0x00;
-        rs[34] = 0x01;
-        let der = ecdsa_der(&rs).unwrap();
-        assert_eq!(&der[..4], &[0x30, 33 + 2 + 30 + 2, 0x02, 33]);
-        assert_eq!(der[4], 0);
-        let s = &der[4 + 33..];
-        assert_eq!(&s[..3], &[0x02, 30, 0x01]);
-        assert!(ecdsa_der(&[1; 63]).is_err());
-    }
 }
