@@ -18,6 +18,9 @@ const SCHEMA_VERSION: i64 = 6;
 /// The SQLite ledger in the data directory.
 pub struct SqliteLedger {
     conn: Mutex<Connection>,
+    /// A second connection for lookups on the signing path (`find`): under WAL it reads the
+    /// last commit without waiting for the writer's transaction and fsync.
+    reader: Mutex<Connection>,
     /// Uses reserved by requests in flight, by token id (always locked after `conn`).
     reserved: Mutex<std::collections::HashMap<String, i64>>,
     /// Group commit: records waiting for the next transaction (never locked while holding `conn`).
@@ -87,8 +90,15 @@ impl SqliteLedger {
             }
         }
         conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+        let reader = Connection::open_with_flags(
+            path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .with_context(|| format!("opening the ledger {} to read", path.display()))?;
+        reader.busy_timeout(std::time::Duration::from_secs(5))?;
         Ok(SqliteLedger {
             conn: Mutex::new(conn),
+            reader: Mutex::new(reader),
             reserved: Mutex::new(std::collections::HashMap::new()),
             group: GroupCommit::default(),
         })
@@ -424,8 +434,8 @@ impl Ledger for SqliteLedger {
     }
 
     fn find(&self, serial: &str) -> Result<Option<Record>> {
-        let conn = self.conn.lock().unwrap();
-        let mut st = conn.prepare(&format!(
+        let conn = self.reader.lock().unwrap_or_else(|e| e.into_inner());
+        let mut st = conn.prepare_cached(&format!(
             "SELECT {COLUMNS} FROM certificates WHERE serial = ?1"
         ))?;
         let mut rows = st.query_map(params![serial], read_record)?;
