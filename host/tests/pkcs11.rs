@@ -60,8 +60,18 @@ impl Token {
     }
 }
 
+/// A server child that is killed when dropped (a failing assertion must not leave it running).
+struct Running(std::process::Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// `wasm-pki serve` with the key store, its log (text) in `log`.
-fn serve(dir: &Path, uri: &str, log: &Path) -> (std::process::Child, String) {
+fn serve(dir: &Path, uri: &str, log: &Path) -> (Running, String) {
     let mut child = Command::new(BIN)
         .args([
             "serve",
@@ -78,12 +88,11 @@ fn serve(dir: &Path, uri: &str, log: &Path) -> (std::process::Child, String) {
         .spawn()
         .unwrap();
     let addr = listening_addr(&mut child, dir);
-    (child, addr)
+    (Running(child), addr)
 }
 
-fn stop(mut child: std::process::Child) {
-    let _ = child.kill();
-    let _ = child.wait();
+fn stop(server: Running) {
+    drop(server);
 }
 
 fn verify_leaf(dir: &Path, tmp: &TempDir, pem: &str) {

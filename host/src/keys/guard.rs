@@ -424,4 +424,107 @@ mod tests {
         );
         assert!(check_tbs_certificate(&sub_tbs, &for_sub(true)).is_ok());
     }
+
+    /// Every prefix of a good TBS is refused; every single-byte change of it is judged without a
+    /// panic, and none inside the issuer name or the subject public key passes.
+    #[test]
+    fn truncated_and_flipped_tbs_never_panic_and_never_pass_changed() {
+        let (ca, key) = (root(7), new_key(8));
+        let good = issued_tbs(&ca, &key);
+        let k = known(&ca, key.public_key().spki_der());
+        for n in 0..good.len() {
+            assert!(
+                check_tbs_certificate(&good[..n], &expected(&k)).is_err(),
+                "prefix {n}"
+            );
+        }
+        let at = |part: &[u8]| {
+            let start = good.windows(part.len()).position(|w| w == part).unwrap();
+            start..start + part.len()
+        };
+        let judged = [at(&k.issuer), at(&k.subject_key)];
+        for i in 0..good.len() {
+            let mut t = good.clone();
+            t[i] ^= 0x41;
+            let verdict = check_tbs_certificate(&t, &expected(&k));
+            if judged.iter().any(|r| r.contains(&i)) {
+                assert!(verdict.is_err(), "byte {i} changed and passed");
+            }
+        }
+    }
+
+    /// A CRL's TBS: exactly the host's list passes; a dropped or added entry, another number,
+    /// other times, another issuer, and broken bytes are refused.
+    #[test]
+    fn a_crl_must_say_what_the_host_asked() {
+        let ca = root(7);
+        let k = known(&ca, &[]);
+        let now = at();
+        let revoked = |serials: &[u8]| -> Vec<wasm_pki::Revoked> {
+            serials
+                .iter()
+                .map(|s| wasm_pki::Revoked {
+                    serial: vec![*s, 1, 2],
+                    revoked_at: NOW - 60,
+                    reason: Some(1),
+                })
+                .collect()
+        };
+        let tbs = |list: &[u8], number: u64| {
+            ca.crl_unsigned(&revoked(list), now, 3600, number)
+                .unwrap()
+                .der
+        };
+        let want = |list: &[u8], number: u64| ExpectedCrl {
+            issuer: &k.issuer,
+            issuer_key_id: &k.key_id,
+            algorithm: OID_SIG_ECDSA_WITH_SHA256,
+            this_update: NOW,
+            next_update: NOW + 3600,
+            number,
+            revoked: revoked(list)
+                .into_iter()
+                .map(|r| (r.serial, r.revoked_at))
+                .collect(),
+        };
+        check_tbs_crl(&tbs(&[1, 2], 7), &want(&[1, 2], 7)).unwrap();
+        check_tbs_crl(&tbs(&[2, 1], 7), &want(&[1, 2], 7)).unwrap();
+        for (what, got, e) in [
+            ("a dropped revocation", tbs(&[1], 7), want(&[1, 2], 7)),
+            ("an added revocation", tbs(&[1, 2, 3], 7), want(&[1, 2], 7)),
+            ("another number", tbs(&[1, 2], 8), want(&[1, 2], 7)),
+            ("empty", Vec::new(), want(&[], 7)),
+            (
+                "a certificate's TBS",
+                issued_tbs(&ca, &new_key(8)),
+                want(&[], 7),
+            ),
+        ] {
+            assert!(check_tbs_crl(&got, &e).is_err(), "{what}");
+        }
+        let other = ExpectedCrl {
+            this_update: NOW + 1,
+            ..want(&[1, 2], 7)
+        };
+        assert_eq!(
+            check_tbs_crl(&tbs(&[1, 2], 7), &other),
+            Err(Violation::Validity)
+        );
+        let k2 = known(&root(3), &[]);
+        let foreign = ExpectedCrl {
+            issuer_key_id: &k2.key_id,
+            ..want(&[1, 2], 7)
+        };
+        assert_eq!(
+            check_tbs_crl(&tbs(&[1, 2], 7), &foreign),
+            Err(Violation::AuthorityKeyId)
+        );
+        let good = tbs(&[1, 2], 7);
+        for n in 0..good.len() {
+            assert!(
+                check_tbs_crl(&good[..n], &want(&[1, 2], 7)).is_err(),
+                "prefix {n}"
+            );
+        }
+    }
 }

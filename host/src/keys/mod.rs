@@ -106,3 +106,25 @@ impl KeyStoreSpec {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_store_names_parse_strictly_and_a_pin_never_comes_from_the_command_line() {
+        assert_eq!("sandbox".parse(), Ok(KeyStoreSpec::Sandbox));
+        assert_eq!("memory".parse(), Ok(KeyStoreSpec::Memory));
+        let uri = "pkcs11:token=t;object=ca?module-path=/usr/lib/softhsm/libsofthsm2.so&pin-source=file:/run/pin";
+        let spec: KeyStoreSpec = uri.parse().unwrap();
+        assert!(matches!(&spec, KeyStoreSpec::Pkcs11(u) if u.object.as_deref() == Some("ca")));
+        assert_eq!(spec.to_string().parse::<KeyStoreSpec>(), Ok(spec));
+        for bad in ["", "Memory", "hsm", "pkcs11:", "memory ", "file:/ca.key"] {
+            assert!(bad.parse::<KeyStoreSpec>().is_err(), "{bad:?}");
+        }
+        let err = "pkcs11:token=t;object=ca?module-path=/m.so&pin-value=1234"
+            .parse::<KeyStoreSpec>()
+            .unwrap_err();
+        assert!(err.contains("pin-source") && !err.contains("1234"), "{err}");
+    }
+}
