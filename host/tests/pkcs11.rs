@@ -5,7 +5,9 @@
 //! verifies everything; the PIN shows in no output; a PIN on the command line is refused. The
 //! token taken away under load (its files moved, as an unplugged device) turns into 503s with
 //! /readyz failing and no record lost or half-made, and signing resumes without a restart once it
-//! is back.
+//! is back. A token that stops answering (reached through p11-kit's server, whose process is
+//! stopped with SIGSTOP) costs one request 5 s and the next ones nothing: 503 at once until it
+//! answers again.
 
 mod common;
 
@@ -72,6 +74,10 @@ impl Drop for Running {
 
 /// `wasm-pki serve` with the key store, its log (text) in `log`.
 fn serve(dir: &Path, uri: &str, log: &Path) -> (Running, String) {
+    serve_with(dir, uri, log, &[])
+}
+
+fn serve_with(dir: &Path, uri: &str, log: &Path, env: &[(&str, &str)]) -> (Running, String) {
     let mut child = Command::new(BIN)
         .args([
             "serve",
@@ -83,6 +89,7 @@ fn serve(dir: &Path, uri: &str, log: &Path) -> (Running, String) {
             uri,
         ])
         .env("WASM_PKI_MODULE", module())
+        .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .stderr(std::fs::File::create(log).unwrap())
         .spawn()
@@ -323,4 +330,90 @@ fn a_ca_in_a_softhsm_token() {
     outputs.push_str(&err);
 
     assert!(!outputs.contains(&tok.pin()), "the PIN was printed");
+
+    stalled_token(&tok, &dir, &object, &t, &csr, &tmp);
+}
+
+/// The same key through p11-kit's RPC: its server process stopped (SIGSTOP) hangs C_Sign.
+fn stalled_token(tok: &Token, dir: &Path, object: &str, t: &str, csr: &str, tmp: &TempDir) {
+    let client = std::env::var("WASM_PKI_P11KIT_CLIENT").expect("scripts/softhsm.sh sets it");
+    let sock = tok.dir.join("p11.sock");
+    let rpc = Running(
+        Command::new("p11-kit")
+            .args(["server", "-f", "--provider", &tok.module, "-n"])
+            .arg(&sock)
+            .arg(format!("pkcs11:token={}", tok.label))
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("p11-kit"),
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !sock.exists() {
+        assert!(Instant::now() < deadline, "p11-kit server did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let uri = format!(
+        "pkcs11:token={};object={object}?module-path={client}&pin-source=file:{}",
+        tok.label, tok.pin_file
+    );
+    let address = format!("unix:path={}", sock.display());
+    let log = tmp.path("stalled.log");
+    let (server, addr) = serve_with(dir, &uri, &log, &[("P11_KIT_SERVER_ADDRESS", &address)]);
+    assert_eq!(sign(&addr, t, csr).status, 200);
+    // p11-kit serves each client from a child process: that one stops answering.
+    let children = Command::new("pgrep")
+        .args(["-P", &rpc.0.id().to_string()])
+        .output()
+        .unwrap();
+    let children: Vec<String> = String::from_utf8_lossy(&children.stdout)
+        .split_whitespace()
+        .map(String::from)
+        .collect();
+    assert!(!children.is_empty(), "no p11-kit child serves the signer");
+    let signal = |sig: &str| {
+        for c in &children {
+            assert!(Command::new("kill")
+                .args([sig, c])
+                .status()
+                .unwrap()
+                .success());
+        }
+    };
+    signal("-STOP");
+    let started = Instant::now();
+    let r = sign(&addr, t, csr);
+    let waited = started.elapsed();
+    assert_eq!(r.status, 503, "{}", r.body);
+    assert_eq!(
+        r.json()["error"]["code"],
+        "key_store_unavailable",
+        "{}",
+        r.body
+    );
+    assert!(
+        waited >= Duration::from_millis(4500) && waited < Duration::from_secs(9),
+        "the first call waited {waited:?}"
+    );
+    let started = Instant::now();
+    let r = sign(&addr, t, csr);
+    assert_eq!(r.status, 503, "{}", r.body);
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "the next call waited too"
+    );
+    assert_eq!(http(&addr, "GET", "/readyz", &[], b"").unwrap().status, 503);
+    signal("-CONT");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while http(&addr, "GET", "/readyz", &[], b"").unwrap().status != 200 {
+        assert!(
+            Instant::now() < deadline,
+            "not ready again after the token answered"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let r = sign(&addr, t, csr);
+    assert_eq!(r.status, 200, "{}", r.body);
+    drop(server);
+    drop(rpc);
+    assert!(!std::fs::read_to_string(&log).unwrap().contains(&tok.pin()));
 }
