@@ -226,6 +226,16 @@ mod tests {
         assert!(text.contains("wasm_pki_issued_total 1\n"), "{text}");
         assert!(!text.contains("wasm_pki_issued_total 99"), "{text}");
         assert!(text.contains("wasm_pki_sandbox_traps_total 2"), "{text}");
+        assert!(
+            text.contains("wasm_pki_sandbox_violations_total 1"),
+            "{text}"
+        );
+        // The sandbox keeps totals: a scrape adds only what is new.
+        let text = m.render(2, 3);
+        assert!(
+            text.contains("wasm_pki_sandbox_violations_total 3"),
+            "{text}"
+        );
         assert!(text.contains("wasm_pki_sign_seconds_count 1"), "{text}");
         assert!(text.ends_with("# EOF\n"));
     }
