@@ -12,7 +12,7 @@ module=/usr/lib/softhsm/libsofthsm2.so
 
 case "${1:-}" in
   start)
-    client=$(ls /usr/lib/*/pkcs11/p11-kit-client.so 2>/dev/null | head -n 1)
+    client=$(ls /usr/lib/*/pkcs11/p11-kit-client.so 2>/dev/null | head -n 1 || true)
     if [ ! -f "$module" ] || ! command -v pkcs11-tool >/dev/null 2>&1 || ! command -v p11-kit >/dev/null 2>&1 \
       || [ -z "$client" ]; then
       apt-get update -qq >&2 && apt-get install -y -qq softhsm2 opensc p11-kit p11-kit-modules >&2
