@@ -141,17 +141,8 @@ impl CertificateAuthority {
         now: OffsetDateTime,
         rng: &mut R,
     ) -> Result<Self> {
-        self.check_usable(now)?;
-        if let Some(IsCa::Ca(BasicConstraints::Constrained(0))) = Some(&self.params.is_ca) {
-            return Err(Error::Policy(
-                "this CA has pathLen 0 and cannot sign another CA".into(),
-            ));
-        }
         let key = KeyPair::generate(p.algorithm, rng);
-        let mut params = ca_params(p, key.public_key(), now, random_serial(rng))?;
-        params.not_after = params.not_after.min(self.not_after());
-        params.not_before = params.not_before.max(self.not_before());
-        params.use_authority_key_identifier_extension = true;
+        let params = self.child_ca_params(p, key.public_key(), now, rng)?;
         let issuer = Issuer::from_params(&self.params, self.held()?);
         let cert = params.signed_by(&key, &issuer)?;
         let mut chain = vec![self.certificate.clone()];
@@ -189,6 +180,22 @@ impl CertificateAuthority {
         now: OffsetDateTime,
         rng: &mut R,
     ) -> Result<Tbs> {
+        let params = self.child_ca_params(p, public, now, rng)?;
+        let capture = Capture::new(&self.public);
+        let issuer = Issuer::from_params(&self.params, &capture);
+        let cert = params.signed_by(public, &issuer)?;
+        capture.finish(cert.der())
+    }
+
+    /// What an intermediate CA for `public` under this CA is: refused when this CA cannot sign
+    /// one now; its lifetime inside this CA's; this CA's key identifier as its AKI.
+    fn child_ca_params<R: CryptoRng>(
+        &self,
+        p: &CaParams,
+        public: &PublicKey,
+        now: OffsetDateTime,
+        rng: &mut R,
+    ) -> Result<CertificateParams> {
         self.check_usable(now)?;
         if let IsCa::Ca(BasicConstraints::Constrained(0)) = &self.params.is_ca {
             return Err(Error::Policy(
@@ -199,10 +206,7 @@ impl CertificateAuthority {
         params.not_after = params.not_after.min(self.not_after());
         params.not_before = params.not_before.max(self.not_before());
         params.use_authority_key_identifier_extension = true;
-        let capture = Capture::new(&self.public);
-        let issuer = Issuer::from_params(&self.params, &capture);
-        let cert = params.signed_by(public, &issuer)?;
-        capture.finish(cert.der())
+        Ok(params)
     }
 
     /// Load a CA from its certificate and key. `chain` holds the certificates above it, nearest

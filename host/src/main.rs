@@ -1049,6 +1049,18 @@ fn run(cli: Cli) -> Result<()> {
     }
 }
 
+/// The data directory `dir`, refused if it already holds a CA.
+fn empty_data_dir(dir: &Path) -> Result<DataDir> {
+    let d = DataDir(dir.to_path_buf());
+    if d.ca_key().exists() || d.ca_cert().exists() {
+        bail!(
+            "{} already holds a CA; refusing to overwrite it",
+            dir.display()
+        );
+    }
+    Ok(d)
+}
+
 /// `init --key-store pkcs11:…`: the keys are made in the token and sign there; only the
 /// certificates are written to DIR.
 fn init_in_token(
@@ -1059,13 +1071,7 @@ fn init_in_token(
     intermediate: bool,
 ) -> Result<()> {
     use wasm_pki_host::keys::{pkcs11, CaKey};
-    let d = DataDir(dir.to_path_buf());
-    if d.ca_key().exists() || d.ca_cert().exists() {
-        bail!(
-            "{} already holds a CA; refusing to overwrite it",
-            dir.display()
-        );
-    }
+    let d = empty_data_dir(dir)?;
     if algorithm.parse::<Algorithm>()? != Algorithm::P256 {
         bail!("keys in a PKCS#11 token are P-256 here");
     }
@@ -1130,13 +1136,7 @@ fn init(
     passphrase_file: &Option<PathBuf>,
     intermediate: bool,
 ) -> Result<()> {
-    let d = DataDir(dir.to_path_buf());
-    if d.ca_key().exists() || d.ca_cert().exists() {
-        bail!(
-            "{} already holds a CA; refusing to overwrite it",
-            dir.display()
-        );
-    }
+    let d = empty_data_dir(dir)?;
     let alg: Algorithm = algorithm.parse()?;
     let pass = read_passphrase(passphrase_file)?;
     files::ensure_private_dir(dir)?;

@@ -486,70 +486,34 @@ fn outcomes_native(
     (core, ring)
 }
 
+/// Who verifies CSR signatures in the sandbox, and where the CA key is.
+#[derive(Clone, Copy, PartialEq)]
+enum Mode {
+    /// The guest verifies, and signs with the key it holds.
+    Wasm,
+    /// The host verifies (ring); the guest signs.
+    HostVerifies,
+    /// The host verifies and its key store (`memory`) signs what the guest builds.
+    KeyStore,
+}
+
 fn outcomes_sandbox(
     table: &[(&'static str, Vec<u8>, bool)],
     ca: &CertificateAuthority,
     now: i64,
-    host_verifies: bool,
+    mode: Mode,
 ) -> Vec<Outcome> {
     let cache = std::env::temp_dir().join(format!("wasm-pki-parity-{}", std::process::id()));
     let sandbox = Sandbox::from_file(&common::module(), &cache, 1).unwrap();
+    let key_pem = ca.key().unwrap().to_pkcs8_pem().unwrap().to_string();
+    let store = wasm_pki_host::keys::MemoryKey::from_pem(key_pem.as_bytes(), None).unwrap();
     sandbox
         .load_ca(LoadCa {
             cert_pem: ca.certificate().to_pem(),
-            key_pem: Some(ca.key().unwrap().to_pkcs8_pem().unwrap().to_string()),
+            key_pem: (mode != Mode::KeyStore).then_some(key_pem),
             passphrase: None,
             public_urls: None,
-            host_verifies,
-            jwt_key_pem: None,
-        })
-        .unwrap();
-    table
-        .iter()
-        .map(|(_, der, _)| {
-            let req = Request::Sign(Box::new(SignRequest {
-                csr_pem: pem_csr(der),
-                profile: Profile::default(),
-                identity: Some("parity.example.com".into()),
-                lifetime_secs: None,
-                now,
-                seed: Seed([5; 32]),
-                renew_fraction: None,
-                extra_names: Vec::new(),
-                exact_names: None,
-            }));
-            match sandbox
-                .call::<Signed>(&req, Duration::from_secs(5))
-                .unwrap()
-            {
-                Ok(_) => Ok(()),
-                Err(e) => Err(e.code),
-            }
-        })
-        .collect()
-}
-
-/// The sandbox without the CA key: the host verifies every CSR and its key store (`memory`)
-/// signs what the guest builds.
-fn outcomes_key_store(
-    table: &[(&'static str, Vec<u8>, bool)],
-    ca: &CertificateAuthority,
-    now: i64,
-) -> Vec<Outcome> {
-    let cache = std::env::temp_dir().join(format!("wasm-pki-parity-ks-{}", std::process::id()));
-    let sandbox = Sandbox::from_file(&common::module(), &cache, 1).unwrap();
-    let key = wasm_pki_host::keys::MemoryKey::from_pem(
-        ca.key().unwrap().to_pkcs8_pem().unwrap().as_bytes(),
-        None,
-    )
-    .unwrap();
-    sandbox
-        .load_ca(LoadCa {
-            cert_pem: ca.certificate().to_pem(),
-            key_pem: None,
-            passphrase: None,
-            public_urls: None,
-            host_verifies: true,
+            host_verifies: mode != Mode::Wasm,
             jwt_key_pem: None,
         })
         .unwrap();
@@ -573,8 +537,12 @@ fn outcomes_key_store(
                     &bytes,
                     Duration::from_secs(5),
                     &mut |ask, verified| {
+                        assert!(
+                            mode == Mode::KeyStore,
+                            "a sign ask with the key in the guest"
+                        );
                         assert!(verified.is_some(), "a sign ask without a verified CSR");
-                        Ok(key.sign(&ask.tbs).unwrap())
+                        Ok(store.sign(&ask.tbs).unwrap())
                     },
                     &mut |_| Ok(()),
                 )
@@ -675,16 +643,16 @@ fn every_verifier_refuses_the_same_csrs() {
         ("core + ring", ring),
         (
             "sandbox, wasm verifies",
-            outcomes_sandbox(&table, &ca, now_secs, false),
+            outcomes_sandbox(&table, &ca, now_secs, Mode::Wasm),
         ),
         (
             "sandbox, host verifies",
-            outcomes_sandbox(&table, &ca, now_secs, true),
+            outcomes_sandbox(&table, &ca, now_secs, Mode::HostVerifies),
         ),
     ];
     // With the key in the host's store, the host must know each CSR's key: the one kind only
     // the guest verifies (RSA-PSS with a 20-byte salt, which ring lacks) is refused there.
-    let mut key_store = outcomes_key_store(&table, &ca, now_secs);
+    let mut key_store = outcomes_sandbox(&table, &ca, now_secs, Mode::KeyStore);
     let pss20 = table
         .iter()
         .position(|(n, _, _)| *n == "rsa-pss salt 20 valid (openssl)")

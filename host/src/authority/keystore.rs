@@ -147,7 +147,7 @@ impl HostKey {
     pub(super) fn sign_crl(
         &self,
         ask: &SignAsk,
-        wanted: CrlFacts,
+        wanted: &CrlFacts,
         done: &mut Countersigned,
     ) -> Result<Vec<u8>, Refusal> {
         self.scheme_of(ask)?;
@@ -158,7 +158,7 @@ impl HostKey {
             this_update: wanted.this_update,
             next_update: wanted.next_update,
             number: wanted.number,
-            revoked: wanted.revoked,
+            revoked: wanted.revoked.clone(),
         };
         guard::check_tbs_crl(&ask.tbs, &expected).map_err(|v| violation(v.to_string()))?;
         let signature = self.key.sign(&ask.tbs).map_err(refusal)?;
@@ -183,10 +183,30 @@ impl HostKey {
 
 /// The CRL the host asked for, as the guard compares it.
 pub(super) struct CrlFacts {
-    pub this_update: i64,
-    pub next_update: i64,
-    pub number: u64,
-    pub revoked: Vec<(Vec<u8>, i64)>,
+    this_update: i64,
+    next_update: i64,
+    number: u64,
+    revoked: Vec<(Vec<u8>, i64)>,
+}
+
+impl CrlFacts {
+    /// What `c` asks the guest to build.
+    pub(super) fn of(c: &wasm_pki::protocol::CrlRequest) -> Result<Self, String> {
+        Ok(CrlFacts {
+            this_update: c.now,
+            next_update: c.now.saturating_add(c.next_update_secs as i64),
+            number: c.number,
+            revoked: c
+                .revoked
+                .iter()
+                .map(|e| {
+                    wasm_pki::unhex("serial", &e.serial, 32)
+                        .map(|s| (s, e.revoked_at))
+                        .map_err(|e| e.to_string())
+                })
+                .collect::<Result<_, _>>()?,
+        })
+    }
 }
 
 impl Countersigned {

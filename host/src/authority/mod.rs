@@ -1036,50 +1036,26 @@ impl Authority {
             })
             .collect();
         let number = self.ledger.next_crl_number().map_err(ledger)?;
-        let request = Request::Crl(CrlRequest {
+        let crl = CrlRequest {
             revoked,
             now: now(),
             next_update_secs: 86_400,
             number,
-        });
+        };
         let Some(key) = &self.host_key else {
             return self
                 .sandbox
-                .call::<String>(&request, SANDBOX_WAIT)?
+                .call::<String>(&Request::Crl(crl), SANDBOX_WAIT)?
                 .map_err(AuthorityError::Refused);
         };
-        let wanted = |r: &Request| -> Result<keystore::CrlFacts, AuthorityError> {
-            let Request::Crl(c) = r else {
-                unreachable!("built above")
-            };
-            Ok(keystore::CrlFacts {
-                this_update: c.now,
-                next_update: c.now.saturating_add(c.next_update_secs as i64),
-                number: c.number,
-                revoked: c
-                    .revoked
-                    .iter()
-                    .map(|e| {
-                        wasm_pki::unhex("serial", &e.serial, 32)
-                            .map(|s| (s, e.revoked_at))
-                            .map_err(|e| AuthorityError::Internal(e.to_string()))
-                    })
-                    .collect::<Result<_, _>>()?,
-            })
-        };
-        let bytes = protocol::encode_request(&request)
+        let facts = keystore::CrlFacts::of(&crl).map_err(AuthorityError::Internal)?;
+        let bytes = protocol::encode_request(&Request::Crl(crl))
             .map_err(|e| AuthorityError::Internal(e.to_string()))?;
-        let mut facts = Some(wanted(&request)?);
         let done = std::cell::RefCell::new(keystore::Countersigned::default());
         let reply = self.sandbox.call_signing(
             &bytes,
             SANDBOX_WAIT,
-            &mut |ask, _| match facts.take() {
-                Some(f) => key.sign_crl(ask, f, &mut done.borrow_mut()),
-                None => Err(crate::sandbox::Refusal::Violation(
-                    "a second CRL sign ask".into(),
-                )),
-            },
+            &mut |ask, _| key.sign_crl(ask, &facts, &mut done.borrow_mut()),
             &mut |reply| done.borrow().check_crl(reply),
         )?;
         protocol::decode_reply::<String>(&reply)

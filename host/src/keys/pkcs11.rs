@@ -238,36 +238,39 @@ impl Pkcs11Key {
             .spawn(move || {
                 let mut conn: Option<Conn> = None;
                 for job in rx {
-                    let ready = match &conn {
-                        Some(c) => Ok(c),
-                        None => connect(&uri).map(|c| &*conn.insert(c)),
+                    // Connect if needed and run one call; any failure drops the connection
+                    // (C_Finalize) so the next job opens the token afresh.
+                    let mut run = |f: &dyn Fn(&Conn) -> Result<Vec<u8>, KeyError>| {
+                        let ready = match &conn {
+                            Some(c) => Ok(c),
+                            None => connect(&uri).map(|c| &*conn.insert(c)),
+                        };
+                        let out = ready.and_then(f);
+                        if out.is_err() {
+                            conn = None;
+                        }
+                        out
                     };
                     match job {
                         Job::Sign(digest, reply) => {
-                            let out = ready.and_then(|c| {
+                            let out = run(&|c| {
                                 c.session()
                                     .sign(&Mechanism::Ecdsa, c.key, &digest)
                                     .map_err(|e| unavailable("C_Sign", e))
                             });
-                            if out.is_err() {
-                                conn = None;
-                            }
                             let _ = reply.send(out.and_then(|rs| {
                                 wasm_pki::p256_signature_der(&rs)
                                     .map_err(|e| KeyError::Invalid(e.to_string()))
                             }));
                         }
                         Job::Ping(reply) => {
-                            let out = ready.and_then(|c| {
+                            let out = run(&|c| {
                                 c.session()
                                     .get_session_info()
-                                    .map(|_| ())
+                                    .map(|_| Vec::new())
                                     .map_err(|e| unavailable("C_GetSessionInfo", e))
                             });
-                            if out.is_err() {
-                                conn = None;
-                            }
-                            let _ = reply.send(out);
+                            let _ = reply.send(out.map(|_| ()));
                         }
                     }
                     flag.store(false, Ordering::SeqCst);
