@@ -75,6 +75,41 @@ export declare function createCsr(key: Key, request: CsrRequest): string;
  * minutes and usable once. Send it as `Authorization: Bearer PROOF`: the key stays here.
  */
 export declare function signRenewalProof(key: Key, certificatePem: string, audience: string): string;
+/**
+ * The CSR for a WebCrypto key pair (P-256 ECDSA or Ed25519; the private key may be
+ * non-extractable, as the owner's page keeps it in IndexedDB): built in wasm, signed by WebCrypto.
+ */
+export declare function createCsr(key: WebCryptoKeyPair, request: CsrRequest): Promise<string>;
+/** `signRenewalProof` for a WebCrypto key pair: the proof is signed by WebCrypto. */
+export declare function signRenewalProof(key: WebCryptoKeyPair, certificatePem: string, audience: string): Promise<string>;
+/** A CSR's CertificationRequestInfo for the key whose SubjectPublicKeyInfo is `spki`. */
+export declare function csrUnsigned(spki: Uint8Array, request: CsrRequest): UnsignedCsr;
+/** A renewal proof's signing input for the key whose SubjectPublicKeyInfo is `spki`. */
+export declare function renewalProofUnsigned(spki: Uint8Array, certificatePem: string, audience: string): UnsignedRenewalProof;
+
+/** A CSR built by the module, waiting for the signature of a key outside it. */
+export class UnsignedCsr {
+  private constructor();
+  /** The DER CertificationRequestInfo the key signs. */
+  readonly tbs: Uint8Array;
+  /** 'ES256' (WebCrypto `{ name: 'ECDSA', hash: 'SHA-256' }`) or 'Ed25519'. */
+  readonly algorithm: 'ES256' | 'Ed25519';
+  /** The CSR PEM, given the signature over `tbs` as WebCrypto returns it; refused if it does not verify. */
+  assemble(signature: Uint8Array): string;
+  free(): void;
+}
+
+/** A renewal proof built by the module, waiting for the signature of the certificate's key. */
+export class UnsignedRenewalProof {
+  private constructor();
+  /** The JWS signing input (`header.claims`) the key signs. */
+  readonly signingInput: Uint8Array;
+  /** 'ES256' or 'Ed25519'. */
+  readonly algorithm: 'ES256' | 'Ed25519';
+  /** The proof, given the raw signature over `signingInput`; refused if it does not verify. */
+  assemble(signature: Uint8Array): string;
+  free(): void;
+}
 
 
 /** Kinds of public keys wasm-pki accepts in CSRs and certificates (RSA too, unlike Algorithm). */

@@ -61,46 +61,51 @@ export function installIssueAsync(Ca, verifier, subtle) {
         });
       }
       const unsigned = this.finishIssueUnsigned(pending, valid);
-      try {
-        const sig = await subtle.sign(webCryptoSign(unsigned.algorithm), key, unsigned.tbs);
-        return unsigned.assemble(new Uint8Array(sig));
-      } finally {
-        unsigned.free();
-      }
+      return signOutside(subtle, key, unsigned, unsigned.tbs);
     },
     writable: true,
     configurable: true,
   });
 }
 
+/** Sign `unsigned`'s bytes with a WebCrypto private key and hand the signature back to it. */
+async function signOutside(subtle, privateKey, unsigned, bytes) {
+  try {
+    const sig = await subtle.sign(webCryptoSign(unsigned.algorithm), privateKey, bytes);
+    return unsigned.assemble(new Uint8Array(sig));
+  } finally {
+    unsigned.free();
+  }
+}
+
+function keyPairOrThrow(key, what) {
+  if (!key || !isCryptoKey(key.privateKey) || !isCryptoKey(key.publicKey)) {
+    throw Object.assign(new Error(`${what} must be a CryptoKeyPair (WebCrypto)`), { code: 'invalid_parameter' });
+  }
+  return key;
+}
+
 /**
- * `createCa` and `loadCa` that also take a WebCrypto key: `createCa({ ..., key: CryptoKeyPair })`
- * resolves to a root CA whose certificate that key signed; `loadCa(certPem, cryptoKey)` loads one.
- * Either CA signs through WebCrypto in `issueAsync` (its `issue` refuses: the key is not in wasm).
+ * The module's functions that also take a WebCrypto key, which never enters wasm memory (the
+ * module builds the bytes, WebCrypto signs them, the module checks and assembles):
+ * - `createCa({ ..., key: CryptoKeyPair })` resolves to a root CA whose certificate that key
+ *   signed; `loadCa(certPem, cryptoKey)` loads one. Either CA signs through WebCrypto in
+ *   `issueAsync` (its `issue` refuses: the key is not in wasm).
+ * - `createCsr(cryptoKeyPair, request)` and `signRenewalProof(cryptoKeyPair, certPem, audience)`
+ *   resolve to the CSR and the proof, signed by a (non-extractable) WebCrypto key.
+ * With the module's own `Key` each is the module's function, synchronous as before.
  */
-export function cryptoKeyCa(mod, subtle) {
-  // Synchronous as before without a key; a Promise with one (WebCrypto signs asynchronously).
+export function cryptoKeyApi(mod, subtle) {
+  const spkiOf = async (key) => new Uint8Array(await subtle.exportKey('spki', key.publicKey));
   function createCa(options) {
     if (!options || options.key === undefined) return mod.createCa(options);
     return createWithKey(options);
   }
   async function createWithKey(options) {
     const { key, ...rest } = options;
-    if (!key || !isCryptoKey(key.privateKey) || !isCryptoKey(key.publicKey)) {
-      throw Object.assign(new Error('options.key must be a CryptoKeyPair (WebCrypto)'), {
-        code: 'invalid_parameter',
-      });
-    }
-    const spki = new Uint8Array(await subtle.exportKey('spki', key.publicKey));
-    const unsigned = mod.rootUnsigned(rest, spki);
-    let pem;
-    try {
-      const sig = await subtle.sign(webCryptoSign(unsigned.algorithm), key.privateKey, unsigned.tbs);
-      pem = unsigned.assemble(new Uint8Array(sig));
-    } finally {
-      unsigned.free();
-    }
-    const ca = mod.loadCaCertificate(pem);
+    keyPairOrThrow(key, 'options.key');
+    const unsigned = mod.rootUnsigned(rest, await spkiOf(key));
+    const ca = mod.loadCaCertificate(await signOutside(subtle, key.privateKey, unsigned, unsigned.tbs));
     caKeys.set(ca, key.privateKey);
     return ca;
   }
@@ -110,5 +115,21 @@ export function cryptoKeyCa(mod, subtle) {
     caKeys.set(ca, key);
     return ca;
   }
-  return { createCa, loadCa };
+  function createCsr(key, request) {
+    if (!isCryptoKey(key?.privateKey)) return mod.createCsr(key, request);
+    return (async () => {
+      keyPairOrThrow(key, 'key');
+      const unsigned = mod.csrUnsigned(await spkiOf(key), request);
+      return signOutside(subtle, key.privateKey, unsigned, unsigned.tbs);
+    })();
+  }
+  function signRenewalProof(key, certificatePem, audience) {
+    if (!isCryptoKey(key?.privateKey)) return mod.signRenewalProof(key, certificatePem, audience);
+    return (async () => {
+      keyPairOrThrow(key, 'key');
+      const unsigned = mod.renewalProofUnsigned(await spkiOf(key), certificatePem, audience);
+      return signOutside(subtle, key.privateKey, unsigned, unsigned.signingInput);
+    })();
+  }
+  return { createCa, loadCa, createCsr, signRenewalProof };
 }

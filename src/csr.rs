@@ -43,7 +43,21 @@ impl CsrRequest {
         CsrRequest::default().sign_unchecked(key)
     }
 
-    fn sign_unchecked(&self, key: &KeyPair) -> Result<Csr> {
+    /// The CSR's CertificationRequestInfo for a key held outside the core (a WebCrypto
+    /// `CryptoKey`, a token): sign [`Tbs::der`](crate::Tbs) with that key and finish it with
+    /// [`Tbs::assemble_raw`](crate::Tbs::assemble_raw). The same checks as [`CsrRequest::sign`].
+    pub fn unsigned(&self, public: &PublicKey) -> Result<crate::Tbs> {
+        if self.subject.is_empty() && self.names.is_empty() {
+            return Err(Error::InvalidParameter(
+                "a CSR needs a subject or at least one subject alternative name".into(),
+            ));
+        }
+        let capture = crate::ca::Capture::new(public);
+        let signed = self.params()?.serialize_request(&capture)?;
+        capture.finish(signed.der())
+    }
+
+    fn params(&self) -> Result<CertificateParams> {
         let mut params = CertificateParams::default();
         params.distinguished_name = self.subject.to_rcgen()?;
         params.subject_alt_names = self
@@ -51,7 +65,11 @@ impl CsrRequest {
             .iter()
             .map(SanName::to_rcgen)
             .collect::<Result<_>>()?;
-        let csr = params.serialize_request(key)?;
+        Ok(params)
+    }
+
+    fn sign_unchecked(&self, key: &KeyPair) -> Result<Csr> {
+        let csr = self.params()?.serialize_request(key)?;
         Ok(Csr {
             der: csr.der().to_vec(),
         })
@@ -73,6 +91,18 @@ impl Csr {
     /// PEM text (`CERTIFICATE REQUEST`).
     pub fn to_pem(&self) -> String {
         pem::encode("CERTIFICATE REQUEST", &self.der)
+    }
+
+    /// The CSR from [`CsrRequest::unsigned`]'s `tbs` and the outside key's raw signature (P-256:
+    /// r‖s as WebCrypto gives it; Ed25519: 64 bytes). A signature that does not verify is refused
+    /// (`bad_signature`).
+    pub fn assemble(tbs: &crate::Tbs, signature: &[u8], kind: crate::KeyKind) -> Result<Csr> {
+        // Not even of the key's form (r or s out of range, a wrong length): it does not verify.
+        let der = tbs
+            .assemble_raw(signature, kind)
+            .map_err(|_| Error::BadSignature("CSR"))?;
+        ParsedCsr::parse(&der)?;
+        Ok(Csr { der })
     }
 }
 

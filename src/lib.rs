@@ -46,4 +46,4 @@ pub use wire::bundle::trust_bundle;
 pub use wire::jwt_svid::{
     sign_jwt_svid, validate_jwt_svid, JwtAuthority, JwtSvidClaims, ValidatedJwtSvid,
 };
-pub use wire::proof::{sign_proof, verify_proof, VerifiedProof};
+pub use wire::proof::{sign_proof, verify_proof, UnsignedProof, VerifiedProof};

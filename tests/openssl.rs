@@ -86,6 +86,43 @@ fn openssl_verifies_our_csrs() {
     }
 }
 
+/// A key outside the core (WebCrypto in the page) signs the CertificationRequestInfo: the CSR is
+/// byte for byte the one the core signs itself (RFC 6979 and Ed25519 are deterministic), openssl
+/// verifies it, and a signature that is not the key's is refused when assembling.
+#[test]
+fn a_csr_signed_outside_is_the_same_csr_and_openssl_verifies_it() {
+    let dir = TempDir::new("csr-outside");
+    let req = CsrRequest {
+        subject: Subject {
+            common_name: Some("outside.example.com".into()),
+            ..Default::default()
+        },
+        names: vec![SanName::dns("outside.example.com").unwrap()],
+    };
+    for alg in [Algorithm::P256, Algorithm::Ed25519] {
+        let key = KeyPair::generate(alg, &mut rng());
+        let tbs = req.unsigned(key.public_key()).unwrap();
+        let sig = key.sign_raw(&tbs.der);
+        let kind = key.public_key().kind();
+        let csr = Csr::assemble(&tbs, &sig, kind).unwrap();
+        assert_eq!(csr, req.sign(&key).unwrap(), "{alg}");
+        dir.write("outside.pem", csr.to_pem());
+        let out = openssl_ok(&dir.0, &["req", "-in", "outside.pem", "-verify", "-noout"]);
+        assert!(out.contains("verify OK"), "{out}");
+        let other = KeyPair::generate(alg, &mut rng()).sign_raw(&tbs.der);
+        let mut flipped = sig.clone();
+        flipped[5] ^= 0x40;
+        for bad in [other, flipped, vec![0; 64], sig[..32].to_vec()] {
+            let e = Csr::assemble(&tbs, &bad, kind).unwrap_err();
+            assert_eq!(e.code(), "bad_signature", "{alg}");
+        }
+    }
+    let e = CsrRequest::default()
+        .unsigned(KeyPair::generate(Algorithm::P256, &mut rng()).public_key())
+        .unwrap_err();
+    assert_eq!(e.code(), "invalid_parameter");
+}
+
 #[test]
 fn openssl_verifies_issued_leaves_for_both_ca_algorithms() {
     for ca_alg in [Algorithm::P256, Algorithm::Ed25519] {

@@ -71,6 +71,30 @@ fn a_signed_proof_verifies_and_names_its_certificate() {
     }
 }
 
+/// A key outside the core (WebCrypto) signs the signing input; the assembled proof is one the
+/// verifier accepts, and a signature that is not the key's over that input is refused at once.
+#[test]
+fn a_proof_signed_outside_verifies_and_a_wrong_signature_is_refused() {
+    for alg in [Algorithm::P256, Algorithm::Ed25519] {
+        let (key, cert) = issued(alg);
+        let u = UnsignedProof::new(key.public_key(), &cert, AUD, NOW, &mut rng()).unwrap();
+        let sig = key.sign_raw(u.signing_input.as_bytes());
+        let p = u.assemble(&sig).unwrap();
+        let v = verify_proof(&p, &auds(), NOW + 5).unwrap();
+        assert_eq!(v.certificate.der(), cert.der());
+        let mut flipped = sig.clone();
+        flipped[10] ^= 1;
+        let other = KeyPair::generate(alg, &mut rng()).sign_raw(u.signing_input.as_bytes());
+        for bad in [flipped, other, sig[..63].to_vec(), Vec::new(), vec![0; 72]] {
+            assert_eq!(u.assemble(&bad).unwrap_err().code(), "bad_signature");
+        }
+    }
+    let (_, cert) = issued(Algorithm::P256);
+    let stranger = KeyPair::generate(Algorithm::P256, &mut rng());
+    let e = UnsignedProof::new(stranger.public_key(), &cert, AUD, NOW, &mut rng()).unwrap_err();
+    assert_eq!(e.code(), "invalid_parameter");
+}
+
 #[test]
 fn sign_refuses_a_key_that_is_not_the_certificates() {
     let (_, cert) = issued(Algorithm::P256);

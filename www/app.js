@@ -1,8 +1,10 @@
 // The workload owner's page: key and CSR made here; only the CSR (and the token) leave the page.
 import * as pki from './pkg/web.js';
+import * as keep from './keep.js';
 
 const $ = (id) => document.getElementById(id);
-let key = null; // the private key lives only in this variable (inside WebAssembly memory)
+let key = null; // a key for a file lives only in this variable (inside WebAssembly memory)
+let kept = null; // or the record of a key kept in this browser (a non-extractable CryptoKey pair)
 let csrPem = '';
 let issued = null;
 
@@ -57,9 +59,19 @@ function baseName() {
   return ($('commonName').value.trim() || 'workload').replace(/[^A-Za-z0-9._-]+/g, '_');
 }
 
-$('csr-form').addEventListener('submit', (ev) => {
+const keepInBrowser = () => $('keep-browser').checked;
+const algorithmName = (a) => (a === 'p256' ? 'P-256' : 'Ed25519');
+
+function showKeepChoice() {
+  $('file-options').hidden = keepInBrowser();
+}
+$('keep-file').addEventListener('change', showKeepChoice);
+$('keep-browser').addEventListener('change', showKeepChoice);
+
+$('csr-form').addEventListener('submit', async (ev) => {
   ev.preventDefault();
   showError(null);
+  $('generate').disabled = true;
   try {
     const commonName = $('commonName').value.trim();
     const request = {
@@ -75,16 +87,40 @@ $('csr-form').addEventListener('submit', (ev) => {
     if (!commonName && !request.dnsNames.length && !request.ipAddresses.length && !request.uris.length && !request.emails.length) {
       throw Object.assign(new Error('Enter a common name or at least one DNS name, IP address, URI or e-mail.'), { code: 'invalid_parameter' });
     }
-    key?.free();
-    key = pki.generateKey($('algorithm').value);
-    csrPem = pki.createCsr(key, request);
+    const algorithm = $('algorithm').value;
+    if (keepInBrowser()) {
+      // WebCrypto makes the key, non-extractable; the module builds the CSR and WebCrypto signs it.
+      const keyPair = await keep.generate(algorithm);
+      csrPem = await pki.createCsr(keyPair, request);
+      // A kept key that never got its certificate is of no use: replaced, not hoarded.
+      if (kept && !kept.certificate) await keep.remove(kept.id);
+      const record = { label: commonName || request.dnsNames[0] || request.uris[0] || 'key', algorithm, keyPair, certificate: null, created: Date.now() };
+      record.id = await keep.put(record);
+      key?.free();
+      key = null;
+      kept = record;
+      await listKept(record.id);
+    } else {
+      const fresh = pki.generateKey(algorithm);
+      csrPem = pki.createCsr(fresh, request);
+      key?.free();
+      key = fresh;
+      kept = null;
+    }
     $('csr-pem').value = csrPem;
     describe($('csr-details'), pki.inspect(csrPem));
+    $('download-key').hidden = !!kept;
+    $('key-note-file').hidden = !!kept;
+    $('key-note-browser').hidden = !kept;
     $('result').hidden = false;
     $('issued').hidden = true;
-    status(`Generated a ${key.algorithm === 'p256' ? 'P-256' : 'Ed25519'} key and a CSR in this page.`);
+    status(kept
+      ? `Generated a ${algorithmName(algorithm)} key kept in this browser (it cannot be exported) and a CSR.`
+      : `Generated a ${algorithmName(algorithm)} key and a CSR in this page.`);
   } catch (err) {
     showError(err);
+  } finally {
+    $('generate').disabled = false;
   }
 });
 
@@ -134,7 +170,12 @@ $('submit-form').addEventListener('submit', async (ev) => {
     const answer = await post('/v1/sign', { 'Content-Type': 'application/json', Authorization: `Bearer ${token}` },
       JSON.stringify({ csr: csrPem }));
     showIssued(answer, false);
-    status('Certificate issued.');
+    if (kept) {
+      kept.certificate = answer.certificate;
+      await keep.put(kept);
+      await listKept(kept.id);
+    }
+    status(kept ? 'Certificate issued; this browser keeps its key for renewals.' : 'Certificate issued.');
   } catch (err) {
     showError(err);
     status('');
@@ -143,43 +184,109 @@ $('submit-form').addEventListener('submit', async (ev) => {
   }
 });
 
-// Renewal: the key and certificate files are read into this page; the key signs a proof (a JWS
-// naming this signer's renew URL, valid two minutes, usable once) and only the proof is sent.
+/** The kept keys with a certificate, offered for renewal; `select` picks one by id. */
+async function listKept(select) {
+  const source = $('renew-source');
+  let records = [];
+  try {
+    records = (await keep.all()).filter((r) => r.certificate);
+  } catch {
+    // No storage (a private window may refuse it): only files can be renewed.
+  }
+  source.replaceChildren(source.options[0], ...records.map((r) => {
+    const o = document.createElement('option');
+    o.value = String(r.id);
+    const until = pki.inspect(r.certificate).notAfterText;
+    o.textContent = `Kept in this browser: ${r.label} (${algorithmName(r.algorithm)}, certificate until ${until})`;
+    return o;
+  }));
+  if (select !== undefined && records.some((r) => r.id === select)) source.value = String(select);
+  showRenewSource();
+}
+
+function showRenewSource() {
+  const fromBrowser = $('renew-source').value !== '';
+  $('renew-files').hidden = fromBrowser;
+  $('forget-key').hidden = !fromBrowser;
+}
+$('renew-source').addEventListener('change', showRenewSource);
+
+async function keptRecord() {
+  const id = Number($('renew-source').value);
+  const record = (await keep.all()).find((r) => r.id === id);
+  if (!record) throw Object.assign(new Error('That key is no longer kept in this browser.'), { code: 'not_found' });
+  return record;
+}
+
+/** Names for a re-key CSR: the certificate's own. */
+function namesOf(certPem) {
+  const d = pki.inspect(certPem);
+  return { dnsNames: d.names.dns, ipAddresses: d.names.ip, uris: d.names.uri, emails: d.names.email };
+}
+
+// Renewal: the key (kept in this browser, or read from its file into this page) signs a proof (a
+// JWS naming this signer's renew URL, valid two minutes, usable once) and only the proof is sent.
 $('renew-form').addEventListener('submit', async (ev) => {
   ev.preventDefault();
   showError(null);
+  const rekey = $('renew-rekey').checked;
+  const audience = `${location.origin}/v1/renew`;
+  const fromBrowser = $('renew-source').value !== '';
   const keyFile = $('renew-key').files[0];
   const certFile = $('renew-cert').files[0];
-  if (!keyFile || !certFile) return showError(new Error('Choose your private key file and your certificate file.'));
+  if (!fromBrowser && (!keyFile || !certFile)) return showError(new Error('Choose your private key file and your certificate file.'));
   $('renew-send').disabled = true;
   status('Renewing…');
   let held = null;
   let fresh = null;
   try {
-    const [keyPem, certText] = await Promise.all([keyFile.text(), certFile.text()]);
-    held = pki.importKey(keyPem, $('renew-passphrase').value || undefined);
-    const certPem = (certText.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----\n?/) || [''])[0];
-    if (!certPem) throw Object.assign(new Error('The certificate file holds no PEM certificate.'), { code: 'bad_pem' });
-    const d = pki.inspect(certPem);
-    const proof = pki.signRenewalProof(held, certPem, `${location.origin}/v1/renew`);
-    const headers = { Authorization: `Bearer ${proof}` };
+    const headers = {};
     let body;
-    if ($('renew-rekey').checked) {
-      fresh = pki.generateKey(held.algorithm);
-      const names = { dnsNames: d.names.dns, ipAddresses: d.names.ip, uris: d.names.uri, emails: d.names.email };
-      headers['Content-Type'] = 'application/json';
-      body = JSON.stringify({ csr: pki.createCsr(fresh, names) });
+    let record = null;
+    let freshPair = null;
+    if (fromBrowser) {
+      record = await keptRecord();
+      headers.Authorization = `Bearer ${await pki.signRenewalProof(record.keyPair, record.certificate, audience)}`;
+      if (rekey) {
+        freshPair = await keep.generate(record.algorithm);
+        body = JSON.stringify({ csr: await pki.createCsr(freshPair, namesOf(record.certificate)) });
+      }
+    } else {
+      const [keyPem, certText] = await Promise.all([keyFile.text(), certFile.text()]);
+      held = pki.importKey(keyPem, $('renew-passphrase').value || undefined);
+      const certPem = (certText.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----\n?/) || [''])[0];
+      if (!certPem) throw Object.assign(new Error('The certificate file holds no PEM certificate.'), { code: 'bad_pem' });
+      headers.Authorization = `Bearer ${pki.signRenewalProof(held, certPem, audience)}`;
+      if (rekey) {
+        fresh = pki.generateKey(held.algorithm);
+        body = JSON.stringify({ csr: pki.createCsr(fresh, namesOf(certPem)) });
+      }
     }
+    if (body) headers['Content-Type'] = 'application/json';
     const answer = await post('/v1/renew', headers, body);
-    // The key that goes with the new certificate is the one the page keeps (for downloads).
-    key?.free();
-    key = fresh || held;
-    if (fresh) held.free();
-    held = null;
-    fresh = null;
+    if (record) {
+      // The kept record follows the certificate: a re-key replaces its key (the old one is gone).
+      if (freshPair) record.keyPair = freshPair;
+      record.certificate = answer.certificate;
+      await keep.put(record);
+      key?.free();
+      key = null;
+      kept = record;
+      await listKept(record.id);
+    } else {
+      // The key that goes with the new certificate is the one the page keeps (for downloads).
+      key?.free();
+      key = fresh || held;
+      kept = null;
+      if (fresh) held.free();
+      held = null;
+      fresh = null;
+    }
     $('commonName').value = pki.inspect(answer.certificate).subject.replace(/^.*CN=([^,]+).*$/, '$1');
-    showIssued(answer, key && $('renew-rekey').checked);
-    status($('renew-rekey').checked ? 'Renewed with a new key: download it with the certificate.' : 'Certificate renewed (same key).');
+    showIssued(answer, !record && rekey);
+    status(rekey
+      ? (record ? 'Renewed with a new key, kept in this browser in place of the old one.' : 'Renewed with a new key: download it with the certificate.')
+      : 'Certificate renewed (same key).');
   } catch (err) {
     held?.free();
     fresh?.free();
@@ -187,6 +294,19 @@ $('renew-form').addEventListener('submit', async (ev) => {
     status('');
   } finally {
     $('renew-send').disabled = false;
+  }
+});
+
+$('forget-key').addEventListener('click', async () => {
+  showError(null);
+  try {
+    const record = await keptRecord();
+    await keep.remove(record.id);
+    if (kept?.id === record.id) kept = null;
+    await listKept();
+    status(`Forgot the key for ${record.label}: this browser no longer holds it.`);
+  } catch (err) {
+    showError(err);
   }
 });
 
@@ -206,5 +326,6 @@ $('download-ca').addEventListener('click', () => download('ca.pem', issued.ca));
 
 // Served by a signer? Then offer submission.
 fetch('/v1/info').then((r) => { if (r.ok) { $('submit').hidden = false; $('renew').hidden = false; } }).catch(() => {});
+listKept();
 $('error').tabIndex = -1;
 status('Ready. Nothing has been generated or sent yet.');

@@ -28,6 +28,7 @@ macro_rules! embed {
 const PAGE: &[(&str, &[u8])] = &[
     ("index.html", embed!("www/index.html")),
     ("app.js", embed!("www/app.js")),
+    ("keep.js", embed!("www/keep.js")),
     ("style.css", embed!("www/style.css")),
 ];
 
@@ -54,7 +55,7 @@ pub struct Assets {
 }
 
 impl Assets {
-    /// The page file `name` (`index.html`, `app.js`, `style.css`).
+    /// The page file `name` (`index.html`, `app.js`, `keep.js`, `style.css`).
     pub fn page(&self, name: &str) -> Option<Cow<'static, [u8]>> {
         Self::lookup(self.www.as_deref(), PAGE, name)
     }

@@ -180,6 +180,125 @@ pub fn verify_signature(public_key_pem: &str, data: &[u8], signature: &[u8]) -> 
 /// Build a CSR PEM for `key` from `{ commonName, organization?, dnsNames?, ipAddresses?, uris?, emails? }`.
 #[wasm_bindgen(js_name = createCsr)]
 pub fn create_csr(key: &Key, request: JsValue) -> Res<String> {
+    Ok(csr_request(request)?.sign(&key.inner)?.to_pem())
+}
+
+/// A CSR for a key outside the module (a WebCrypto `CryptoKey`): `request` as `createCsr`'s,
+/// `spki` the public key (`exportKey("spki", publicKey)`). Sign `tbs` with the private key and
+/// hand the signature to `assemble`.
+#[wasm_bindgen(js_name = csrUnsigned)]
+pub fn csr_unsigned(spki: &[u8], request: JsValue) -> Res<UnsignedCsr> {
+    let public = outside_key(spki)?;
+    Ok(UnsignedCsr {
+        tbs: csr_request(request)?.unsigned(&public)?,
+        signer: public,
+    })
+}
+
+/// A P-256 or Ed25519 public key (SPKI DER) for a key the module does not hold.
+fn outside_key(spki: &[u8]) -> Res<wasm_pki::PublicKey> {
+    let public = wasm_pki::PublicKey::from_spki(spki)?;
+    match public.kind() {
+        wasm_pki::KeyKind::P256 | wasm_pki::KeyKind::Ed25519 => Ok(public),
+        _ => Err(js_error(
+            "unsupported_algorithm",
+            "an outside key is P-256 or Ed25519",
+        )),
+    }
+}
+
+/// `"ES256"` (WebCrypto `{ name: "ECDSA", hash: "SHA-256" }`) or `"Ed25519"`.
+fn webcrypto_algorithm(kind: wasm_pki::KeyKind) -> String {
+    match kind {
+        wasm_pki::KeyKind::Ed25519 => "Ed25519".into(),
+        _ => "ES256".into(),
+    }
+}
+
+/// A CSR built by the module for a key outside it: sign `tbs`, then `assemble`.
+#[wasm_bindgen]
+pub struct UnsignedCsr {
+    tbs: wasm_pki::Tbs,
+    signer: wasm_pki::PublicKey,
+}
+
+/// The two getters of an object built for a key outside the module: the bytes it signs and how.
+macro_rules! signed_outside {
+    ($t:ty, $what:literal) => {
+        #[wasm_bindgen]
+        impl $t {
+            #[doc = concat!("The bytes the key signs (", $what, ").")]
+            #[wasm_bindgen(getter)]
+            pub fn tbs(&self) -> Vec<u8> {
+                self.tbs.der.clone()
+            }
+
+            /// `"ES256"` (WebCrypto `{ name: "ECDSA", hash: "SHA-256" }`) or `"Ed25519"`.
+            #[wasm_bindgen(getter)]
+            pub fn algorithm(&self) -> String {
+                webcrypto_algorithm(self.signer.kind())
+            }
+        }
+    };
+}
+signed_outside!(UnsignedCsr, "the DER CertificationRequestInfo");
+signed_outside!(UnsignedCertificate, "the DER TBSCertificate");
+
+#[wasm_bindgen]
+impl UnsignedCsr {
+    /// The CSR PEM, with the key's signature over `tbs` as WebCrypto gives it (P-256: r‖s).
+    /// A signature that does not verify with the CSR's key is refused.
+    pub fn assemble(&self, signature: &[u8]) -> Res<String> {
+        Ok(wasm_pki::Csr::assemble(&self.tbs, signature, self.signer.kind())?.to_pem())
+    }
+}
+
+/// A renewal proof for a key outside the module: `signRenewalProof`'s arguments with the key's
+/// `spki` in place of the key. Sign `signingInput`, then `assemble`.
+#[wasm_bindgen(js_name = renewalProofUnsigned)]
+pub fn renewal_proof_unsigned(
+    spki: &[u8],
+    certificate_pem: &str,
+    audience: &str,
+) -> Res<UnsignedRenewalProof> {
+    let public = outside_key(spki)?;
+    let cert = Certificate::parse(certificate_pem.as_bytes())?;
+    let now = now()?.unix_timestamp();
+    Ok(UnsignedRenewalProof {
+        kind: public.kind(),
+        inner: wasm_pki::UnsignedProof::new(&public, &cert, audience, now, &mut rng())?,
+    })
+}
+
+/// A renewal proof waiting for the signature of the certificate's key.
+#[wasm_bindgen]
+pub struct UnsignedRenewalProof {
+    inner: wasm_pki::UnsignedProof,
+    kind: wasm_pki::KeyKind,
+}
+
+#[wasm_bindgen]
+impl UnsignedRenewalProof {
+    /// The bytes the key signs (the JWS signing input, `header.claims`).
+    #[wasm_bindgen(getter, js_name = signingInput)]
+    pub fn signing_input(&self) -> Vec<u8> {
+        self.inner.signing_input.as_bytes().to_vec()
+    }
+
+    /// `"ES256"` or `"Ed25519"`: the WebCrypto algorithm to sign with.
+    #[wasm_bindgen(getter)]
+    pub fn algorithm(&self) -> String {
+        webcrypto_algorithm(self.kind)
+    }
+
+    /// The proof (send it as `Authorization: Bearer PROOF`), with the key's raw signature over
+    /// `signingInput`; a signature that is not the certificate key's is refused.
+    pub fn assemble(&self, signature: &[u8]) -> Res<String> {
+        Ok(self.inner.assemble(signature)?)
+    }
+}
+
+fn csr_request(request: JsValue) -> Res<CsrRequest> {
     let r: JsCsrRequest = from_js("request", request)?;
     let mut names = Vec::new();
     for d in &r.dns_names {
@@ -198,7 +317,7 @@ pub fn create_csr(key: &Key, request: JsValue) -> Res<String> {
     for e in &r.emails {
         names.push(SanName::email(e.trim())?);
     }
-    let req = CsrRequest {
+    Ok(CsrRequest {
         subject: Subject {
             common_name: non_empty(r.common_name),
             organization: non_empty(r.organization),
@@ -208,8 +327,7 @@ pub fn create_csr(key: &Key, request: JsValue) -> Res<String> {
             locality: non_empty(r.locality),
         },
         names,
-    };
-    Ok(req.sign(&key.inner)?.to_pem())
+    })
 }
 
 /// A renewal proof for `POST /v1/renew`: a short-lived JWS signed by `key`, carrying the
@@ -367,7 +485,7 @@ impl Ca {
                 .issue_unsigned(&csr, &pending.profile, &pending.opts, now()?, &mut rng())?;
         Ok(UnsignedCertificate {
             tbs: unsigned.tbs,
-            kind: self.inner.public_key().kind(),
+            signer: self.inner.public_key().clone(),
         })
     }
 
@@ -441,30 +559,22 @@ impl PendingIssue {
 #[wasm_bindgen]
 pub struct UnsignedCertificate {
     tbs: wasm_pki::Tbs,
-    kind: wasm_pki::KeyKind,
+    /// The CA's public key: the signature handed to `assemble` must verify with it.
+    signer: wasm_pki::PublicKey,
 }
 
 #[wasm_bindgen]
 impl UnsignedCertificate {
-    /// The bytes the CA key signs (the DER TBSCertificate).
-    #[wasm_bindgen(getter)]
-    pub fn tbs(&self) -> Vec<u8> {
-        self.tbs.der.clone()
-    }
-
-    /// `"ES256"` (WebCrypto `{ name: "ECDSA", hash: "SHA-256" }`) or `"Ed25519"`.
-    #[wasm_bindgen(getter)]
-    pub fn algorithm(&self) -> String {
-        match self.kind {
-            wasm_pki::KeyKind::Ed25519 => "Ed25519".into(),
-            _ => "ES256".into(),
-        }
-    }
-
     /// The certificate PEM, with the CA key's signature over `tbs` as WebCrypto gives it (P-256:
-    /// r‖s; Ed25519: 64 bytes). Whether it verifies is checked here against the CA's key.
+    /// r‖s; Ed25519: 64 bytes). A signature that does not verify with the CA's key is refused.
     pub fn assemble(&self, signature: &[u8]) -> Res<String> {
-        let der = self.tbs.assemble_raw(signature, self.kind)?;
+        if signature.len() != 64 || self.signer.verify(&self.tbs.der, signature).is_err() {
+            return Err(js_error(
+                "bad_signature",
+                "the signature is not the CA key's over this certificate",
+            ));
+        }
+        let der = self.tbs.assemble_raw(signature, self.signer.kind())?;
         Ok(Certificate::from_der(der)?.to_pem())
     }
 }
@@ -475,10 +585,9 @@ impl UnsignedCertificate {
 pub fn root_unsigned(options: JsValue, spki: &[u8]) -> Res<UnsignedCertificate> {
     let o: JsCaOptions = from_js("options", options)?;
     let public = wasm_pki::PublicKey::from_spki(spki)?;
-    let kind = public.kind();
     let mut p = CaParams::new(&o.common_name);
     p.subject.organization = non_empty(o.organization);
-    p.algorithm = match kind {
+    p.algorithm = match public.kind() {
         wasm_pki::KeyKind::P256 => Algorithm::P256,
         wasm_pki::KeyKind::Ed25519 => Algorithm::Ed25519,
         _ => {
@@ -502,7 +611,7 @@ pub fn root_unsigned(options: JsValue, spki: &[u8]) -> Res<UnsignedCertificate> 
     p.path_len = o.path_len;
     Ok(UnsignedCertificate {
         tbs: CertificateAuthority::root_unsigned(&p, &public, now()?, &mut rng())?,
-        kind,
+        signer: public,
     })
 }
 

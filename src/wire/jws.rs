@@ -7,22 +7,34 @@ use serde::Serialize;
 
 use crate::KeyPair;
 
-/// `BASE64URL(header).BASE64URL(claims).BASE64URL(signature)`, signed by `key` (ES256: r‖s;
-/// EdDSA: the 64 bytes). Header and claims are plain structs of strings and numbers, whose
-/// serialisation cannot fail.
+/// `BASE64URL(header).BASE64URL(claims)`: what a JWS signature covers. Header and claims are
+/// plain structs of strings and numbers, whose serialisation cannot fail.
+pub(crate) fn signing_input<H: Serialize, C: Serialize>(header: &H, claims: &C) -> String {
+    let json = |v: String| Base64UrlUnpadded::encode_string(v.as_bytes());
+    format!(
+        "{}.{}",
+        json(serde_json::to_string(header).unwrap_or_default()),
+        json(serde_json::to_string(claims).unwrap_or_default())
+    )
+}
+
+/// The compact JWS: `signing_input` and its raw signature (ES256: r‖s; EdDSA: the 64 bytes).
+pub(crate) fn compact(signing_input: &str, signature: &[u8]) -> String {
+    format!(
+        "{signing_input}.{}",
+        Base64UrlUnpadded::encode_string(signature)
+    )
+}
+
+/// `BASE64URL(header).BASE64URL(claims).BASE64URL(signature)`, signed by `key`.
 pub(crate) fn sign_compact<H: Serialize, C: Serialize>(
     key: &KeyPair,
     header: &H,
     claims: &C,
 ) -> String {
-    let json = |v: String| Base64UrlUnpadded::encode_string(v.as_bytes());
-    let signing_input = format!(
-        "{}.{}",
-        json(serde_json::to_string(header).unwrap_or_default()),
-        json(serde_json::to_string(claims).unwrap_or_default())
-    );
-    let sig = key.sign_raw(signing_input.as_bytes());
-    format!("{signing_input}.{}", Base64UrlUnpadded::encode_string(&sig))
+    let input = signing_input(header, claims);
+    let sig = key.sign_raw(input.as_bytes());
+    compact(&input, &sig)
 }
 
 /// A compact JWS split at its two dots (nothing decoded yet).

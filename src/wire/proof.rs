@@ -98,34 +98,86 @@ pub fn sign_proof<R: CryptoRng + ?Sized>(
     now: i64,
     rng: &mut R,
 ) -> Result<String> {
-    if certificate.public_key()?.spki_der() != key.public_key().spki_der() {
-        return Err(Error::InvalidParameter(
-            "the key is not the certificate's key".into(),
-        ));
-    }
-    if audience.is_empty() {
-        return Err(Error::InvalidParameter("the audience is empty".into()));
-    }
-    let mut id = [0u8; 16];
-    rng.fill_bytes(&mut id);
-    let header = Header {
-        alg: match key.algorithm() {
-            Algorithm::P256 => "ES256",
-            Algorithm::Ed25519 => "EdDSA",
+    let input = UnsignedProof::new(key.public_key(), certificate, audience, now, rng)?;
+    let sig = key.sign_raw(input.signing_input.as_bytes());
+    Ok(super::jws::compact(&input.signing_input, &sig))
+}
+
+/// A renewal proof for a key held outside the core (a WebCrypto `CryptoKey`): the key signs
+/// [`UnsignedProof::signing_input`] and [`UnsignedProof::assemble`] makes the proof.
+#[derive(Clone, Debug)]
+pub struct UnsignedProof {
+    /// `header.claims`, base64url: the bytes the certificate's key signs.
+    pub signing_input: String,
+    /// The key that must have signed it (the certificate's).
+    public: PublicKey,
+}
+
+impl UnsignedProof {
+    /// The proof [`sign_proof`] would make, for the key `public` of `certificate`.
+    pub fn new<R: CryptoRng + ?Sized>(
+        public: &PublicKey,
+        certificate: &Certificate,
+        audience: &str,
+        now: i64,
+        rng: &mut R,
+    ) -> Result<Self> {
+        if certificate.public_key()?.spki_der() != public.spki_der() {
+            return Err(Error::InvalidParameter(
+                "the key is not the certificate's key".into(),
+            ));
         }
-        .into(),
-        typ: Some("JWT".into()),
-        x5c: vec![Base64::encode_string(certificate.der())],
-    };
-    let claims = Claims {
-        aud: Audience::One(audience.into()),
-        iat: now,
-        nbf: Some(now),
-        exp: now.saturating_add(PROOF_LIFETIME_SECS),
-        jti: crate::hex(&id),
-        sub: Some(certificate.serial_hex()),
-    };
-    Ok(super::jws::sign_compact(key, &header, &claims))
+        let alg = match public.kind() {
+            KeyKind::P256 => Algorithm::P256,
+            KeyKind::Ed25519 => Algorithm::Ed25519,
+            KeyKind::Rsa => {
+                return Err(Error::UnsupportedAlgorithm(
+                    "a renewal proof is signed with a P-256 or Ed25519 key".into(),
+                ))
+            }
+        };
+        if audience.is_empty() {
+            return Err(Error::InvalidParameter("the audience is empty".into()));
+        }
+        let mut id = [0u8; 16];
+        rng.fill_bytes(&mut id);
+        let header = Header {
+            alg: match alg {
+                Algorithm::P256 => "ES256",
+                Algorithm::Ed25519 => "EdDSA",
+            }
+            .into(),
+            typ: Some("JWT".into()),
+            x5c: vec![Base64::encode_string(certificate.der())],
+        };
+        let claims = Claims {
+            aud: Audience::One(audience.into()),
+            iat: now,
+            nbf: Some(now),
+            exp: now.saturating_add(PROOF_LIFETIME_SECS),
+            jti: crate::hex(&id),
+            sub: Some(certificate.serial_hex()),
+        };
+        Ok(UnsignedProof {
+            signing_input: super::jws::signing_input(&header, &claims),
+            public: public.clone(),
+        })
+    }
+
+    /// The proof, with the key's raw signature over the signing input (P-256: r‖s, as WebCrypto
+    /// gives it; Ed25519: 64 bytes). A signature that does not verify is refused (`bad_signature`).
+    pub fn assemble(&self, signature: &[u8]) -> Result<String> {
+        // Raw forms only (64 bytes for both): a DER ECDSA signature is not a JWS signature.
+        if signature.len() != 64
+            || self
+                .public
+                .verify(self.signing_input.as_bytes(), signature)
+                .is_err()
+        {
+            return Err(Error::BadSignature("renewal proof"));
+        }
+        Ok(super::jws::compact(&self.signing_input, signature))
+    }
 }
 
 fn segment(what: &str, s: &str, limit: usize) -> Result<Vec<u8>> {

@@ -248,6 +248,146 @@ test('owner page renews and re-keys from the key and certificate files; only a p
   for (const r of requests) assert.ok(r.url.startsWith(signer.url) || r.url.startsWith('blob:'), r.url);
 });
 
+/** The kept keys as the page stored them: id, label, certificate, extractable, SPKI PEM. */
+async function keptKeys(page) {
+  return page.evaluate(async () => {
+    const keep = await import('./keep.js');
+    const out = [];
+    for (const r of await keep.all()) {
+      let exported = 'refused';
+      try {
+        await crypto.subtle.exportKey('pkcs8', r.keyPair.privateKey);
+        exported = 'exported';
+      } catch (e) {
+        exported = e.name;
+      }
+      const spki = new Uint8Array(await crypto.subtle.exportKey('spki', r.keyPair.publicKey));
+      const b64 = btoa(String.fromCharCode(...spki)).replace(/.{1,64}/g, '$&\n');
+      out.push({ id: r.id, label: r.label, algorithm: r.algorithm, certificate: r.certificate, extractable: r.keyPair.privateKey.extractable, usages: r.keyPair.privateKey.usages, exported, spki: `-----BEGIN PUBLIC KEY-----\n${b64}-----END PUBLIC KEY-----\n` });
+    }
+    return out;
+  });
+}
+
+test('owner page keeps a non-extractable key in IndexedDB, and renews and re-keys with it on a later visit', async (t) => {
+  const signer = await startSigner();
+  t.after(() => signer.close());
+  const { dir, write } = tempDir(t);
+  const browser = await launch(t, signer.caFile);
+  // One browser profile for both visits: what IndexedDB keeps survives closing the page.
+  const context = await browser.newContext({ acceptDownloads: true });
+  const requests = [];
+  context.on('request', (r) => requests.push({ url: r.url(), headers: r.headers(), body: r.postData() || '' }));
+  const errors = [];
+  const first = await context.newPage();
+  first.on('pageerror', (e) => errors.push(e));
+  await first.goto(signer.url);
+  await first.waitForSelector('#submit:not([hidden])');
+  write('ca.pem', readFileSync(signer.caFile, 'utf8'));
+  for (const alg of ['ed25519', 'p256']) {
+    const cn = `kept-${alg}.workload.example.com`;
+    await first.check('#keep-browser');
+    assert.ok(await first.isHidden('#passphrase'), 'no passphrase for a key that is never written out');
+    await fillAndGenerate(first, alg, cn);
+    // The CSR box still shows the previous CSR until the new one is made.
+    await first.waitForFunction(() => /key kept in this browser/.test(document.querySelector('#status').textContent));
+    assert.ok(await first.isHidden('#download-key'), 'a kept key cannot be downloaded');
+    const csr = await downloadText(first, '#download-csr');
+    write('kept.csr', csr.text);
+    assert.match(opensslOk(dir, ['req', '-in', 'kept.csr', '-verify', '-noout']), /verify OK/);
+    await first.fill('#token', signer.token(cn));
+    await first.click('#send');
+    await first.waitForSelector('#issued:not([hidden])');
+    const cert = await downloadText(first, '#download-cert');
+    write('kept.pem', cert.text);
+    assert.match(opensslOk(dir, ['verify', '-CAfile', 'ca.pem', 'kept.pem']), /kept\.pem: OK/);
+    const rec = (await keptKeys(first)).find((r) => r.label === cn);
+    assert.ok(rec, `${cn} is kept`);
+    assert.equal(rec.extractable, false);
+    assert.deepEqual(rec.usages, ['sign']);
+    assert.equal(rec.exported, 'InvalidAccessError', 'WebCrypto refuses to export the kept key');
+    assert.equal(rec.certificate, cert.text);
+    assert.equal(opensslOk(dir, ['x509', '-in', 'kept.pem', '-noout', '-pubkey']), rec.spki, 'the certificate carries the kept key');
+  }
+  await first.close();
+
+  // A later visit: the kept P-256 key is offered; renew with it, then re-key it.
+  const page = await context.newPage();
+  page.on('pageerror', (e) => errors.push(e));
+  await page.goto(signer.url);
+  await page.waitForSelector('#renew:not([hidden])');
+  const before = (await keptKeys(page)).find((r) => r.label === 'kept-p256.workload.example.com');
+  await page.waitForSelector(`#renew-source option[value="${before.id}"]`, { state: 'attached' });
+  await page.selectOption('#renew-source', String(before.id));
+  assert.ok(await page.isHidden('#renew-key'), 'no key file is asked for');
+  await page.click('#renew-send');
+  await page.waitForFunction(() => /same key/.test(document.querySelector('#status').textContent));
+  const renewed = await downloadText(page, '#download-cert');
+  write('renewed.pem', renewed.text);
+  assert.match(opensslOk(dir, ['verify', '-CAfile', 'ca.pem', 'renewed.pem']), /renewed\.pem: OK/);
+  assert.equal(opensslOk(dir, ['x509', '-in', 'renewed.pem', '-noout', '-pubkey']), before.spki);
+  const afterRenew = (await keptKeys(page)).find((r) => r.id === before.id);
+  assert.equal(afterRenew.certificate, renewed.text, 'the kept record follows the certificate');
+
+  await page.check('#renew-rekey');
+  await page.click('#renew-send');
+  await page.waitForFunction(() => /new key, kept/.test(document.querySelector('#status').textContent));
+  assert.ok(await page.isHidden('#download-new-key'), 'a kept key is not offered for download');
+  const rekeyed = await downloadText(page, '#download-cert');
+  write('rekeyed.pem', rekeyed.text);
+  assert.match(opensslOk(dir, ['verify', '-CAfile', 'ca.pem', 'rekeyed.pem']), /rekeyed\.pem: OK/);
+  assert.match(opensslOk(dir, ['x509', '-in', 'rekeyed.pem', '-noout', '-ext', 'subjectAltName']), /DNS:kept-p256\.workload\.example\.com/);
+  const after = (await keptKeys(page)).find((r) => r.id === before.id);
+  assert.notEqual(after.spki, before.spki, 'a new key replaced the old one');
+  assert.equal(opensslOk(dir, ['x509', '-in', 'rekeyed.pem', '-noout', '-pubkey']), after.spki);
+  assert.equal(after.extractable, false);
+  assert.equal(after.exported, 'InvalidAccessError');
+
+  // Forgetting the key removes it from the browser and from the list.
+  await page.uncheck('#renew-rekey');
+  await page.click('#forget-key');
+  await page.waitForFunction(() => /Forgot the key/.test(document.querySelector('#status').textContent));
+  assert.ok(!(await keptKeys(page)).some((r) => r.id === before.id));
+  assert.equal(await page.locator(`#renew-source option[value="${before.id}"]`).count(), 0);
+  assert.ok(await page.isVisible('#renew-key'), 'back to key files');
+
+  // The npm package in this browser: a CA whose key is a non-extractable CryptoKey issues through
+  // WebCrypto (issueAsync); openssl checks the root and the leaf.
+  const made = await page.evaluate(async () => {
+    const pki = await import('./pkg/web.js');
+    const out = {};
+    for (const [alg, params] of [['p256', { name: 'ECDSA', namedCurve: 'P-256' }], ['ed25519', { name: 'Ed25519' }]]) {
+      const pair = await crypto.subtle.generateKey(params, false, ['sign', 'verify']);
+      const ca = await pki.createCa({ commonName: `Browser ${alg} CA`, key: pair });
+      const leafKey = pki.generateKey('p256');
+      const csr = pki.createCsr(leafKey, { commonName: 'b.example.com', dnsNames: ['b.example.com'] });
+      out[alg] = { holdsKey: ca.holdsKey, root: ca.certificatePem(), leaf: await ca.issueAsync(csr, {}, { identity: 'b.example.com' }) };
+    }
+    return out;
+  });
+  for (const [alg, m] of Object.entries(made)) {
+    assert.equal(m.holdsKey, false, alg);
+    write('browser-ca.pem', m.root);
+    write('browser-leaf.pem', m.leaf);
+    assert.match(opensslOk(dir, ['verify', '-x509_strict', '-CAfile', 'browser-ca.pem', 'browser-leaf.pem']), /browser-leaf\.pem: OK/, alg);
+  }
+
+  assert.deepEqual(errors, []);
+  const renews = requests.filter((r) => r.url.endsWith('/v1/renew'));
+  assert.equal(renews.length, 2);
+  for (const r of renews) {
+    const [h, c] = r.headers.authorization.replace(/^Bearer /, '').split('.');
+    assert.equal(JSON.parse(Buffer.from(h, 'base64url')).alg, 'ES256');
+    assert.equal(JSON.parse(Buffer.from(c, 'base64url')).aud, `${new URL(signer.url).origin}/v1/renew`);
+  }
+  assert.equal(renews[0].body, '');
+  assert.match(renews[1].body, /BEGIN CERTIFICATE REQUEST/);
+  for (const r of requests) {
+    assert.ok(r.url.startsWith(signer.url) || r.url.startsWith('blob:'), r.url);
+    assert.ok(!/PRIVATE KEY|"d":/.test(r.body), `no private key in a request to ${r.url}`);
+  }
+});
+
 test('owner page on a phone-sized screen is usable by keyboard', async (t) => {
   const signer = await startSigner();
   t.after(() => signer.close());

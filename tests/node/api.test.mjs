@@ -220,3 +220,47 @@ for (const [alg, params] of [
     await assert.rejects(pki.createCa({ commonName: 'x', key: { privateKey: 1 } }), (e) => e.code === 'invalid_parameter');
   });
 }
+
+// The owner's key as a non-extractable WebCrypto key (what the page keeps in IndexedDB): the CSR
+// and the renewal proof are built in wasm and signed by WebCrypto; openssl and Node check them.
+for (const [alg, params] of [
+  ['ES256', { name: 'ECDSA', namedCurve: 'P-256' }],
+  ['Ed25519', { name: 'Ed25519' }],
+]) {
+  test(`${alg} WebCrypto owner key: createCsr and signRenewalProof sign through WebCrypto`, async (t) => {
+    const { verify } = await import('node:crypto');
+    const { dir, write } = tempDir(t);
+    const pair = await webcrypto.subtle.generateKey(params, false, ['sign', 'verify']);
+    await assert.rejects(webcrypto.subtle.exportKey('pkcs8', pair.privateKey));
+    const csr = await pki.createCsr(pair, { commonName: 'kept.example.com', dnsNames: ['kept.example.com'] });
+    write('kept.csr', csr);
+    assert.match(opensslOk(dir, ['req', '-in', 'kept.csr', '-verify', '-noout']), /verify OK/);
+    const spki = Buffer.from(await webcrypto.subtle.exportKey('spki', pair.publicKey));
+    assert.equal(opensslOk(dir, ['req', '-in', 'kept.csr', '-pubkey', '-noout']), derToPem('PUBLIC KEY', spki));
+    const ca = pki.createCa({ commonName: 'Kept CA' });
+    const leaf = await ca.issueAsync(csr, {}, { identity: 'kept.example.com' });
+    const aud = 'https://ca.example:8443/v1/renew';
+    const proof = await pki.signRenewalProof(pair, leaf, aud);
+    const [h, c, s] = proof.split('.');
+    assert.equal(JSON.parse(Buffer.from(h, 'base64url')).alg, alg === 'ES256' ? 'ES256' : 'EdDSA');
+    assert.equal(JSON.parse(Buffer.from(c, 'base64url')).aud, aud);
+    const cert = new X509Certificate(leaf);
+    const opts = alg === 'ES256' ? { key: cert.publicKey, dsaEncoding: 'ieee-p1363' } : cert.publicKey;
+    assert.ok(verify(alg === 'ES256' ? 'sha256' : null, Buffer.from(`${h}.${c}`), opts, Buffer.from(s, 'base64url')));
+    // Another key pair cannot sign for this certificate; bad requests keep their codes.
+    const other = await webcrypto.subtle.generateKey(params, false, ['sign', 'verify']);
+    await assert.rejects(pki.signRenewalProof(other, leaf, aud), (e) => e.code === 'invalid_parameter');
+    await assert.rejects(pki.createCsr(pair, { dnsNames: ['bad..name'] }), (e) => e.code === 'invalid_name');
+    await assert.rejects(pki.createCsr({ privateKey: pair.privateKey }, { commonName: 'x' }), (e) => e.code === 'invalid_parameter');
+    // The module checks the signature it is handed: a lying signer gets no CSR.
+    const unsigned = pki.csrUnsigned(new Uint8Array(spki), { commonName: 'kept.example.com' });
+    assert.throws(() => unsigned.assemble(new Uint8Array(64)), (e) => e.code === 'bad_signature');
+    unsigned.free();
+    const root = pki.rootUnsigned({ commonName: 'Lied-to CA' }, new Uint8Array(spki));
+    assert.throws(() => root.assemble(new Uint8Array(64)), (e) => e.code === 'bad_signature');
+    root.free();
+    const proofInput = pki.renewalProofUnsigned(new Uint8Array(spki), leaf, aud);
+    assert.throws(() => proofInput.assemble(new Uint8Array(64)), (e) => e.code === 'bad_signature');
+    proofInput.free();
+  });
+}

@@ -572,7 +572,7 @@ fn static_file(app: &App, path: &str) -> Resp {
     };
     let (data, rel) = match path {
         "/" | "/index.html" => (app.assets.page("index.html"), "index.html"),
-        "/app.js" | "/style.css" => (app.assets.page(&path[1..]), &path[1..]),
+        "/app.js" | "/keep.js" | "/style.css" => (app.assets.page(&path[1..]), &path[1..]),
         p if p == "/pkg/web.js"
             || p == "/pkg/verify.js"
             || (p.starts_with("/pkg/dist/")
