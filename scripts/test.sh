@@ -90,9 +90,10 @@ step "Rust tests (core: unit, openssl, rustls mTLS, hostile input; host: sandbox
 WASM_PKI_SOAK_SECS="${WASM_PKI_SOAK_SECS:-120}" cargo test --workspace --all-targets 2>&1 | tee -a "$log"
 cargo test --workspace --doc 2>&1 | tee -a "$log"
 # The server build of the module (wide arithmetic) through the same end-to-end tests, with the
-# CA key in the host's key store (`memory`) instead of the sandbox.
+# CA key in the host's key store (`memory`) instead of the sandbox; the agent's tests too, so the
+# JWT-SVIDs the spiffe crate fetches and validates are signed by the host's JWT key.
 WASM_PKI_E2E_MODULE="$PWD/host/dist/wasm_pki_server.wasm" WASM_PKI_KEY_STORE=memory \
-  cargo test --workspace --test e2e 2>&1 | tee -a "$log"
+  cargo test --workspace --test e2e --test agent 2>&1 | tee -a "$log"
 
 step "Node tests (npm API, openssl, X509Certificate, WebCrypto, npm pack)"
 node --test tests/node/ 2>&1 | tee -a "$log"

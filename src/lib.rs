@@ -44,6 +44,7 @@ pub use time::OffsetDateTime;
 pub use urls::PublicUrls;
 pub use wire::bundle::trust_bundle;
 pub use wire::jwt_svid::{
-    sign_jwt_svid, validate_jwt_svid, JwtAuthority, JwtSvidClaims, ValidatedJwtSvid,
+    jwt_svid_assemble, jwt_svid_signing_input, sign_jwt_svid, validate_jwt_svid, JwtAuthority,
+    JwtSvidClaims, ValidatedJwtSvid,
 };
 pub use wire::proof::{sign_proof, verify_proof, UnsignedProof, VerifiedProof};

@@ -77,6 +77,11 @@ pub struct LoadCa {
     /// JWT-SVIDs are signed with it, inside the sandbox like the CA key. None: no JWT-SVIDs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jwt_key_pem: Option<String>,
+    /// Instead of `jwt_key_pem`, the JWT authority's public key (SPKI PEM) when the host's key
+    /// store holds its key: every JWT-SVID's signing input is then handed out as a [`SignAsk`].
+    #[zeroize(skip)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwt_public_key_pem: Option<String>,
 }
 
 impl core::fmt::Debug for LoadCa {
@@ -318,7 +323,7 @@ impl SignAsk {
 
 /// Sign a JWT-SVID for `spiffe_id` and `audience`, valid `lifetime_secs` from `now`. The host
 /// has decided the identity (a registration entry of an authenticated node) and the lifetime.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct JwtRequest {
     /// The SPIFFE ID (`sub`).
@@ -525,8 +530,8 @@ fn check_proof(p: &ProofRequest) -> Result<ProofChecked, Error> {
 pub struct Guest {
     ca: Option<CertificateAuthority>,
     host_verifies: bool,
-    /// The JWT authority's key and key id.
-    jwt: Option<(crate::KeyPair, String)>,
+    /// The JWT authority's key (or, with the key in the host's store, none) and key id.
+    jwt: Option<(Option<crate::KeyPair>, String)>,
     /// A request waiting for the host: its verdict on a CSR's signature, or its key store's
     /// signature. Any other request drops it, so an answer only ever resumes the request that
     /// asked.
@@ -554,6 +559,11 @@ enum Finish {
         renew_fraction: Option<f64>,
     },
     Crl(crate::Tbs),
+    /// A JWT-SVID's signing input, and its `exp`.
+    Jwt {
+        input: String,
+        expires_at: i64,
+    },
 }
 
 /// A request's outcome in the guest: the answer, or a signature to ask the host for first.
@@ -606,7 +616,10 @@ impl Guest {
                 self.answer(out)
             }
             Request::Inspect(i) => encode(crate::inspect(i.pem.as_bytes())),
-            Request::SignJwt(j) => encode(self.sign_jwt(&j)),
+            Request::SignJwt(j) => {
+                let out = self.sign_jwt(&j);
+                self.answer(out)
+            }
             Request::Spin | Request::Grow(_) | Request::Lie(_) => encode::<()>(Err(
                 Error::InvalidParameter("test hooks exist only in the module's test build".into()),
             )),
@@ -640,6 +653,10 @@ impl Guest {
                     .and_then(|issued| self.signed(issued, renew_fraction)),
             ),
             Finish::Crl(tbs) => encode::<String>(Ok(crl_pem(&tbs.assemble(signature)))),
+            Finish::Jwt { input, expires_at } => encode(
+                crate::jwt_svid_assemble(&input, signature)
+                    .map(|token| JwtSigned { token, expires_at }),
+            ),
         }
     }
 
@@ -667,21 +684,31 @@ impl Guest {
         if let Some(urls) = &l.public_urls {
             ca.set_public_urls(urls.clone())?;
         }
-        let jwt = match &l.jwt_key_pem {
-            None => None,
-            Some(pem) => {
+        let jwt = match (&l.jwt_key_pem, &l.jwt_public_key_pem) {
+            (None, None) => None,
+            (Some(_), Some(_)) => {
+                return Err(Error::InvalidParameter(
+                    "the JWT authority's key, or its public key: not both".into(),
+                ))
+            }
+            (Some(pem), None) => {
                 let key = crate::KeyPair::from_pem(
                     pem.as_bytes(),
                     l.passphrase.as_deref().map(str::as_bytes),
                 )?;
-                if key.algorithm() != crate::Algorithm::P256 {
-                    return Err(Error::InvalidKey(
-                        "the JWT authority's key must be P-256 (JWT-SVIDs are ES256)".into(),
-                    ));
-                }
-                let auth = crate::JwtAuthority::new(key.public_key().clone());
-                Some((key, auth))
+                let public = key.public_key().clone();
+                Some((Some(key), public))
             }
+            (None, Some(pem)) => Some((None, crate::PublicKey::from_spki(pem.as_bytes())?)),
+        };
+        let jwt = match jwt {
+            None => None,
+            Some((_, public)) if public.kind() != crate::KeyKind::P256 => {
+                return Err(Error::InvalidKey(
+                    "the JWT authority's key must be P-256 (JWT-SVIDs are ES256)".into(),
+                ))
+            }
+            Some((key, public)) => Some((key, crate::JwtAuthority::new(public))),
         };
         let loaded = Loaded {
             subject: crate::inspect::describe_certificate(ca.certificate())?.subject,
@@ -761,7 +788,7 @@ impl Guest {
         }
     }
 
-    fn sign_jwt(&self, j: &JwtRequest) -> Result<JwtSigned, Error> {
+    fn sign_jwt(&self, j: &JwtRequest) -> Result<Out<JwtSigned>, Error> {
         let (key, kid) = self.jwt.as_ref().ok_or_else(|| {
             Error::InvalidParameter("no JWT authority is loaded in this sandbox instance".into())
         })?;
@@ -776,10 +803,21 @@ impl Guest {
             expires_at: j.now.saturating_add(lifetime),
             issuer: j.issuer.clone(),
         };
-        Ok(JwtSigned {
-            token: crate::sign_jwt_svid(key, kid, &claims)?,
-            expires_at: claims.expires_at,
-        })
+        let expires_at = claims.expires_at;
+        match key {
+            Some(key) => Ok(Out::Done(JwtSigned {
+                token: crate::sign_jwt_svid(key, kid, &claims)?,
+                expires_at,
+            })),
+            None => {
+                let input = crate::jwt_svid_signing_input(kid, &claims)?;
+                let ask = SignAsk {
+                    scheme: SignScheme::EcdsaP256Sha256,
+                    tbs: input.clone().into_bytes(),
+                };
+                Ok(Out::Ask(Box::new((ask, Finish::Jwt { input, expires_at }))))
+            }
+        }
     }
 
     fn sign_parsed(&self, csr: &ParsedCsr, s: SignRequest) -> Result<Out<Signed>, Error> {
@@ -1022,6 +1060,7 @@ mod tests {
             public_urls: None,
             host_verifies: false,
             jwt_key_pem: None,
+            jwt_public_key_pem: None,
         });
         assert!(!format!("{load:?}").contains("PRIVATE"));
         let loaded: Loaded = decode_reply(&g.handle(&encode_request(&load).unwrap()))
@@ -1067,6 +1106,7 @@ mod tests {
             public_urls: None,
             host_verifies: false,
             jwt_key_pem: None,
+            jwt_public_key_pem: None,
         };
         let refused =
             decode_reply::<Loaded>(&g.handle(&encode_request(&Request::LoadCa(load)).unwrap()));
@@ -1078,6 +1118,7 @@ mod tests {
             public_urls: None,
             host_verifies: true,
             jwt_key_pem: None,
+            jwt_public_key_pem: None,
         };
         decode_reply::<Loaded>(&g.handle(&encode_request(&Request::LoadCa(load)).unwrap()))
             .unwrap()
@@ -1124,5 +1165,95 @@ mod tests {
         let again = Request::Signature(SignatureReply { signature: vec![2] });
         let r = decode_reply::<String>(&g.handle(&encode_request(&again).unwrap())).unwrap();
         assert!(r.is_err());
+    }
+
+    /// With the JWT authority's key in the host's store, the guest hands a JWT-SVID's signing
+    /// input out as an ES256 sign ask; the host's DER signature makes a token that validates
+    /// against the authority's public key, and is the one the key itself would have made.
+    #[test]
+    fn a_guest_without_the_jwt_key_asks_the_host_to_sign_the_jwt_svid() {
+        let mut rng = SeedRng::from_seed([6; 32]);
+        let now = OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap();
+        let ca =
+            CertificateAuthority::new_root(&crate::CaParams::new("JWT CA"), now, &mut rng).unwrap();
+        let jwt_key = crate::KeyPair::generate(crate::Algorithm::P256, &mut rng);
+        let load = |key: Option<String>, public: Option<String>| LoadCa {
+            cert_pem: ca.certificate().to_pem(),
+            key_pem: None,
+            passphrase: None,
+            public_urls: None,
+            host_verifies: true,
+            jwt_key_pem: key,
+            jwt_public_key_pem: public,
+        };
+        let mut g = Guest::default();
+        let both = load(
+            Some(jwt_key.to_pkcs8_pem().unwrap().to_string()),
+            Some(jwt_key.public_key().to_pem()),
+        );
+        let r = decode_reply::<Loaded>(&g.handle(&encode_request(&Request::LoadCa(both)).unwrap()));
+        assert!(r.unwrap().unwrap_err().message.contains("not both"));
+        let ed = crate::KeyPair::generate(crate::Algorithm::Ed25519, &mut rng);
+        let wrong = load(None, Some(ed.public_key().to_pem()));
+        let r =
+            decode_reply::<Loaded>(&g.handle(&encode_request(&Request::LoadCa(wrong)).unwrap()));
+        assert_eq!(r.unwrap().unwrap_err().code, "invalid_key");
+        let loaded: Loaded = decode_reply(
+            &g.handle(
+                &encode_request(&Request::LoadCa(load(
+                    None,
+                    Some(jwt_key.public_key().to_pem()),
+                )))
+                .unwrap(),
+            ),
+        )
+        .unwrap()
+        .unwrap();
+        let info = loaded.jwt_authority.unwrap();
+        let authority = crate::JwtAuthority::new(jwt_key.public_key().clone());
+        assert_eq!(info.kid, authority.kid);
+
+        let request = Request::SignJwt(JwtRequest {
+            spiffe_id: "spiffe://example.org/web".into(),
+            audience: vec!["db".into()],
+            lifetime_secs: 300,
+            issuer: None,
+            now: now.unix_timestamp(),
+        });
+        let ask = SignAsk::from_reply(&g.handle(&encode_request(&request).unwrap()))
+            .unwrap()
+            .unwrap();
+        assert_eq!(ask.scheme, SignScheme::EcdsaP256Sha256);
+        let input = String::from_utf8(ask.tbs.clone()).unwrap();
+        let signature = Request::Signature(SignatureReply {
+            signature: jwt_key.sign(&ask.tbs),
+        });
+        let signed: JwtSigned = decode_reply(&g.handle(&encode_request(&signature).unwrap()))
+            .unwrap()
+            .unwrap();
+        assert!(signed.token.starts_with(&input));
+        assert_eq!(signed.expires_at, now.unix_timestamp() + 300);
+        let v = crate::validate_jwt_svid(&signed.token, &[authority], "db", now.unix_timestamp())
+            .unwrap();
+        assert_eq!(v.claims.spiffe_id.to_string(), "spiffe://example.org/web");
+        let held = crate::JwtSvidClaims {
+            spiffe_id: crate::SpiffeId::parse("spiffe://example.org/web").unwrap(),
+            audience: vec!["db".into()],
+            issued_at: now.unix_timestamp(),
+            expires_at: now.unix_timestamp() + 300,
+            issuer: None,
+        };
+        assert_eq!(
+            signed.token,
+            crate::sign_jwt_svid(&jwt_key, &info.kid, &held).unwrap()
+        );
+        // A signature that is not DER ECDSA makes no token.
+        let ask = g.handle(&encode_request(&request).unwrap());
+        assert!(SignAsk::from_reply(&ask).is_some());
+        let junk = Request::Signature(SignatureReply {
+            signature: vec![0; 64],
+        });
+        let r = decode_reply::<JwtSigned>(&g.handle(&encode_request(&junk).unwrap())).unwrap();
+        assert_eq!(r.unwrap_err().code, "bad_signature");
     }
 }

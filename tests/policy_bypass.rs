@@ -614,6 +614,7 @@ fn renewals_that_must_be_refused_are_refused_with_their_reason() {
         public_urls: None,
         host_verifies: false,
         jwt_key_pem: None,
+        jwt_public_key_pem: None,
     });
     assert!(guest
         .handle(&encode_request(&load).unwrap())
@@ -952,6 +953,7 @@ fn acme_finalize_requests_that_must_be_refused() {
         public_urls: None,
         host_verifies: false,
         jwt_key_pem: None,
+        jwt_public_key_pem: None,
     }));
     assert!(String::from_utf8_lossy(&loaded).contains("\"ok\""));
     let key = KeyPair::generate(Algorithm::P256, &mut rng());

@@ -41,6 +41,7 @@ static GUEST: LazyLock<std::sync::Mutex<protocol::Guest>> = LazyLock::new(|| {
         // The resumable path (verify ask, verdict); the csr target covers verifying in wasm.
         host_verifies: true,
         jwt_key_pem: None,
+        jwt_public_key_pem: None,
     });
     let mut guest = protocol::Guest::default();
     let out = guest.handle(&protocol::encode_request(&req).unwrap());

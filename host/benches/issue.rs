@@ -97,6 +97,7 @@ fn main() {
                     public_urls: None,
                     host_verifies,
                     jwt_key_pem: None,
+                    jwt_public_key_pem: None,
                 })
                 .unwrap();
             let sandboxed = |n: usize| {

@@ -137,6 +137,15 @@ fn the_agent_serves_the_workload_api() {
         &dir,
         &["--policy", policy.to_str().unwrap(), "--public-url", ISSUER],
     );
+    // The test command runs this once more with the CA and JWT keys in the host's store.
+    let info: serde_json::Value = serde_json::from_str(
+        &http(&server.addr, "GET", "/v1/info", &[], b"")
+            .unwrap()
+            .body,
+    )
+    .unwrap();
+    let store = std::env::var("WASM_PKI_KEY_STORE").unwrap_or_else(|_| "sandbox".into());
+    assert_eq!(info["keyStore"], store.as_str(), "{info}");
     let me = nix_uid();
     let d = dir.to_str().unwrap();
     let p = policy.to_str().unwrap();

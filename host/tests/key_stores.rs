@@ -292,4 +292,93 @@ fn a_lying_guest_gets_nothing_signed() {
         text.to_uppercase().contains(&first.serial.to_uppercase()),
         "{text}"
     );
+
+    // JWT-SVIDs: the JWT authority's key is the host's too. The honest token passes the spiffe
+    // crate's offline validation against the authority's JWK; a guest that asks for another
+    // subject, audience, lifetime, key id or header, or answers with another token, gets
+    // nothing signed.
+    let jwt_authority = auth.jwt_authority.clone().unwrap();
+    let audience = vec!["db".to_string()];
+    let spiffe_id = "spiffe://example.org/web";
+    let honest_jwt = |auth: &Authority| {
+        let signed = auth.sign_jwt_svid(spiffe_id, &audience, 300).unwrap();
+        let td = spiffe::TrustDomain::new("example.org").unwrap();
+        let jwks = json!({"keys": [jwt_authority.to_bundle_jwk()]}).to_string();
+        let mut set = spiffe::JwtBundleSet::new();
+        set.add_bundle(spiffe::JwtBundle::from_jwt_authorities(td, jwks.as_bytes()).unwrap());
+        let svid = spiffe::JwtSvid::parse_and_validate(&signed.token, &set, &["db"]).unwrap();
+        assert_eq!(svid.spiffe_id().to_string(), spiffe_id);
+        signed
+    };
+    let honest_token = honest_jwt(&auth);
+    let input = |sub: &str, aud: &[&str], lifetime: i64, kid: &str| {
+        let now = wasm_pki_host::authority::now();
+        let claims = wasm_pki::JwtSvidClaims {
+            spiffe_id: wasm_pki::SpiffeId::parse(sub).unwrap(),
+            audience: aud.iter().map(|a| a.to_string()).collect(),
+            issued_at: now,
+            expires_at: now + lifetime,
+            issuer: None,
+        };
+        hex(wasm_pki::jwt_svid_signing_input(kid, &claims)
+            .unwrap()
+            .as_bytes())
+    };
+    let kid = jwt_authority.kid.clone();
+    let other_token =
+        json!({"ok": {"token": honest_token.token, "expiresAt": honest_token.expires_at}})
+            .to_string();
+    let jwt_lies = [
+        (
+            "another subject",
+            json!({"tbs": input("spiffe://example.org/admin", &["db"], 300, &kid)}),
+            "another subject",
+        ),
+        (
+            "another audience",
+            json!({"tbs": input(spiffe_id, &["db", "bank"], 300, &kid)}),
+            "another audience",
+        ),
+        (
+            "a longer lifetime",
+            json!({"tbs": input(spiffe_id, &["db"], 86_400, &kid)}),
+            "another lifetime",
+        ),
+        (
+            "another key id",
+            json!({"tbs": input(spiffe_id, &["db"], 300, "not-the-kid")}),
+            "another alg, typ or kid",
+        ),
+        (
+            "a TBSCertificate instead",
+            json!({"tbs": hex(&tbs(&ca, &csr, &web, 3600))}),
+            "the JWT-SVID is not the one the host asked for",
+        ),
+        (
+            "another scheme",
+            json!({"scheme": "EdDSA"}),
+            "the JWT authority's key is ES256",
+        ),
+        (
+            "another token as the answer",
+            json!({"answer": other_token}),
+            "the JWT-SVID is not the one the key store signed",
+        ),
+    ];
+    for (what, how, reason) in jwt_lies {
+        let before = auth.sandbox.violations.load(Ordering::Relaxed);
+        lie(&auth, how);
+        let err = auth
+            .sign_jwt_svid(spiffe_id, &audience, 300)
+            .expect_err(what);
+        assert_eq!(err.code(), "sandbox_violation", "{what}: {err}");
+        assert!(format!("{err:?}").contains(reason), "{what}: {err:?}");
+        assert_eq!(
+            auth.sandbox.violations.load(Ordering::Relaxed),
+            before + 1,
+            "{what}"
+        );
+        assert_eq!(auth.sandbox.instances(), 0, "{what}: the instance was kept");
+        honest_jwt(&auth);
+    }
 }

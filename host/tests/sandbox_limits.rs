@@ -49,6 +49,7 @@ fn loaded_sandbox(tag: &str, size: usize) -> (Arc<Sandbox>, PathBuf, OffsetDateT
             public_urls: None,
             host_verifies: false,
             jwt_key_pem: None,
+            jwt_public_key_pem: None,
         })
         .unwrap();
     assert_eq!(loaded.subject, "CN=Limits CA", "{loaded:?}");

@@ -515,6 +515,7 @@ fn outcomes_sandbox(
             public_urls: None,
             host_verifies: mode != Mode::Wasm,
             jwt_key_pem: None,
+            jwt_public_key_pem: None,
         })
         .unwrap();
     table

@@ -5,8 +5,6 @@
 use base64ct::{Base64UrlUnpadded, Encoding};
 use serde::Serialize;
 
-use crate::KeyPair;
-
 /// `BASE64URL(header).BASE64URL(claims)`: what a JWS signature covers. Header and claims are
 /// plain structs of strings and numbers, whose serialisation cannot fail.
 pub(crate) fn signing_input<H: Serialize, C: Serialize>(header: &H, claims: &C) -> String {
@@ -24,17 +22,6 @@ pub(crate) fn compact(signing_input: &str, signature: &[u8]) -> String {
         "{signing_input}.{}",
         Base64UrlUnpadded::encode_string(signature)
     )
-}
-
-/// `BASE64URL(header).BASE64URL(claims).BASE64URL(signature)`, signed by `key`.
-pub(crate) fn sign_compact<H: Serialize, C: Serialize>(
-    key: &KeyPair,
-    header: &H,
-    claims: &C,
-) -> String {
-    let input = signing_input(header, claims);
-    let sig = key.sign_raw(input.as_bytes());
-    compact(&input, &sig)
 }
 
 /// A compact JWS split at its two dots (nothing decoded yet).

@@ -194,6 +194,14 @@ pub fn sign_jwt_svid(key: &KeyPair, kid: &str, claims: &JwtSvidClaims) -> Result
             "JWT-SVIDs are signed with ES256: the JWT authority's key must be P-256".into(),
         ));
     }
+    let input = jwt_svid_signing_input(kid, claims)?;
+    Ok(super::jws::compact(&input, &key.sign_raw(input.as_bytes())))
+}
+
+/// What [`sign_jwt_svid`] signs (`header.claims`, base64url): for a JWT authority key held
+/// outside the core, which signs it with ES256; [`jwt_svid_assemble`] makes the token. The same
+/// refusals, but for the key type, which is the signer's to hold to.
+pub fn jwt_svid_signing_input(kid: &str, claims: &JwtSvidClaims) -> Result<String> {
     if kid.is_empty() || kid.len() > MAX_KID {
         return Err(Error::InvalidParameter(format!(
             "kid must have 1 to {MAX_KID} bytes"
@@ -215,7 +223,15 @@ pub fn sign_jwt_svid(key: &KeyPair, kid: &str, claims: &JwtSvidClaims) -> Result
         iat: claims.issued_at,
         iss: claims.issuer.as_deref(),
     };
-    Ok(super::jws::sign_compact(key, &header, &body))
+    Ok(super::jws::signing_input(&header, &body))
+}
+
+/// The JWT-SVID: `signing_input` with an outside signer's ES256 signature over it, DER as the
+/// host's key stores give it (a JWS carries r‖s: converted here).
+pub fn jwt_svid_assemble(signing_input: &str, der_signature: &[u8]) -> Result<String> {
+    let sig = p256::ecdsa::Signature::from_der(der_signature)
+        .map_err(|_| Error::BadSignature("JWT-SVID"))?;
+    Ok(super::jws::compact(signing_input, &sig.to_bytes()))
 }
 
 /// A JWT-SVID whose form, signature, lifetime and audience were checked.

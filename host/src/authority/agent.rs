@@ -168,26 +168,70 @@ impl Authority {
             })?;
         entries::check(&self.policy, &entry)
             .map_err(|e| AuthorityError::Forbidden(format!("entry {}: {e}", entry.id)))?;
-        wasm_pki::wire::jwt_svid::check_audience(audience).map_err(AuthorityError::InvalidOrder)?;
-        let request = wasm_pki::protocol::Request::SignJwt(wasm_pki::protocol::JwtRequest {
-            spiffe_id: entry.spiffe_id.clone(),
-            audience: audience.to_vec(),
-            lifetime_secs: entry.jwt_ttl_secs.max(1) as u64,
-            issuer: self
-                .public_urls
-                .first()
-                .map(|u| u.trim_end_matches('/').to_string()),
-            now: now(),
-        });
-        let signed: wasm_pki::protocol::JwtSigned = self
-            .sandbox
-            .call(&request, super::SANDBOX_WAIT)?
-            .map_err(AuthorityError::Refused)?;
+        let signed =
+            self.sign_jwt_svid(&entry.spiffe_id, audience, entry.jwt_ttl_secs.max(1) as u64)?;
         Ok(JwtSvid {
             spiffe_id: entry.spiffe_id,
             token: signed.token,
             expires_at: signed.expires_at,
         })
+    }
+
+    /// A JWT-SVID for `spiffe_id` and `audience`, valid `lifetime_secs` from now, `iss` the first
+    /// public URL when there is one: signed by the JWT authority's key, in the sandbox or, with
+    /// a key store, in the host after the guard has checked the guest's signing input. Nothing
+    /// here authorizes the caller: `sign_jwt_for_entry` does, for an agent's entry.
+    pub fn sign_jwt_svid(
+        &self,
+        spiffe_id: &str,
+        audience: &[String],
+        lifetime_secs: u64,
+    ) -> Result<wasm_pki::protocol::JwtSigned, AuthorityError> {
+        wasm_pki::wire::jwt_svid::check_audience(audience).map_err(AuthorityError::InvalidOrder)?;
+        let request = wasm_pki::protocol::JwtRequest {
+            spiffe_id: spiffe_id.to_string(),
+            audience: audience.to_vec(),
+            lifetime_secs,
+            issuer: self
+                .public_urls
+                .first()
+                .map(|u| u.trim_end_matches('/').to_string()),
+            now: now(),
+        };
+        let Some(key) = &self.host_jwt_key else {
+            return self
+                .sandbox
+                .call(
+                    &wasm_pki::protocol::Request::SignJwt(request),
+                    super::SANDBOX_WAIT,
+                )?
+                .map_err(AuthorityError::Refused);
+        };
+        let expires_at = request
+            .now
+            .saturating_add(i64::try_from(lifetime_secs).unwrap_or(i64::MAX));
+        let wanted = crate::keys::guard::ExpectedJwt {
+            kid: &key.kid,
+            spiffe_id,
+            audience,
+            issued_at: request.now,
+            expires_at,
+            issuer: request.issuer.as_deref(),
+        };
+        let bytes = wasm_pki::protocol::encode_request(&wasm_pki::protocol::Request::SignJwt(
+            request.clone(),
+        ))
+        .map_err(|e| AuthorityError::Internal(e.to_string()))?;
+        let done = std::cell::RefCell::new(super::keystore::Countersigned::default());
+        let reply = self.sandbox.call_signing(
+            &bytes,
+            super::SANDBOX_WAIT,
+            &mut |ask, _| key.sign(ask, &wanted, &mut done.borrow_mut()),
+            &mut |reply| done.borrow().check_jwt(reply, expires_at),
+        )?;
+        wasm_pki::protocol::decode_reply(&reply)
+            .map_err(|e| AuthorityError::from(crate::sandbox::CallError::BadReply(e.to_string())))?
+            .map_err(AuthorityError::Refused)
     }
 
     fn sign_for_entry(&self, entry: &Entry, csr_pem: &str) -> Result<Signed, AuthorityError> {

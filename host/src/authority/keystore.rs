@@ -13,7 +13,8 @@ use x509_parser::oid_registry::{Oid, OID_SIG_ECDSA_WITH_SHA256, OID_SIG_ED25519}
 use x509_parser::prelude::{FromDer, SubjectPublicKeyInfo, X509Certificate};
 
 use crate::db::Ledger;
-use crate::keys::guard::{self, Expected, ExpectedCrl, Violation};
+use crate::keys::guard::{self, Expected, ExpectedCrl, ExpectedJwt, Violation};
+use crate::keys::memory::MemoryKey;
 use crate::keys::{CaKey, KeyError, Scheme};
 use crate::sandbox::Refusal;
 
@@ -181,6 +182,58 @@ impl HostKey {
     }
 }
 
+/// The JWT authority's key when a key store in the host holds the CA key: the guest gets only
+/// its public key and hands out each JWT-SVID's signing input, which is checked and signed here.
+/// It is loaded from `DIR/jwt.key` into the host's memory for every store (a token does not hold
+/// it yet).
+pub(super) struct HostJwtKey {
+    key: MemoryKey,
+    /// The key id the core gives this key (the bundle's `kid`).
+    pub(super) kid: String,
+    /// Its SubjectPublicKeyInfo, PEM, for the guest.
+    pub(super) public_pem: String,
+}
+
+impl HostJwtKey {
+    /// The JWT authority's key file (P-256, PKCS#8 PEM, encrypted with `passphrase` or not).
+    pub(super) fn from_pem(pem: &str, passphrase: Option<&str>) -> Result<Self> {
+        let key = MemoryKey::from_pem(pem.as_bytes(), passphrase.map(str::as_bytes))
+            .map_err(|e| anyhow::anyhow!("the JWT authority's key: {e}"))?;
+        if key.scheme() != Scheme::EcdsaP256Sha256 {
+            bail!("the JWT authority's key must be P-256 (JWT-SVIDs are ES256)");
+        }
+        let public = wasm_pki::PublicKey::from_spki(key.spki())?;
+        Ok(HostJwtKey {
+            kid: wasm_pki::JwtAuthority::new(public.clone()).kid,
+            public_pem: public.to_pem(),
+            key,
+        })
+    }
+
+    /// Check the JWT-SVID signing input the guest asks for against `wanted`, and sign it.
+    pub(super) fn sign(
+        &self,
+        ask: &SignAsk,
+        wanted: &ExpectedJwt<'_>,
+        done: &mut Countersigned,
+    ) -> Result<Vec<u8>, Refusal> {
+        if ask.scheme != SignScheme::EcdsaP256Sha256 {
+            return Err(violation(format!(
+                "a sign ask for {:?}, but the JWT authority's key is ES256",
+                ask.scheme
+            )));
+        }
+        guard::check_jwt_svid_input(&ask.tbs, wanted).map_err(|v| violation(v.to_string()))?;
+        let signature = self.key.sign(&ask.tbs).map_err(refusal)?;
+        *done = Countersigned {
+            tbs: ask.tbs.clone(),
+            signature: signature.clone(),
+            serial: String::new(),
+        };
+        Ok(signature)
+    }
+}
+
 /// The CRL the host asked for, as the guard compares it.
 pub(super) struct CrlFacts {
     this_update: i64,
@@ -269,6 +322,29 @@ impl Countersigned {
             Some(true) => Ok(()),
             _ => Err(violation("the CRL is not the one the key store signed".into()).reason()),
         }
+    }
+}
+
+impl Countersigned {
+    /// Whether the guest's final reply is the JWT-SVID the key store signed, with the `exp` the
+    /// host asked for.
+    pub(super) fn check_jwt(&self, reply: &[u8], expires_at: i64) -> Result<(), String> {
+        let signed = match wasm_pki::protocol::decode_reply::<wasm_pki::protocol::JwtSigned>(reply)
+        {
+            Ok(Ok(s)) => s,
+            Ok(Err(_)) => return Ok(()),
+            Err(e) => return Err(violation(e.to_string()).reason()),
+        };
+        let expected = std::str::from_utf8(&self.tbs)
+            .ok()
+            .filter(|_| !self.tbs.is_empty())
+            .and_then(|input| wasm_pki::jwt_svid_assemble(input, &self.signature).ok());
+        if expected.as_deref() != Some(signed.token.as_str()) || signed.expires_at != expires_at {
+            return Err(
+                violation("the JWT-SVID is not the one the key store signed".into()).reason(),
+            );
+        }
+        Ok(())
     }
 }
 

@@ -287,6 +287,8 @@ pub struct Authority {
     acme: acme::State,
     /// The CA key when a key store in the host holds it (else the guest does).
     host_key: Option<keystore::HostKey>,
+    /// The JWT authority's key, held by the host when the CA key is (else the guest holds it).
+    host_jwt_key: Option<keystore::HostJwtKey>,
     /// Where the CA key is (`--key-store`; a URI's PIN is never shown).
     pub key_store: crate::keys::KeyStoreSpec,
 }
@@ -351,6 +353,11 @@ impl Authority {
             None => None,
         };
         let jwt_key_pem = jwt_key(&d, passphrase)?;
+        // With the CA key outside the guest, the JWT authority's key is too.
+        let host_jwt_key = match in_guest {
+            true => None,
+            false => Some(keystore::HostJwtKey::from_pem(&jwt_key_pem, passphrase)?),
+        };
         let sandbox = Sandbox::new(module, &d.module_cache(), pool.instances)?;
         let ca_info = sandbox
             .load_ca(LoadCa {
@@ -360,9 +367,15 @@ impl Authority {
                 passphrase: passphrase.map(String::from),
                 public_urls: published(public_urls),
                 host_verifies: pool.verifier == Verifier::Host,
-                jwt_key_pem: Some(jwt_key_pem.to_string()),
+                jwt_key_pem: in_guest.then(|| jwt_key_pem.to_string()),
+                jwt_public_key_pem: host_jwt_key.as_ref().map(|k| k.public_pem.clone()),
             })
             .context("the sandbox could not load the CA")?;
+        if let Some(k) = &host_jwt_key {
+            if ca_info.jwt_authority.as_ref().map(|j| j.kid.as_str()) != Some(k.kid.as_str()) {
+                bail!("the sandbox names another JWT authority than the host's key");
+            }
+        }
         let jwt_authority = ca_info
             .jwt_authority
             .as_ref()
@@ -400,6 +413,7 @@ impl Authority {
             public_urls: public_urls.to_vec(),
             acme,
             host_key,
+            host_jwt_key,
             key_store: pool.key_store,
         })
     }

@@ -53,6 +53,8 @@ pub enum Violation {
     Entries(String),
     /// The serial of a certificate already in the ledger.
     ReusedSerial,
+    /// A JWT-SVID signing input that is not the token the host asked for.
+    Jwt(String),
 }
 
 impl std::fmt::Display for Violation {
@@ -69,6 +71,7 @@ impl std::fmt::Display for Violation {
             Violation::CaPowers => f.write_str("CA powers without an intermediate profile"),
             Violation::Entries(m) => write!(f, "the CRL differs from the host's list: {m}"),
             Violation::ReusedSerial => f.write_str("the serial of a certificate already issued"),
+            Violation::Jwt(m) => write!(f, "the JWT-SVID is not the one the host asked for: {m}"),
         }
     }
 }
@@ -222,6 +225,78 @@ pub fn check_tbs_crl(tbs: &[u8], e: &ExpectedCrl<'_>) -> Result<(), Violation> {
             listed.len(),
             wanted.len()
         )));
+    }
+    Ok(())
+}
+
+/// What the host asked a JWT-SVID to say (the authority's `kid`, the entry's SPIFFE ID, the
+/// caller's audience, the host's clock and the entry's TTL, the issuer).
+#[derive(Clone, Debug)]
+pub struct ExpectedJwt<'a> {
+    /// The JWT authority's key id (`kid`).
+    pub kid: &'a str,
+    /// `sub`.
+    pub spiffe_id: &'a str,
+    /// `aud`.
+    pub audience: &'a [String],
+    /// `iat`.
+    pub issued_at: i64,
+    /// `exp`.
+    pub expires_at: i64,
+    /// `iss`, when the CA publishes one.
+    pub issuer: Option<&'a str>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JwtHeader {
+    alg: String,
+    kid: String,
+    typ: String,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JwtClaims {
+    sub: String,
+    aud: Vec<String>,
+    exp: i64,
+    iat: i64,
+    iss: Option<String>,
+}
+
+/// Check a JWS signing input (`BASE64URL(header).BASE64URL(claims)`) the guest asks the JWT
+/// authority's key to sign: exactly ES256 with this authority's `kid`, and exactly the claims the
+/// host asked for; no other header or claim (a `jku`, a `nbf`, a second `aud`), no duplicate.
+pub fn check_jwt_svid_input(input: &[u8], e: &ExpectedJwt<'_>) -> Result<(), Violation> {
+    use base64ct::{Base64UrlUnpadded, Encoding};
+    let bad = |m: String| Violation::Jwt(m);
+    let text = std::str::from_utf8(input).map_err(|_| bad("not UTF-8".into()))?;
+    let mut parts = text.split('.');
+    let (Some(h), Some(c), None) = (parts.next(), parts.next(), parts.next()) else {
+        return Err(bad("not two base64url parts".into()));
+    };
+    let decode = |what: &str, part: &str| {
+        Base64UrlUnpadded::decode_vec(part).map_err(|_| bad(format!("the {what} is not base64url")))
+    };
+    let header: JwtHeader = serde_json::from_slice(&decode("header", h)?)
+        .map_err(|err| bad(format!("the header: {err}")))?;
+    let claims: JwtClaims = serde_json::from_slice(&decode("claims", c)?)
+        .map_err(|err| bad(format!("the claims: {err}")))?;
+    if header.alg != "ES256" || header.typ != "JWT" || header.kid != e.kid {
+        return Err(bad("another alg, typ or kid".into()));
+    }
+    if claims.sub != e.spiffe_id {
+        return Err(bad("another subject".into()));
+    }
+    if claims.aud != e.audience {
+        return Err(bad("another audience".into()));
+    }
+    if claims.iat != e.issued_at || claims.exp != e.expires_at {
+        return Err(bad("another lifetime".into()));
+    }
+    if claims.iss.as_deref() != e.issuer {
+        return Err(bad("another issuer".into()));
     }
     Ok(())
 }
@@ -526,5 +601,94 @@ mod tests {
                 "prefix {n}"
             );
         }
+    }
+
+    /// The signing input the core builds for the host's request passes; each field changed,
+    /// added or duplicated, and any truncation, is refused.
+    #[test]
+    fn a_jwt_svid_must_say_what_the_host_asked() {
+        use base64ct::{Base64UrlUnpadded, Encoding};
+        let aud = vec!["db".to_string()];
+        let e = ExpectedJwt {
+            kid: "k1",
+            spiffe_id: "spiffe://example.org/web",
+            audience: &aud,
+            issued_at: NOW,
+            expires_at: NOW + 300,
+            issuer: Some("https://ca.example"),
+        };
+        let claims = |sub: &str, aud: Vec<String>, exp: i64| wasm_pki::JwtSvidClaims {
+            spiffe_id: wasm_pki::SpiffeId::parse(sub).unwrap(),
+            audience: aud,
+            issued_at: NOW,
+            expires_at: exp,
+            issuer: Some("https://ca.example".into()),
+        };
+        let good = wasm_pki::jwt_svid_signing_input(
+            "k1",
+            &claims("spiffe://example.org/web", aud.clone(), NOW + 300),
+        )
+        .unwrap();
+        check_jwt_svid_input(good.as_bytes(), &e).unwrap();
+        let b64 = |s: &str| Base64UrlUnpadded::encode_string(s.as_bytes());
+        let header = r#"{"alg":"ES256","kid":"k1","typ":"JWT"}"#;
+        let body = r#"{"sub":"spiffe://example.org/web","aud":["db"],"exp":1800000300,"iat":1800000000,"iss":"https://ca.example"}"#;
+        assert_eq!(good, format!("{}.{}", b64(header), b64(body)));
+        let mut lies = vec![
+            wasm_pki::jwt_svid_signing_input(
+                "k2",
+                &claims("spiffe://example.org/web", aud.clone(), NOW + 300),
+            )
+            .unwrap(),
+            wasm_pki::jwt_svid_signing_input(
+                "k1",
+                &claims("spiffe://example.org/admin", aud.clone(), NOW + 300),
+            )
+            .unwrap(),
+            wasm_pki::jwt_svid_signing_input(
+                "k1",
+                &claims(
+                    "spiffe://example.org/web",
+                    vec!["db".into(), "bank".into()],
+                    NOW + 300,
+                ),
+            )
+            .unwrap(),
+            wasm_pki::jwt_svid_signing_input(
+                "k1",
+                &claims("spiffe://example.org/web", aud.clone(), NOW + 86_400),
+            )
+            .unwrap(),
+        ];
+        for (h, c) in [
+            (r#"{"alg":"none","kid":"k1","typ":"JWT"}"#, body),
+            (
+                r#"{"alg":"ES256","kid":"k1","typ":"JWT","jku":"https://evil"}"#,
+                body,
+            ),
+            (r#"{"alg":"ES256","kid":"k1","kid":"k1","typ":"JWT"}"#, body),
+            (header, &body.replace(r#""iss""#, r#""nbf":0,"iss""#)),
+            (header, &body.replace(r#""aud":["db"]"#, r#""aud":"db""#)),
+            (header, &body.replace(r#","iss":"https://ca.example""#, "")),
+            (header, "[]"),
+        ] {
+            lies.push(format!("{}.{}", b64(h), b64(c)));
+        }
+        lies.push(format!("{good}.AAAA"));
+        lies.push(good.replace('.', ""));
+        lies.push(format!("{}=.{}", b64(header), b64(body)));
+        for cut in 0..good.len() {
+            lies.push(good[..cut].to_string());
+        }
+        for lie in &lies {
+            assert!(
+                matches!(
+                    check_jwt_svid_input(lie.as_bytes(), &e),
+                    Err(Violation::Jwt(_))
+                ),
+                "passed: {lie}"
+            );
+        }
+        assert!(check_jwt_svid_input(&[0xff, b'.', b'a'], &e).is_err());
     }
 }
