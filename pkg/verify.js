@@ -36,12 +36,24 @@ const caKeys = new WeakMap();
 const webCryptoSign = (algorithm) =>
   algorithm === 'Ed25519' ? { name: 'Ed25519' } : { name: 'ECDSA', hash: 'SHA-256' };
 
+/**
+ * Signs with a WebCrypto private key (`crypto.subtle`): resolves to the raw signature (P-256
+ * r‖s, Ed25519 64 bytes). Node passes its own, synchronous and faster (`node-verify.mjs`).
+ */
+export function webCryptoSigner(subtle) {
+  return async (privateKey, algorithm, bytes) =>
+    new Uint8Array(await subtle.sign(webCryptoSign(algorithm), privateKey, bytes));
+}
+
 function isCryptoKey(k) {
   return typeof CryptoKey !== 'undefined' && k instanceof CryptoKey;
 }
 
-/** Adds `issueAsync(csrPem, profile?, options?)` to the module's `Ca` class. */
-export function installIssueAsync(Ca, verifier, subtle) {
+/**
+ * Adds `issueAsync(csrPem, profile?, options?)` to the module's `Ca` class: `verifier` checks
+ * the CSR's signature, `signer` signs for a CA whose key is a CryptoKey.
+ */
+export function installIssueAsync(Ca, verifier, signer) {
   Object.defineProperty(Ca.prototype, 'issueAsync', {
     value: async function issueAsync(csrPem, profile, options) {
       const pending = this.beginIssue(csrPem, profile, options);
@@ -61,7 +73,7 @@ export function installIssueAsync(Ca, verifier, subtle) {
         });
       }
       const unsigned = this.finishIssueUnsigned(pending, valid);
-      return signOutside(subtle, key, unsigned, unsigned.tbs);
+      return signOutside(signer, key, unsigned, unsigned.tbs);
     },
     writable: true,
     configurable: true,
@@ -69,10 +81,9 @@ export function installIssueAsync(Ca, verifier, subtle) {
 }
 
 /** Sign `unsigned`'s bytes with a WebCrypto private key and hand the signature back to it. */
-async function signOutside(subtle, privateKey, unsigned, bytes) {
+async function signOutside(signer, privateKey, unsigned, bytes) {
   try {
-    const sig = await subtle.sign(webCryptoSign(unsigned.algorithm), privateKey, bytes);
-    return unsigned.assemble(new Uint8Array(sig));
+    return unsigned.assemble(await signer(privateKey, unsigned.algorithm, bytes));
   } finally {
     unsigned.free();
   }
@@ -95,7 +106,7 @@ function keyPairOrThrow(key, what) {
  *   resolve to the CSR and the proof, signed by a (non-extractable) WebCrypto key.
  * With the module's own `Key` each is the module's function, synchronous as before.
  */
-export function cryptoKeyApi(mod, subtle) {
+export function cryptoKeyApi(mod, subtle, signer) {
   const spkiOf = async (key) => new Uint8Array(await subtle.exportKey('spki', key.publicKey));
   function createCa(options) {
     if (!options || options.key === undefined) return mod.createCa(options);
@@ -105,7 +116,7 @@ export function cryptoKeyApi(mod, subtle) {
     const { key, ...rest } = options;
     keyPairOrThrow(key, 'options.key');
     const unsigned = mod.rootUnsigned(rest, await spkiOf(key));
-    const ca = mod.loadCaCertificate(await signOutside(subtle, key.privateKey, unsigned, unsigned.tbs));
+    const ca = mod.loadCaCertificate(await signOutside(signer, key.privateKey, unsigned, unsigned.tbs));
     caKeys.set(ca, key.privateKey);
     return ca;
   }
@@ -120,7 +131,7 @@ export function cryptoKeyApi(mod, subtle) {
     return (async () => {
       keyPairOrThrow(key, 'key');
       const unsigned = mod.csrUnsigned(await spkiOf(key), request);
-      return signOutside(subtle, key.privateKey, unsigned, unsigned.tbs);
+      return signOutside(signer, key.privateKey, unsigned, unsigned.tbs);
     })();
   }
   function signRenewalProof(key, certificatePem, audience) {
@@ -128,7 +139,7 @@ export function cryptoKeyApi(mod, subtle) {
     return (async () => {
       keyPairOrThrow(key, 'key');
       const unsigned = mod.renewalProofUnsigned(await spkiOf(key), certificatePem, audience);
-      return signOutside(subtle, key.privateKey, unsigned, unsigned.signingInput);
+      return signOutside(signer, key.privateKey, unsigned, unsigned.signingInput);
     })();
   }
   return { createCa, loadCa, createCsr, signRenewalProof };
