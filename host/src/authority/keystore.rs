@@ -29,6 +29,8 @@ pub(super) struct HostKey {
     not_after: i64,
     scheme: SignScheme,
     algorithm: Oid<'static>,
+    /// The signatureAlgorithm of what it signs, DER (as the core writes it).
+    algorithm_id: &'static [u8],
 }
 
 /// Whose public key a certificate may carry.
@@ -59,6 +61,30 @@ pub(super) struct Countersigned {
     tbs: Vec<u8>,
     signature: Vec<u8>,
     serial: String,
+    /// The certificate's signatureAlgorithm, DER (empty for a CRL or a JWT).
+    algorithm_id: &'static [u8],
+}
+
+/// AlgorithmIdentifier { ecdsa-with-SHA256 } (RFC 5758: no parameters).
+const ECDSA_WITH_SHA256_ID: &[u8] = &[
+    0x30, 0x0a, 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x02,
+];
+/// AlgorithmIdentifier { id-Ed25519 } (RFC 8410).
+const ED25519_ID: &[u8] = &[0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70];
+
+/// A DER tag-length-value.
+fn tlv(tag: u8, parts: &[&[u8]]) -> Vec<u8> {
+    let len: usize = parts.iter().map(|p| p.len()).sum();
+    let mut out = vec![tag];
+    match len {
+        0..=0x7f => out.push(len as u8),
+        0x80..=0xff => out.extend([0x81, len as u8]),
+        _ => out.extend([0x82, (len >> 8) as u8, len as u8]),
+    }
+    for p in parts {
+        out.extend_from_slice(p);
+    }
+    out
 }
 
 impl HostKey {
@@ -74,9 +100,13 @@ impl HostKey {
             Vec::new(),
         )?
         .key_identifier();
-        let (scheme, algorithm) = match key.scheme() {
-            Scheme::EcdsaP256Sha256 => (SignScheme::EcdsaP256Sha256, OID_SIG_ECDSA_WITH_SHA256),
-            Scheme::Ed25519 => (SignScheme::Ed25519, OID_SIG_ED25519),
+        let (scheme, algorithm, algorithm_id) = match key.scheme() {
+            Scheme::EcdsaP256Sha256 => (
+                SignScheme::EcdsaP256Sha256,
+                OID_SIG_ECDSA_WITH_SHA256,
+                ECDSA_WITH_SHA256_ID,
+            ),
+            Scheme::Ed25519 => (SignScheme::Ed25519, OID_SIG_ED25519, ED25519_ID),
         };
         Ok(HostKey {
             issuer: ca.subject().as_raw().to_vec(),
@@ -84,6 +114,7 @@ impl HostKey {
             key_id,
             scheme,
             algorithm,
+            algorithm_id,
             key,
         })
     }
@@ -140,6 +171,7 @@ impl HostKey {
             tbs: ask.tbs.clone(),
             signature: signature.clone(),
             serial,
+            algorithm_id: self.algorithm_id,
         };
         Ok(signature)
     }
@@ -167,6 +199,7 @@ impl HostKey {
             tbs: ask.tbs.clone(),
             signature: signature.clone(),
             serial: String::new(),
+            algorithm_id: &[],
         };
         Ok(signature)
     }
@@ -229,6 +262,7 @@ impl HostJwtKey {
             tbs: ask.tbs.clone(),
             signature: signature.clone(),
             serial: String::new(),
+            algorithm_id: &[],
         };
         Ok(signature)
     }
@@ -282,12 +316,16 @@ impl Countersigned {
         let der = pem_rfc7468::decode_vec(signed.certificate.as_bytes())
             .map(|(_, der)| der)
             .map_err(|e| format!("the certificate is not PEM: {e}"))?;
-        let (rest, cert) =
-            X509Certificate::from_der(&der).map_err(|e| format!("not a certificate: {e}"))?;
-        if !rest.is_empty()
-            || cert.tbs_certificate.as_ref() != self.tbs.as_slice()
-            || cert.signature_value.data.as_ref() != self.signature.as_slice()
-        {
+        // Byte for byte what was signed: SEQUENCE { tbs, algorithm, BIT STRING signature }.
+        let expected = tlv(
+            0x30,
+            &[
+                &self.tbs,
+                self.algorithm_id,
+                &tlv(0x03, &[&[0], &self.signature]),
+            ],
+        );
+        if der != expected {
             return Err("the certificate is not the one the key store signed".into());
         }
         use sha2::Digest;
@@ -397,5 +435,46 @@ fn refusal(e: KeyError) -> Refusal {
     match e {
         KeyError::Unavailable(m) => Refusal::KeyStore(m),
         KeyError::Invalid(m) => Refusal::KeyStore(format!("the key store could not sign: {m}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wasm_pki::{Algorithm, CaParams, CertificateAuthority, OffsetDateTime, SeedRng};
+
+    /// The certificate the answer is compared with, byte for byte, is the one the core
+    /// assembles from the same TBS and signature, for both CA algorithms (and a TBS long enough
+    /// for a two-byte length).
+    #[test]
+    fn the_expected_certificate_is_the_cores_assembly() {
+        let now = OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap();
+        for (alg, id) in [
+            (Algorithm::P256, ECDSA_WITH_SHA256_ID),
+            (Algorithm::Ed25519, ED25519_ID),
+        ] {
+            let mut rng = SeedRng::from_seed([9; 32]);
+            let mut p = CaParams::new("Assembly CA with a name long enough to matter");
+            p.algorithm = alg;
+            let ca = CertificateAuthority::new_root(&p, now, &mut rng).unwrap();
+            let tbs = ca.crl_unsigned(&[], now, 86_400, 1).unwrap();
+            let sig = ca.key().unwrap().sign(&tbs.der);
+            let expected = tlv(0x30, &[&tbs.der, id, &tlv(0x03, &[&[0], &sig])]);
+            assert_eq!(expected, tbs.assemble(&sig), "{alg}");
+            // The root itself: its TBS is over 255 bytes.
+            let der = ca.certificate().der();
+            let (_, cert) = X509Certificate::from_der(der).unwrap();
+            let raw_tbs = cert.tbs_certificate.as_ref();
+            assert!(raw_tbs.len() > 255);
+            let rebuilt = tlv(
+                0x30,
+                &[
+                    raw_tbs,
+                    id,
+                    &tlv(0x03, &[&[0], cert.signature_value.data.as_ref()]),
+                ],
+            );
+            assert_eq!(rebuilt, der, "{alg}");
+        }
     }
 }
