@@ -84,6 +84,9 @@ step "the signer's release binary (it embeds the page and the npm package)"
 cargo build --release -p wasm-pki-host
 export WASM_PKI_RELEASE_BIN="$CARGO_TARGET_DIR/release/wasm-pki"
 
+step "scripts/run.sh's build steps twice: the second changes nothing (tests/rebuild.sh)"
+bash tests/rebuild.sh 2>&1 | tee -a "$log"
+
 rm -f tests/out/figures.txt
 step "Rust tests (core: unit, openssl, rustls mTLS, hostile input; host: sandbox limits, end to end)"
 # The soak (host/tests/soak.rs) runs two minutes past the throughput limit here.
