@@ -188,6 +188,48 @@ export interface IssueOptions {
   lifetimeSecs?: number;
 }
 
+/** `checkRequest`'s options: the issue options, and the key type a request object stands for. */
+export interface CheckOptions extends IssueOptions {
+  /** The key a request object will be made with (default 'p256'); a CSR says its own. */
+  keyType?: Algorithm;
+}
+
+/** A refusal as `ca.issue` throws it. */
+export interface Refusal {
+  code: ErrorCode;
+  message: string;
+}
+
+/** One name of a checked request. */
+export interface NameVerdict {
+  /** `DNS:…`, `IP:…`, `URI:…` or `email:…`. */
+  name: string;
+  allowed: boolean;
+  /** The caller's identity (`options.identity`): vouched for by the credential. */
+  identity: boolean;
+  /** Why the profile refuses this name. */
+  error?: Refusal;
+}
+
+/** What `checkRequest` decided. */
+export interface RequestVerdict {
+  allowed: boolean;
+  /** The refusal `ca.issue` would throw for this request and profile. */
+  error?: Refusal;
+  names: NameVerdict[];
+  /** The subject the certificate would get (when allowed). */
+  subject?: string;
+  /** The lifetime it would get, seconds (when allowed). */
+  lifetimeSecs?: number;
+}
+
+/**
+ * The policy decision `ca.issue(request, profile, options)` would make, without a CA: a CSR PEM
+ * (a malformed or badly signed one throws as `issue` does), or a request object as `createCsr`
+ * takes it, judged before any key is made. Per name: allowed, or the profile's exact refusal.
+ */
+export declare function checkRequest(request: string | CsrRequest, profile?: Profile, options?: CheckOptions): RequestVerdict;
+
 export interface CaOptions {
   commonName: string;
   organization?: string;

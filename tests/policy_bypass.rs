@@ -549,6 +549,46 @@ fn requests_that_must_be_refused_are_refused_with_their_reason() {
         let cert = issue(&ca, c).unwrap_or_else(|e| panic!("{}: {e}", c.what));
         assert!(!cert.certificate.to_pem().is_empty());
     }
+
+    // The same rows for the npm package's `checkRequest` (tests/node/check.test.mjs), which must
+    // agree with `ca.issue` on every one. Most CSRs here are DER, openssl's are PEM.
+    let csr_pem = |csr: &[u8]| match std::str::from_utf8(csr) {
+        Ok(text) if text.starts_with("-----BEGIN") => text.to_string(),
+        _ => {
+            use base64ct::{Base64, Encoding};
+            let b64 = Base64::encode_string(csr);
+            let lines: Vec<&str> = b64
+                .as_bytes()
+                .chunks(64)
+                .map(|l| std::str::from_utf8(l).unwrap())
+                .collect();
+            format!(
+                "-----BEGIN CERTIFICATE REQUEST-----\n{}\n-----END CERTIFICATE REQUEST-----\n",
+                lines.join("\n")
+            )
+        }
+    };
+    let rows: Vec<serde_json::Value> = cases
+        .iter()
+        .chain(&controls)
+        .map(|c| {
+            serde_json::json!({
+                "what": c.what,
+                "csrPem": csr_pem(&c.csr),
+                "profile": serde_json::to_value(&c.profile).unwrap(),
+                "identity": (!c.identity.is_empty()).then_some(c.identity),
+                "lifetimeSecs": c.lifetime_secs,
+                "code": c.code,
+            })
+        })
+        .collect();
+    let out = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/out");
+    std::fs::create_dir_all(&out).unwrap();
+    std::fs::write(
+        out.join("policy_bypass.json"),
+        serde_json::to_string_pretty(&rows).unwrap(),
+    )
+    .unwrap();
 }
 
 #[test]

@@ -12,13 +12,13 @@ use wasm_pki::{
     UncheckedCsr,
 };
 
-type Rng = rand_core::UnwrapErr<getrandom::SysRng>;
+pub(crate) type Rng = rand_core::UnwrapErr<getrandom::SysRng>;
 
-fn rng() -> Rng {
+pub(crate) fn rng() -> Rng {
     rand_core::UnwrapErr(getrandom::SysRng)
 }
 
-fn now() -> Res<OffsetDateTime> {
+pub(crate) fn now() -> Res<OffsetDateTime> {
     let secs = (Date::now() / 1000.0).floor() as i64;
     OffsetDateTime::from_unix_timestamp(secs)
         .map_err(|e| js_error("invalid_parameter", &e.to_string()))
@@ -29,7 +29,7 @@ fn now() -> Res<OffsetDateTime> {
 pub struct Failure(JsValue);
 
 /// Results of the exports.
-type Res<T> = Result<T, Failure>;
+pub(crate) type Res<T> = Result<T, Failure>;
 
 impl From<Failure> for JsValue {
     fn from(f: Failure) -> JsValue {
@@ -44,7 +44,7 @@ impl From<Error> for Failure {
 }
 
 /// A JS `Error` with a stable `code` property.
-fn js_error(code: &str, message: &str) -> Failure {
+pub(crate) fn js_error(code: &str, message: &str) -> Failure {
     let err = JsError::new(message);
     let _ = Reflect::set(&err, &"code".into(), &code.into());
     Failure(err.into())
@@ -52,7 +52,7 @@ fn js_error(code: &str, message: &str) -> Failure {
 
 /// Requests and profiles go through JSON so that unknown fields (a typo in a policy) are refused:
 /// serde-wasm-bindgen would silently skip them.
-fn from_js<T: for<'de> Deserialize<'de>>(what: &str, v: JsValue) -> Res<T> {
+pub(crate) fn from_js<T: for<'de> Deserialize<'de>>(what: &str, v: JsValue) -> Res<T> {
     let bad = |m: String| js_error("invalid_parameter", &format!("{what}: {m}"));
     if !v.is_object() || Array::is_array(&v) {
         return Err(bad("expected an object".into()));
@@ -67,7 +67,7 @@ fn from_js<T: for<'de> Deserialize<'de>>(what: &str, v: JsValue) -> Res<T> {
     serde_json::from_str(&text).map_err(|e| bad(e.to_string()))
 }
 
-fn to_js<T: Serialize>(v: &T) -> Res<JsValue> {
+pub(crate) fn to_js<T: Serialize>(v: &T) -> Res<JsValue> {
     v.serialize(&serde_wasm_bindgen::Serializer::json_compatible())
         .map_err(|e| js_error("encoding", &e.to_string()))
 }
@@ -298,7 +298,7 @@ impl UnsignedRenewalProof {
     }
 }
 
-fn csr_request(request: JsValue) -> Res<CsrRequest> {
+pub(crate) fn csr_request(request: JsValue) -> Res<CsrRequest> {
     let r: JsCsrRequest = from_js("request", request)?;
     let mut names = Vec::new();
     for d in &r.dns_names {
