@@ -671,3 +671,102 @@ fn request_logs_metrics_and_readiness() {
         .iter()
         .any(|v| v["route"] == "/readyz" && v["status"] == 503));
 }
+
+/// `GET /v1/token`: the token's identity, its profile's rules and lifetime, uses left and
+/// expiry, nothing spent; a malformed, unknown, expired or used-up token is refused with the very
+/// status, code and message `POST /v1/sign` gives it.
+#[test]
+fn the_token_endpoint_tells_the_rules_and_refuses_as_signing_does() {
+    if common::no_module() {
+        return;
+    }
+    let (tmp, dir) = new_ca("token-rules", &[]);
+    let policy = tmp.path("policy.toml");
+    std::fs::write(
+        &policy,
+        r#"
+[profiles.apps]
+usage = "server"
+keyTypes = ["p256"]
+defaultLifetimeSecs = 3600
+maxLifetimeSecs = 86400
+names = { allow = [{ type = "dns", value = ".apps.example.com" }] }
+"#,
+    )
+    .unwrap();
+    let p = policy.to_str().unwrap();
+    let server = Server::start(&dir, &["--policy", p]);
+    let rules = |tok: &str| {
+        http(
+            &server.addr,
+            "GET",
+            "/v1/token",
+            &[("Authorization", &format!("Bearer {tok}"))],
+            b"",
+        )
+        .unwrap()
+    };
+    let tok = token(
+        &dir,
+        &[
+            "--policy",
+            p,
+            "--profile",
+            "apps",
+            "--identity",
+            "web.apps.example.com",
+            "--uses",
+            "2",
+        ],
+    );
+    // Asked for three times: nothing is spent.
+    for _ in 0..3 {
+        let r = rules(&tok);
+        assert_eq!(r.status, 200, "{}", r.body);
+        let v = r.json();
+        assert_eq!(v["identity"], "web.apps.example.com");
+        assert_eq!(v["profile"], "apps");
+        assert_eq!(v["usesLeft"], 2);
+        assert_eq!(v["lifetimeSecs"], 3600);
+        assert_eq!(v["rules"]["keyTypes"], serde_json::json!(["p256"]));
+        assert_eq!(
+            v["rules"]["names"]["allow"][0]["value"],
+            ".apps.example.com"
+        );
+        assert!(v["expiresAt"].as_i64().unwrap() > 0);
+    }
+    let csr = openssl_csr(&tmp.0, "rules", P256, "/CN=web.apps.example.com", None);
+    assert_eq!(sign(&server.addr, &tok, &csr).status, 200);
+    assert_eq!(rules(&tok).json()["usesLeft"], 1);
+    assert_eq!(sign(&server.addr, &tok, &csr).status, 200);
+
+    // Every refusal: the same status, code and message as signing.
+    let expired = token(&dir, &["--identity", "x.example.com", "--ttl", "1s"]);
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    let unknown = format!("wpk_{}", "A".repeat(43));
+    for (what, t) in [
+        ("used up", tok.as_str()),
+        ("expired", expired.as_str()),
+        ("unknown", unknown.as_str()),
+        ("malformed", "not-a-token"),
+        ("empty", ""),
+    ] {
+        let got = rules(t);
+        let want = sign(&server.addr, t, &csr);
+        assert_eq!(
+            got.status, want.status,
+            "{what}: {} / {}",
+            got.body, want.body
+        );
+        assert_eq!(got.json()["error"], want.json()["error"], "{what}");
+        assert!(got.status == 401, "{what}: {}", got.status);
+    }
+    let none = http(&server.addr, "GET", "/v1/token", &[], b"").unwrap();
+    assert_eq!(none.status, 401);
+    assert_eq!(none.json()["error"]["code"], "missing_token");
+    // Asking spent nothing: a fresh single-use token still signs once after being looked up.
+    let once = token(&dir, &["--identity", "once.example.com"]);
+    assert_eq!(rules(&once).status, 200);
+    let csr = openssl_csr(&tmp.0, "once", P256, "/CN=once.example.com", None);
+    assert_eq!(sign(&server.addr, &once, &csr).status, 200);
+}

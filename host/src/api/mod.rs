@@ -298,6 +298,7 @@ fn handle(app: &App, rq: &Request) -> Response {
             ("GET", "/healthz") => ("/healthz", text(200, "text/plain", "ok\n")),
             ("GET", "/readyz") => ("/readyz", ready(app)),
             ("GET", "/v1/info") => ("/v1/info", info(app)),
+            ("GET", "/v1/token") => ("/v1/token", token_rules(app, rq)),
             ("GET", "/v1/ca") => (
                 "/v1/ca",
                 text(
@@ -421,6 +422,29 @@ fn info(app: &App) -> Resp {
     )
 }
 
+/// `GET /v1/token`: what the bearer token lets its holder ask for (identity, profile rules,
+/// lifetime, uses left, expiry), nothing spent; refused exactly as `POST /v1/sign` refuses it.
+fn token_rules(app: &App, rq: &Request) -> Resp {
+    let answer = bearer_token(rq).and_then(|t| Ok(app.authority.token_rules(&t)?));
+    match answer {
+        Ok(rules) => json_response(200, &serde_json::to_value(rules).unwrap_or_default()),
+        Err(e) => error_response(&e),
+    }
+}
+
+/// The enrolment token of `Authorization: Bearer TOKEN`.
+fn bearer_token(rq: &Request) -> Result<String, ApiError> {
+    rq.header("Authorization")
+        .and_then(|v| v.strip_prefix("Bearer ").map(str::trim).map(String::from))
+        .ok_or_else(|| {
+            ApiError::new(
+                401,
+                "missing_token",
+                "send the enrolment token as `Authorization: Bearer TOKEN`",
+            )
+        })
+}
+
 fn sign(app: &App, rq: &Request, outcome: &mut Outcome) -> Resp {
     issuing(app, outcome, false, |outcome| sign_inner(app, rq, outcome))
 }
@@ -486,16 +510,7 @@ fn sign_inner(
     if rq.body_too_large {
         return Err(too_large());
     }
-    let token = rq
-        .header("Authorization")
-        .and_then(|v| v.strip_prefix("Bearer ").map(str::trim).map(String::from))
-        .ok_or_else(|| {
-            ApiError::new(
-                401,
-                "missing_token",
-                "send the enrolment token as `Authorization: Bearer TOKEN`",
-            )
-        })?;
+    let token = bearer_token(rq)?;
     let body: SignBody = serde_json::from_slice(&rq.body)
         .map_err(|e| ApiError::new(400, "bad_request", format!("the body must be JSON {{\"csr\": \"-----BEGIN CERTIFICATE REQUEST-----...\"}}: {e}")))?;
     outcome.token_id = crate::authority::tokens::public_id(&token);

@@ -88,6 +88,8 @@ pub struct TokenState {
     pub id: String,
     /// Its profile.
     pub profile: String,
+    /// The identity it vouches for, if any.
+    pub identity: Option<String>,
     /// Seconds until it expires (0 once expired).
     pub ttl_secs: i64,
     /// Uses left.
@@ -517,6 +519,7 @@ impl Authority {
         Ok(TokenState {
             id: info.grant.id,
             profile: info.grant.profile,
+            identity: info.grant.identity,
             ttl_secs: info.expires_at - at,
             uses_left: info.uses_left,
             created_at: info.created_at,

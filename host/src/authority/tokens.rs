@@ -173,3 +173,45 @@ mod tests {
         }
     }
 }
+
+/// What a token lets its holder ask for, for the page to show before anything is made or sent:
+/// the identity it vouches for, its profile's public form, uses left and expiry.
+#[derive(Debug, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Rules {
+    /// The identity the certificate gets (DNS name, IP, e-mail or SPIFFE ID), if any.
+    pub identity: Option<String>,
+    /// The profile's name.
+    pub profile: String,
+    /// The profile, as the policy file and `checkRequest` read it.
+    pub rules: wasm_pki::ProfileSpec,
+    /// The lifetime a certificate gets when the request asks for none, seconds.
+    pub lifetime_secs: u64,
+    /// Uses left.
+    pub uses_left: i64,
+    /// Expiry, Unix seconds.
+    pub expires_at: i64,
+}
+
+impl super::Authority {
+    /// The rules of `token` without spending a use: refused exactly as signing refuses it (a
+    /// malformed, unknown, expired or used-up token, with the same codes and messages). The
+    /// lookup is by the token's SHA-256, as signing's.
+    pub fn token_rules(&self, token: &str) -> Result<Rules, super::AuthorityError> {
+        let state = self.token_state(token)?;
+        let profile = self.policy.profiles.get(&state.profile).ok_or_else(|| {
+            super::AuthorityError::Internal(format!(
+                "the token's profile {:?} is not in the policy",
+                state.profile
+            ))
+        })?;
+        Ok(Rules {
+            identity: state.identity,
+            profile: state.profile,
+            rules: profile.to_spec(),
+            lifetime_secs: profile.default_lifetime(),
+            uses_left: state.uses_left,
+            expires_at: state.expires_at,
+        })
+    }
+}
