@@ -32,6 +32,9 @@ pub const MEMORY_LIMIT: usize = 64 << 20;
 const TICK: Duration = Duration::from_millis(10);
 /// Ticks a call may run: 2 s (an RSA-4096 CSR costs a few ms).
 const DEADLINE_TICKS: u64 = 200;
+/// Ticks loading the CA may run: 20 s. An encrypted CA and JWT key cost two scrypt derivations
+/// in wasm (about a second each on an idle core), and the operator's own files are not hostile.
+const LOAD_DEADLINE_TICKS: u64 = 2_000;
 
 /// Why a sandbox call failed.
 #[derive(Debug)]
@@ -90,7 +93,11 @@ struct Worker {
 
 impl Worker {
     fn call(&mut self, request: &[u8]) -> Result<Vec<u8>> {
-        self.store.set_epoch_deadline(DEADLINE_TICKS);
+        self.call_within(request, DEADLINE_TICKS)
+    }
+
+    fn call_within(&mut self, request: &[u8], ticks: u64) -> Result<Vec<u8>> {
+        self.store.set_epoch_deadline(ticks);
         let ptr = self
             .buffer
             .call(&mut self.store, u32::try_from(request.len())?)?;
@@ -110,7 +117,7 @@ impl Worker {
 
     /// Run the (encoded) CA-loading request in this instance.
     fn load(&mut self, init: &[u8]) -> Result<Loaded> {
-        match protocol::decode_reply::<Loaded>(&self.call(init)?)? {
+        match protocol::decode_reply::<Loaded>(&self.call_within(init, LOAD_DEADLINE_TICKS)?)? {
             Ok(loaded) => Ok(loaded),
             Err(e) => Err(anyhow!("loading the CA into the sandbox: {e}")),
         }
