@@ -59,6 +59,83 @@ function baseName() {
   return ($('commonName').value.trim() || 'workload').replace(/[^A-Za-z0-9._-]+/g, '_');
 }
 
+// The token's rules (GET /v1/token), once the owner has entered it: its identity, profile and
+// lifetime. Requests are then checked with the CA's own decision (checkRequest) before anything
+// is made or sent.
+let grant = null;
+let lookup = null; // the lookup of the token now in the field: { token, promise }
+const KEY_TYPES = { p256: 'p256', ed25519: 'ed25519' };
+
+function duration(secs) {
+  if (secs % 86400 === 0) return `${secs / 86400} day${secs === 86400 ? '' : 's'}`;
+  if (secs % 3600 === 0) return `${secs / 3600} h`;
+  return `${Math.round(secs / 60)} min`;
+}
+
+/**
+ * Ask the signer what the token in the field allows (once per token), fill the names in from its
+ * identity; resolves to the rules, or to null after showing why the token is refused.
+ */
+function lookUpToken() {
+  const token = $('token').value.trim();
+  if (lookup && lookup.token === token) return lookup.promise;
+  lookup = { token, promise: fetchRules(token) };
+  return lookup.promise;
+}
+
+function forgetToken() {
+  grant = null;
+  lookup = null;
+}
+
+async function fetchRules(token) {
+  grant = null;
+  $('token-info').hidden = true;
+  for (const o of $('algorithm').options) o.disabled = false;
+  if (!token) return null;
+  showError(null);
+  try {
+    const res = await fetch('/v1/token', { headers: { Authorization: `Bearer ${token}` } });
+    const answer = await res.json().catch(() => ({}));
+    if (!res.ok) {
+      const e = answer.error || {};
+      throw Object.assign(new Error(e.message || `The signer answered ${res.status}.`), { code: e.code || `http_${res.status}` });
+    }
+    grant = answer;
+    const allowed = answer.rules.keyTypes || [];
+    for (const o of $('algorithm').options) o.disabled = allowed.length > 0 && !allowed.includes(KEY_TYPES[o.value]);
+    if ($('algorithm').selectedOptions[0]?.disabled) {
+      $('algorithm').value = [...$('algorithm').options].find((o) => !o.disabled)?.value ?? $('algorithm').value;
+    }
+    const id = answer.identity;
+    if (id && !$('commonName').value.trim()) $('commonName').value = id.replace(/^spiffe:\/\/.*$/, '');
+    if (id && !/^spiffe:/.test(id) && !/@/.test(id) && !list('dnsNames').length && !/^[0-9.:]+$/.test(id)) $('dnsNames').value = id;
+    if (id && /^spiffe:/.test(id) && !list('uris').length) $('uris').value = id;
+    const uses = answer.usesLeft === 1 ? '1 use' : `${answer.usesLeft} uses`;
+    $('token-info').textContent = `Token for ${id || 'names the profile allows'} (profile ${answer.profile}): `
+      + `certificates valid ${duration(answer.lifetimeSecs)}; ${uses} left; expires ${new Date(answer.expiresAt * 1000).toLocaleString()}.`;
+    $('token-info').hidden = false;
+    return answer;
+  } catch (err) {
+    showError(err);
+    return null;
+  }
+}
+$('token').addEventListener('input', forgetToken);
+$('token').addEventListener('change', () => { lookUpToken(); });
+$('token-check').addEventListener('click', () => { lookUpToken(); });
+
+/** The CA's decision on `request` (a request object or a CSR) under the token's rules, as an error. */
+function refusal(request, keyType) {
+  if (!grant) return null;
+  const options = grant.identity ? { identity: grant.identity } : {};
+  if (keyType) options.keyType = keyType;
+  const v = pki.checkRequest(request, grant.rules, options);
+  if (v.allowed) return null;
+  const names = v.names.filter((n) => !n.allowed).map((n) => n.error.message);
+  return Object.assign(new Error(names.length ? names.join('\n') : v.error.message), { code: v.error.code });
+}
+
 const keepInBrowser = () => $('keep-browser').checked;
 const algorithmName = (a) => (a === 'p256' ? 'P-256' : 'Ed25519');
 
@@ -88,6 +165,9 @@ $('csr-form').addEventListener('submit', async (ev) => {
       throw Object.assign(new Error('Enter a common name or at least one DNS name, IP address, URI or e-mail.'), { code: 'invalid_parameter' });
     }
     const algorithm = $('algorithm').value;
+    // The token's profile decides first: a request it refuses gets no key.
+    const refused = refusal(request, algorithm);
+    if (refused) throw refused;
     if (keepInBrowser()) {
       // WebCrypto makes the key, non-extractable; the module builds the CSR and WebCrypto signs it.
       const keyPair = await keep.generate(algorithm);
@@ -163,7 +243,23 @@ $('submit-form').addEventListener('submit', async (ev) => {
   const token = $('token').value.trim();
   if (!csrPem) return showError(new Error('Generate a CSR first.'));
   if (!token) return showError(new Error('Paste the enrolment token your operator gave you.'));
+  // The token is looked up first (a refused one is reported, not sent), and the CSR itself is
+  // checked under its rules: a request the profile refuses is never sent.
   $('send').disabled = true;
+  if (!(await lookUpToken())) {
+    $('send').disabled = false;
+    return undefined;
+  }
+  try {
+    const refused = refusal(csrPem);
+    if (refused) {
+      $('send').disabled = false;
+      return showError(refused);
+    }
+  } catch (err) {
+    $('send').disabled = false;
+    return showError(err);
+  }
   status('Submitting the CSR…');
   try {
     // Only the CSR and the token are sent.
@@ -176,6 +272,8 @@ $('submit-form').addEventListener('submit', async (ev) => {
       await listKept(kept.id);
     }
     status(kept ? 'Certificate issued; this browser keeps its key for renewals.' : 'Certificate issued.');
+    // One use spent: the next request asks the signer again what is left.
+    forgetToken();
   } catch (err) {
     showError(err);
     status('');
@@ -325,7 +423,13 @@ $('download-chain').addEventListener('click', () => download(`${baseName()}-chai
 $('download-ca').addEventListener('click', () => download('ca.pem', issued.ca));
 
 // Served by a signer? Then offer submission.
-fetch('/v1/info').then((r) => { if (r.ok) { $('submit').hidden = false; $('renew').hidden = false; } }).catch(() => {});
+fetch('/v1/info').then((r) => {
+  if (r.ok) {
+    $('token-section').hidden = false;
+    $('submit').hidden = false;
+    $('renew').hidden = false;
+  }
+}).catch(() => {});
 listKept();
 $('error').tabIndex = -1;
 status('Ready. Nothing has been generated or sent yet.');

@@ -7,6 +7,7 @@ import { createRequire } from 'node:module';
 import { createPrivateKey } from 'node:crypto';
 import { readFileSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
+import { request as httpsRequest } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -135,7 +136,8 @@ test('owner page: keys born in the page, CSR verified, certificate obtained, key
 
   assert.deepEqual(errors, []);
   const signs = requests.filter((r) => r.url.endsWith('/v1/sign'));
-  assert.equal(signs.length, 3, 'two submissions and one refused resubmission were seen');
+  assert.equal(signs.length, 2, 'two submissions; the used token was refused by its lookup, before sending');
+  assert.ok(requests.some((r) => r.url.endsWith('/v1/token')), 'the token was looked up');
   assert.ok(signs[0].body.includes('BEGIN CERTIFICATE REQUEST'), 'the recorder sees request bodies');
   for (const keyPem of keys) {
     for (const form of secretForms(keyPem)) {
@@ -386,6 +388,97 @@ test('owner page keeps a non-extractable key in IndexedDB, and renews and re-key
     assert.ok(r.url.startsWith(signer.url) || r.url.startsWith('blob:'), r.url);
     assert.ok(!/PRIVATE KEY|"d":/.test(r.body), `no private key in a request to ${r.url}`);
   }
+});
+
+/** POST `body` as JSON to the signer with a bearer token, trusting only its CA. */
+function postJson(signer, path, token, body) {
+  const data = JSON.stringify(body);
+  return new Promise((resolve, reject) => {
+    const req = httpsRequest(new URL(path, signer.url), {
+      method: 'POST', ca: readFileSync(signer.caFile),
+      headers: { Authorization: `Bearer ${token}`, 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(data) },
+    }, (res) => {
+      let text = '';
+      res.on('data', (c) => { text += c; });
+      res.on('end', () => resolve({ status: res.statusCode, body: text }));
+    });
+    req.on('error', reject);
+    req.end(data);
+  });
+}
+
+test('owner page reads the token first: names filled in, key types and lifetime shown, a refused request never sent', async (t) => {
+  const signer = await startSigner({
+    policy: `
+[profiles.apps]
+usage = "server"
+keyTypes = ["p256"]
+defaultLifetimeSecs = 3600
+maxLifetimeSecs = 86400
+names = { allow = [{ type = "dns", value = ".apps.example.com" }] }
+`,
+  });
+  t.after(() => signer.close());
+  const { dir, write } = tempDir(t);
+  const browser = await launch(t, signer.caFile);
+  const page = await browser.newPage({ acceptDownloads: true });
+  const requests = [];
+  page.on('request', (r) => requests.push({ url: r.url(), method: r.method() }));
+  const errors = [];
+  page.on('pageerror', (e) => errors.push(e));
+  await page.goto(signer.url);
+  await page.waitForSelector('#token-section:not([hidden])');
+
+  // A spent token and an expired one are reported on entry, before any key is made.
+  const spent = signer.token('spent.apps.example.com', '--profile', 'apps');
+  opensslOk(dir, ['req', '-new', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', 'spent.key',
+    '-subj', '/CN=spent.apps.example.com', '-out', 'spent.csr']);
+  const spentAnswer = await postJson(signer, '/v1/sign', spent, { csr: readFileSync(join(dir, 'spent.csr'), 'utf8') });
+  assert.equal(spentAnswer.status, 200, spentAnswer.body);
+  await page.fill('#token', spent);
+  await page.click('#token-check');
+  await page.waitForFunction(() => /token_used/.test(document.querySelector('#error').textContent));
+  assert.ok(await page.isHidden('#token-info'));
+  const expired = signer.token('old.apps.example.com', '--profile', 'apps', '--ttl', '1s');
+  await new Promise((r) => setTimeout(r, 2100));
+  await page.fill('#token', expired);
+  await page.click('#token-check');
+  await page.waitForFunction(() => /token_expired/.test(document.querySelector('#error').textContent));
+  assert.equal(await page.inputValue('#csr-pem'), '', 'no key or CSR was made');
+
+  // A good token: identity filled in, Ed25519 not offered, the lifetime shown.
+  const tok = signer.token('web.apps.example.com', '--profile', 'apps');
+  await page.fill('#token', tok);
+  await page.click('#token-check');
+  await page.waitForFunction(() => /1 h/.test(document.querySelector('#token-info').textContent));
+  assert.equal(await page.inputValue('#commonName'), 'web.apps.example.com');
+  assert.equal(await page.inputValue('#dnsNames'), 'web.apps.example.com');
+  assert.ok(await page.isDisabled('#algorithm option[value="ed25519"]'), 'the profile allows P-256 only');
+  assert.match(await page.textContent('#token-info'), /profile apps/);
+
+  // A name outside the profile: refused with the profile's reason, no key made, nothing sent.
+  await page.fill('#dnsNames', 'web.apps.example.com, db.example.com');
+  await page.click('#generate');
+  await page.waitForFunction(() => /db\.example\.com is not allowed/.test(document.querySelector('#error').textContent));
+  assert.match(await page.textContent('#error'), /\(policy\)/);
+  assert.equal(await page.inputValue('#csr-pem'), '', 'no key or CSR was made for a refused request');
+
+  // The allowed request: made, checked again, sent, signed.
+  await page.fill('#dnsNames', 'web.apps.example.com, api.apps.example.com');
+  await page.click('#generate');
+  await page.waitForFunction(() => document.querySelector('#csr-pem').value.includes('BEGIN CERTIFICATE REQUEST'));
+  await page.click('#send');
+  await page.waitForSelector('#issued:not([hidden])');
+  const cert = await downloadText(page, '#download-cert');
+  write('apps.pem', cert.text);
+  write('ca.pem', readFileSync(signer.caFile, 'utf8'));
+  assert.match(opensslOk(dir, ['verify', '-CAfile', 'ca.pem', 'apps.pem']), /apps\.pem: OK/);
+  assert.match(opensslOk(dir, ['x509', '-in', 'apps.pem', '-noout', '-ext', 'subjectAltName']), /DNS:api\.apps\.example\.com/);
+
+  assert.deepEqual(errors, []);
+  const signs = requests.filter((r) => r.url.endsWith('/v1/sign'));
+  assert.equal(signs.length, 1, 'only the allowed request was sent');
+  assert.ok(requests.filter((r) => r.url.endsWith('/v1/token')).length >= 3);
 });
 
 test('owner page on a phone-sized screen is usable by keyboard', async (t) => {
