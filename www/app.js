@@ -59,12 +59,21 @@ function baseName() {
   return ($('commonName').value.trim() || 'workload').replace(/[^A-Za-z0-9._-]+/g, '_');
 }
 
+/** The signer's JSON answer, or its refusal thrown with the code. */
+async function answerOf(res) {
+  const answer = await res.json().catch(() => ({}));
+  if (!res.ok) {
+    const e = answer.error || {};
+    throw Object.assign(new Error(e.message || `The signer answered ${res.status}.`), { code: e.code || `http_${res.status}` });
+  }
+  return answer;
+}
+
 // The token's rules (GET /v1/token), once the owner has entered it: its identity, profile and
 // lifetime. Requests are then checked with the CA's own decision (checkRequest) before anything
 // is made or sent.
 let grant = null;
 let lookup = null; // the lookup of the token now in the field: { token, promise }
-const KEY_TYPES = { p256: 'p256', ed25519: 'ed25519' };
 
 function duration(secs) {
   if (secs % 86400 === 0) return `${secs / 86400} day${secs === 86400 ? '' : 's'}`;
@@ -95,20 +104,15 @@ async function fetchRules(token) {
   if (!token) return null;
   showError(null);
   try {
-    const res = await fetch('/v1/token', { headers: { Authorization: `Bearer ${token}` } });
-    const answer = await res.json().catch(() => ({}));
-    if (!res.ok) {
-      const e = answer.error || {};
-      throw Object.assign(new Error(e.message || `The signer answered ${res.status}.`), { code: e.code || `http_${res.status}` });
-    }
+    const answer = await answerOf(await fetch('/v1/token', { headers: { Authorization: `Bearer ${token}` } }));
     grant = answer;
     const allowed = answer.rules.keyTypes || [];
-    for (const o of $('algorithm').options) o.disabled = allowed.length > 0 && !allowed.includes(KEY_TYPES[o.value]);
+    for (const o of $('algorithm').options) o.disabled = allowed.length > 0 && !allowed.includes(o.value);
     if ($('algorithm').selectedOptions[0]?.disabled) {
       $('algorithm').value = [...$('algorithm').options].find((o) => !o.disabled)?.value ?? $('algorithm').value;
     }
     const id = answer.identity;
-    if (id && !$('commonName').value.trim()) $('commonName').value = id.replace(/^spiffe:\/\/.*$/, '');
+    if (id && !/^spiffe:/.test(id) && !$('commonName').value.trim()) $('commonName').value = id;
     if (id && !/^spiffe:/.test(id) && !/@/.test(id) && !list('dnsNames').length && !/^[0-9.:]+$/.test(id)) $('dnsNames').value = id;
     if (id && /^spiffe:/.test(id) && !list('uris').length) $('uris').value = id;
     const uses = answer.usesLeft === 1 ? '1 use' : `${answer.usesLeft} uses`;
@@ -220,13 +224,7 @@ $('download-key').addEventListener('click', () => {
 
 /** POST to the signer and return its JSON answer, or throw its refusal with the code. */
 async function post(path, headers, body) {
-  const res = await fetch(path, { method: 'POST', headers, body });
-  const answer = await res.json().catch(() => ({}));
-  if (!res.ok) {
-    const e = answer.error || {};
-    throw Object.assign(new Error(e.message || `The signer answered ${res.status}.`), { code: e.code || `http_${res.status}` });
-  }
-  return answer;
+  return answerOf(await fetch(path, { method: 'POST', headers, body }));
 }
 
 function showIssued(answer, newKey) {

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use wasm_bindgen::prelude::*;
 use wasm_pki::{Algorithm, CsrRequest, Error, IssueOptions, KeyPair, ParsedCsr, Profile, SanName};
 
-use crate::js::{csr_request, from_js, js_error, rng, to_js, Res};
+use crate::js::{csr_request, from_js, rng, to_js, Res};
 
 /// `checkRequest`'s options: the issue options, and the key type a request object stands for.
 #[derive(Default, Deserialize)]
@@ -146,5 +146,5 @@ fn stand_in_csr(request: CsrRequest, key_type: Option<&str>) -> Res<ParsedCsr> {
     } else {
         request.sign(&key)?
     };
-    ParsedCsr::parse(csr.der()).map_err(|e| js_error(e.code(), &e.to_string()))
+    Ok(ParsedCsr::parse(csr.der())?)
 }

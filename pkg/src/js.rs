@@ -265,7 +265,6 @@ pub fn renewal_proof_unsigned(
     let cert = Certificate::parse(certificate_pem.as_bytes())?;
     let now = now()?.unix_timestamp();
     Ok(UnsignedRenewalProof {
-        kind: public.kind(),
         inner: wasm_pki::UnsignedProof::new(&public, &cert, audience, now, &mut rng())?,
     })
 }
@@ -274,7 +273,6 @@ pub fn renewal_proof_unsigned(
 #[wasm_bindgen]
 pub struct UnsignedRenewalProof {
     inner: wasm_pki::UnsignedProof,
-    kind: wasm_pki::KeyKind,
 }
 
 #[wasm_bindgen]
@@ -288,7 +286,7 @@ impl UnsignedRenewalProof {
     /// `"ES256"` or `"Ed25519"`: the WebCrypto algorithm to sign with.
     #[wasm_bindgen(getter)]
     pub fn algorithm(&self) -> String {
-        webcrypto_algorithm(self.kind)
+        webcrypto_algorithm(self.inner.public_key().kind())
     }
 
     /// The proof (send it as `Authorization: Bearer PROOF`), with the key's raw signature over
@@ -593,18 +591,12 @@ impl UnsignedCertificate {
 #[wasm_bindgen(js_name = rootUnsigned)]
 pub fn root_unsigned(options: JsValue, spki: &[u8]) -> Res<UnsignedCertificate> {
     let o: JsCaOptions = from_js("options", options)?;
-    let public = wasm_pki::PublicKey::from_spki(spki)?;
+    let public = outside_key(spki)?;
     let mut p = CaParams::new(&o.common_name);
     p.subject.organization = non_empty(o.organization);
     p.algorithm = match public.kind() {
-        wasm_pki::KeyKind::P256 => Algorithm::P256,
         wasm_pki::KeyKind::Ed25519 => Algorithm::Ed25519,
-        _ => {
-            return Err(js_error(
-                "unsupported_algorithm",
-                "a CA key is P-256 or Ed25519",
-            ))
-        }
+        _ => Algorithm::P256,
     };
     if let Some(a) = o.algorithm {
         if a.parse::<Algorithm>()? != p.algorithm {

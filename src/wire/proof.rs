@@ -164,6 +164,11 @@ impl UnsignedProof {
         })
     }
 
+    /// The key that must sign it (the certificate's).
+    pub fn public_key(&self) -> &PublicKey {
+        &self.public
+    }
+
     /// The proof, with the key's raw signature over the signing input (P-256: r‖s, as WebCrypto
     /// gives it; Ed25519: 64 bytes). A signature that does not verify is refused (`bad_signature`).
     pub fn assemble(&self, signature: &[u8]) -> Result<String> {

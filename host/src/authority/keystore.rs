@@ -166,14 +166,7 @@ impl HostKey {
                 )))
             }
         }
-        let signature = self.key.sign(&ask.tbs).map_err(refusal)?;
-        *done = Countersigned {
-            tbs: ask.tbs.clone(),
-            signature: signature.clone(),
-            serial,
-            algorithm_id: self.algorithm_id,
-        };
-        Ok(signature)
+        countersign(&*self.key, ask, serial, self.algorithm_id, done)
     }
 
     /// Check a CRL's TBS against what the host asked for, and sign it.
@@ -194,24 +187,15 @@ impl HostKey {
             revoked: wanted.revoked.clone(),
         };
         guard::check_tbs_crl(&ask.tbs, &expected).map_err(|v| violation(v.to_string()))?;
-        let signature = self.key.sign(&ask.tbs).map_err(refusal)?;
-        *done = Countersigned {
-            tbs: ask.tbs.clone(),
-            signature: signature.clone(),
-            serial: String::new(),
-            algorithm_id: &[],
-        };
-        Ok(signature)
+        countersign(&*self.key, ask, String::new(), &[], done)
     }
 
     fn scheme_of(&self, ask: &SignAsk) -> Result<(), Refusal> {
-        if ask.scheme != self.scheme {
-            return Err(violation(format!(
-                "a sign ask for {:?}, but the CA key is {:?}",
-                ask.scheme, self.scheme
-            )));
-        }
-        Ok(())
+        require_scheme(
+            ask,
+            self.scheme,
+            &format!("the CA key is {:?}", self.scheme),
+        )
     }
 }
 
@@ -250,22 +234,43 @@ impl HostJwtKey {
         wanted: &ExpectedJwt<'_>,
         done: &mut Countersigned,
     ) -> Result<Vec<u8>, Refusal> {
-        if ask.scheme != SignScheme::EcdsaP256Sha256 {
-            return Err(violation(format!(
-                "a sign ask for {:?}, but the JWT authority's key is ES256",
-                ask.scheme
-            )));
-        }
+        require_scheme(
+            ask,
+            SignScheme::EcdsaP256Sha256,
+            "the JWT authority's key is ES256",
+        )?;
         guard::check_jwt_svid_input(&ask.tbs, wanted).map_err(|v| violation(v.to_string()))?;
-        let signature = self.key.sign(&ask.tbs).map_err(refusal)?;
-        *done = Countersigned {
-            tbs: ask.tbs.clone(),
-            signature: signature.clone(),
-            serial: String::new(),
-            algorithm_id: &[],
-        };
-        Ok(signature)
+        countersign(&self.key, ask, String::new(), &[], done)
     }
+}
+
+/// Refuse a sign ask for another scheme than `scheme` (the key's, as `whose` says it).
+fn require_scheme(ask: &SignAsk, scheme: SignScheme, whose: &str) -> Result<(), Refusal> {
+    if ask.scheme != scheme {
+        return Err(violation(format!(
+            "a sign ask for {:?}, but {whose}",
+            ask.scheme
+        )));
+    }
+    Ok(())
+}
+
+/// Sign what the guard passed with `key`, and keep what was signed for the check of the answer.
+fn countersign(
+    key: &dyn CaKey,
+    ask: &SignAsk,
+    serial: String,
+    algorithm_id: &'static [u8],
+    done: &mut Countersigned,
+) -> Result<Vec<u8>, Refusal> {
+    let signature = key.sign(&ask.tbs).map_err(refusal)?;
+    *done = Countersigned {
+        tbs: ask.tbs.clone(),
+        signature: signature.clone(),
+        serial,
+        algorithm_id,
+    };
+    Ok(signature)
 }
 
 /// The CRL the host asked for, as the guard compares it.
